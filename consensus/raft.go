@@ -1,0 +1,449 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
+	"github.com/meshd/meshd/catalog"
+)
+
+var (
+	// ErrNotLeader is returned by Apply on a server that is not the leader.
+	ErrNotLeader = errors.New("not the raft leader")
+	// ErrShutdown is returned by calls on a server that is shutting down.
+	ErrShutdown = errors.New("raft shut down")
+	// ErrNotReady is returned while a restarted server has not yet replayed
+	// the log it had when it started.
+	ErrNotReady = errors.New("catalog not ready: still replaying the raft log")
+)
+
+// Config configures a Server.
+type Config struct {
+	// NodeID is the Raft server ID: stable across restarts.
+	NodeID string
+	// DataDir holds the log and snapshots under raft/. Empty keeps both in
+	// memory (dev mode): nothing survives a restart.
+	DataDir string
+	// Bootstrap makes this server the sole voter of a new cluster when it
+	// has no Raft state yet.
+	Bootstrap bool
+	// Advertise is the address other servers reach this one at.
+	Advertise net.Addr
+	// ApplyTimeout bounds how long Apply waits to enqueue a command.
+	ApplyTimeout time.Duration
+	// Raft tunes the library; nil takes raft.DefaultConfig(). LocalID and
+	// Logger are always set by New.
+	Raft *raft.Config
+	// SnapshotRetain is how many snapshots to keep on disk.
+	SnapshotRetain int
+	Logger         *slog.Logger
+}
+
+// DefaultConfig returns the settings for a server on a LAN.
+func DefaultConfig() Config {
+	return Config{
+		ApplyTimeout:   30 * time.Second,
+		SnapshotRetain: 2,
+		Logger:         slog.Default(),
+	}
+}
+
+// DevRaftConfig returns Raft timings for a single in-process server:
+// elections in a tenth of a second, so a dev agent or a test is up at once.
+func DevRaftConfig() *raft.Config {
+	c := raft.DefaultConfig()
+	c.HeartbeatTimeout = 100 * time.Millisecond
+	c.ElectionTimeout = 100 * time.Millisecond
+	c.LeaderLeaseTimeout = 50 * time.Millisecond
+	c.CommitTimeout = 5 * time.Millisecond
+	return c
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	if c.NodeID == "" {
+		return errors.New("consensus: NodeID is required")
+	}
+	if c.Advertise == nil {
+		return errors.New("consensus: Advertise address is required")
+	}
+	if c.ApplyTimeout <= 0 {
+		return errors.New("consensus: ApplyTimeout must be positive")
+	}
+	if c.Raft != nil {
+		rc := *c.Raft
+		rc.LocalID = raft.ServerID(c.NodeID)
+		if err := raft.ValidateConfig(&rc); err != nil {
+			return fmt.Errorf("consensus: %w", err)
+		}
+	}
+	return nil
+}
+
+// Server is one member of the Raft group. Create it with New, start it
+// with Start, stop it with Shutdown. Its methods are safe for concurrent
+// use.
+type Server struct {
+	cfg    Config
+	fsm    *FSM
+	logger *slog.Logger
+
+	layer *streamLayer
+
+	mu        sync.Mutex // guards the fields below, set by Start and Shutdown
+	raft      *raft.Raft
+	transport *raft.NetworkTransport
+	wal       *wal.WAL
+	walMeta   *metadb.BoltMetaDB
+	started   bool
+	shutdown  bool
+
+	readyCh    chan struct{}
+	shutdownCh chan struct{}
+	wg         sync.WaitGroup
+}
+
+// New validates cfg and prepares a server applying to store. It opens no
+// files and starts nothing.
+func New(cfg Config, store *catalog.Store) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger.With("component", "raft")
+	return &Server{
+		cfg:        cfg,
+		fsm:        NewFSM(store, logger),
+		logger:     logger,
+		layer:      newStreamLayer(cfg.Advertise),
+		readyCh:    make(chan struct{}),
+		shutdownCh: make(chan struct{}),
+	}, nil
+}
+
+// HandleConn takes a Raft connection from the server port's multiplexer,
+// its first byte (RaftConnByte) already consumed.
+func (s *Server) HandleConn(c net.Conn) { s.layer.handoff(c) }
+
+// Start opens the stores, bootstraps a new cluster when configured and
+// there is no state, and starts Raft. Reads should wait for Ready.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		return ErrShutdown
+	}
+	if s.started {
+		return errors.New("consensus: already started")
+	}
+	rc := raft.DefaultConfig()
+	if s.cfg.Raft != nil {
+		c := *s.cfg.Raft
+		rc = &c
+	}
+	rc.LocalID = raft.ServerID(s.cfg.NodeID)
+	rc.Logger = hclogFor(s.logger, "raft")
+
+	var (
+		logs   raft.LogStore
+		stable raft.StableStore
+		snaps  raft.SnapshotStore
+	)
+	if s.cfg.DataDir == "" {
+		mem := raft.NewInmemStore()
+		logs, stable, snaps = mem, mem, raft.NewInmemSnapshotStore()
+	} else {
+		dir := filepath.Join(s.cfg.DataDir, "raft")
+		if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
+			return fmt.Errorf("raft dir: %w", err)
+		}
+		// WAL.Close leaves the meta store open (and its file locked), so
+		// the server owns it and closes it after the WAL.
+		meta := &metadb.BoltMetaDB{}
+		w, err := wal.Open(filepath.Join(dir, "wal"), wal.WithLogger(hclogFor(s.logger, "wal")), wal.WithMetaStore(meta))
+		if err != nil {
+			meta.Close()
+			return fmt.Errorf("open raft log: %w", err)
+		}
+		fss, err := raft.NewFileSnapshotStoreWithLogger(dir, s.cfg.SnapshotRetain, hclogFor(s.logger, "snapshot"))
+		if err != nil {
+			w.Close()
+			meta.Close()
+			return fmt.Errorf("open snapshots: %w", err)
+		}
+		s.wal, s.walMeta = w, meta
+		logs, stable, snaps = w, w, fss
+	}
+	s.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  s.layer,
+		MaxPool: 3,
+		Timeout: 10 * time.Second,
+		Logger:  hclogFor(s.logger, "transport"),
+	})
+
+	fail := func(err error) error {
+		s.transport.Close()
+		if s.wal != nil {
+			s.wal.Close()
+			s.walMeta.Close()
+		}
+		return err
+	}
+	existing, err := raft.HasExistingState(logs, stable, snaps)
+	if err != nil {
+		return fail(fmt.Errorf("read raft state: %w", err))
+	}
+	if s.cfg.Bootstrap && !existing {
+		conf := raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter,
+			ID:       rc.LocalID,
+			Address:  s.transport.LocalAddr(),
+		}}}
+		if err := raft.BootstrapCluster(rc, logs, stable, snaps, s.transport, conf); err != nil {
+			return fail(fmt.Errorf("bootstrap raft: %w", err))
+		}
+		s.logger.Info("bootstrapped a new cluster", "id", rc.LocalID)
+	}
+	// Reads must not answer from a half-replayed log: note the last command
+	// the log held before the restart and open reads once the FSM got there.
+	target, err := lastCommandIndex(logs, snaps)
+	if err != nil {
+		return fail(err)
+	}
+	r, err := raft.NewRaft(rc, s.fsm, logs, stable, snaps, s.transport)
+	if err != nil {
+		return fail(fmt.Errorf("start raft: %w", err))
+	}
+	s.raft = r
+	s.started = true
+	s.wg.Add(1)
+	go s.waitReady(target)
+	return nil
+}
+
+// waitReady closes readyCh once the FSM has applied the last command of
+// the log as it stood at start. raft.AppliedIndex counts entries handed to
+// the FSM, not applied by it, so this watches the FSM's own count.
+func (s *Server) waitReady(target uint64) {
+	defer s.wg.Done()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if s.fsm.AppliedIndex() >= target {
+			close(s.readyCh)
+			s.logger.Debug("catalog ready", "index", target)
+			return
+		}
+		select {
+		case <-t.C:
+		case <-s.shutdownCh:
+			return
+		}
+	}
+}
+
+// Ready is closed once the catalog reflects at least the whole log this
+// server had when it started.
+func (s *Server) Ready() <-chan struct{} { return s.readyCh }
+
+// Apply commits a command and returns its log index once the FSM has
+// applied it. A command the FSM refused returns that error (wrapping
+// catalog.ErrInvalid or catalog.ErrNotFound): nothing was changed.
+func (s *Server) Apply(ctx context.Context, t MessageType, body any) (uint64, error) {
+	r := s.raftOrNil()
+	if r == nil {
+		return 0, ErrShutdown
+	}
+	buf, err := Encode(t, body)
+	if err != nil {
+		return 0, err
+	}
+	timeout := s.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(dl))
+	}
+	f := r.Apply(buf, timeout)
+	if err := f.Error(); err != nil {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost):
+			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		case errors.Is(err, raft.ErrRaftShutdown):
+			return 0, ErrShutdown
+		}
+		return 0, fmt.Errorf("apply %s: %w", t, err)
+	}
+	if resp, ok := f.Response().(error); ok && resp != nil {
+		return f.Index(), resp
+	}
+	return f.Index(), nil
+}
+
+func (s *Server) raftOrNil() *raft.Raft {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		return nil
+	}
+	return s.raft
+}
+
+// IsLeader reports whether this server leads the group now.
+func (s *Server) IsLeader() bool {
+	r := s.raftOrNil()
+	return r != nil && r.State() == raft.Leader
+}
+
+// Leader returns the leader's address, or "" when there is none known.
+func (s *Server) Leader() string {
+	r := s.raftOrNil()
+	if r == nil {
+		return ""
+	}
+	addr, _ := r.LeaderWithID()
+	return string(addr)
+}
+
+// LastContact is the time since this server last heard from the leader;
+// zero on the leader itself.
+func (s *Server) LastContact() time.Duration {
+	r := s.raftOrNil()
+	if r == nil || r.State() == raft.Leader {
+		return 0
+	}
+	last := r.LastContact()
+	if last.IsZero() {
+		return 0
+	}
+	return time.Since(last)
+}
+
+// Peers returns the addresses of the voters in the current configuration.
+func (s *Server) Peers() ([]string, error) {
+	r := s.raftOrNil()
+	if r == nil {
+		return nil, ErrShutdown
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raft configuration: %w", err)
+	}
+	var out []string
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			out = append(out, string(srv.Address))
+		}
+	}
+	return out, nil
+}
+
+// WaitForLeader blocks until some server leads or ctx ends.
+func (s *Server) WaitForLeader(ctx context.Context) error {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if s.Leader() != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.shutdownCh:
+			return ErrShutdown
+		case <-t.C:
+		}
+	}
+}
+
+// Shutdown stops Raft and closes the stores. It does not leave the
+// cluster: a restarted server keeps its place. Safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.shutdown {
+		s.mu.Unlock()
+		return nil
+	}
+	s.shutdown = true
+	close(s.shutdownCh)
+	r, tr, w, meta := s.raft, s.transport, s.wal, s.walMeta
+	s.mu.Unlock()
+
+	var first error
+	if r != nil {
+		// Bounded by raft itself; the stores must outlive it, so wait.
+		first = r.Shutdown().Error()
+	}
+	s.layer.Close()
+	if tr != nil {
+		if err := tr.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	if w != nil {
+		if err := w.Close(); err != nil && first == nil {
+			first = err
+		}
+		if err := meta.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	s.wg.Wait()
+	return first
+}
+
+// TakeSnapshot snapshots the FSM now and compacts the log behind it.
+func (s *Server) TakeSnapshot() error {
+	r := s.raftOrNil()
+	if r == nil {
+		return ErrShutdown
+	}
+	if err := r.Snapshot().Error(); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	return nil
+}
+
+// lastCommandIndex is the index of the last command in the log, or 0 when
+// the latest snapshot already covers it. Raft never hands no-op and
+// configuration entries to the FSM, so the FSM can only be waited on for
+// commands.
+func lastCommandIndex(logs raft.LogStore, snaps raft.SnapshotStore) (uint64, error) {
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return 0, fmt.Errorf("read first log index: %w", err)
+	}
+	last, err := logs.LastIndex()
+	if err != nil {
+		return 0, fmt.Errorf("read last log index: %w", err)
+	}
+	var target uint64
+	for i := last; i >= first && i > 0; i-- {
+		var l raft.Log
+		if err := logs.GetLog(i, &l); err != nil {
+			return 0, fmt.Errorf("read log %d: %w", i, err)
+		}
+		if l.Type == raft.LogCommand {
+			target = i
+			break
+		}
+	}
+	metas, err := snaps.List()
+	if err != nil {
+		return 0, fmt.Errorf("list snapshots: %w", err)
+	}
+	if len(metas) > 0 && metas[0].Index >= target {
+		return 0, nil // NewRaft restores the snapshot before it returns
+	}
+	return target, nil
+}

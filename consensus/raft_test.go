@@ -1,0 +1,159 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd/catalog"
+)
+
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// serve accepts Raft connections on ln the way the node's multiplexer
+// does: read the first byte, hand the rest to the server.
+func serve(t testing.TB, ln net.Listener, s *Server) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			b := make([]byte, 1)
+			if _, err := io.ReadFull(c, b); err != nil || b[0] != RaftConnByte {
+				c.Close()
+				continue
+			}
+			go s.HandleConn(c)
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+}
+
+func startServer(t testing.TB, dir string, store *catalog.Store) *Server {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.NodeID = "11111111-2222-3333-4444-555555555555"
+	cfg.DataDir = dir
+	cfg.Bootstrap = true
+	cfg.Advertise = ln.Addr()
+	cfg.Raft = DevRaftConfig()
+	cfg.Logger = testLogger(t)
+	s, err := New(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, ln, s)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.WaitForLeader(ctx); err != nil {
+		t.Fatalf("no leader: %v", err)
+	}
+	select {
+	case <-s.Ready():
+	case <-ctx.Done():
+		t.Fatal("never ready")
+	}
+	return s
+}
+
+func registerN(t testing.TB, s *Server, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		req := &catalog.RegisterRequest{
+			Node: fmt.Sprintf("node%d", i%10), Address: "10.0.0.1", Datacenter: "dc1",
+			Service: &catalog.Service{ID: fmt.Sprintf("web-%d", i), Service: "web", Port: 8000 + i%1000},
+			Checks:  []*catalog.Check{{CheckID: fmt.Sprintf("chk-%d", i), ServiceID: fmt.Sprintf("web-%d", i), Status: catalog.HealthPassing}},
+		}
+		if _, err := s.Apply(context.Background(), RegisterType, req); err != nil {
+			t.Fatalf("register %d: %v", i, err)
+		}
+	}
+}
+
+func TestApplyInMemory(t *testing.T) {
+	store := catalog.NewStore()
+	s := startServer(t, "", store)
+	idx, err := s.Apply(context.Background(), RegisterType, &catalog.RegisterRequest{
+		Node: "n1", Address: "127.0.0.1", Service: &catalog.Service{Service: "web", Port: 80},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, nodes, _ := store.ServiceNodes(nil, "web", nil)
+	if len(nodes) != 1 || got != idx {
+		t.Fatalf("after apply at %d: index %d, %d instances", idx, got, len(nodes))
+	}
+	// A refused command is an answer, identical on every replica.
+	_, err = s.Apply(context.Background(), RegisterType, &catalog.RegisterRequest{Node: "n1", Service: &catalog.Service{Port: 80}})
+	if !errors.Is(err, catalog.ErrInvalid) {
+		t.Fatalf("bad register: %v", err)
+	}
+	if peers, err := s.Peers(); err != nil || len(peers) != 1 {
+		t.Fatalf("peers = %v, %v", peers, err)
+	}
+}
+
+func TestRestartKeepsRegistrations(t *testing.T) {
+	for _, snapshot := range []bool{false, true} {
+		t.Run(fmt.Sprintf("snapshot=%v", snapshot), func(t *testing.T) {
+			dir := t.TempDir()
+			s := startServer(t, dir, catalog.NewStore())
+			registerN(t, s, 0, 600)
+			if snapshot {
+				if err := s.TakeSnapshot(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			registerN(t, s, 600, 1000) // some after the snapshot too
+			if err := s.Shutdown(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+
+			store := catalog.NewStore()
+			startServer(t, dir, store)
+			_, got, err := store.CheckServiceNodes(nil, "web", nil, true)
+			if err != nil || len(got) != 1000 {
+				t.Fatalf("after restart: %d passing instances (%v), want 1000", len(got), err)
+			}
+		})
+	}
+}
+
+func TestShutdownIdempotent(t *testing.T) {
+	s := startServer(t, t.TempDir(), catalog.NewStore())
+	for range 2 {
+		if err := s.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Apply(context.Background(), RegisterType, &catalog.RegisterRequest{Node: "x"}); !errors.Is(err, ErrShutdown) {
+		t.Fatalf("apply after shutdown: %v", err)
+	}
+}
