@@ -1,0 +1,255 @@
+package dns
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+
+	"github.com/miekg/dns"
+)
+
+// Errors returned by this package; compare with errors.Is.
+var (
+	// ErrInvalidConfig wraps every Config.Validate failure.
+	ErrInvalidConfig = errors.New("dns: invalid config")
+	// ErrNilResolver is returned by New without a Resolver.
+	ErrNilResolver = errors.New("dns: nil resolver")
+	// ErrNilConn is returned by ServeUDP and ServeTCP without a socket.
+	ErrNilConn = errors.New("dns: nil socket")
+	// ErrServerClosed is returned by ServeUDP and ServeTCP called after
+	// Shutdown.
+	ErrServerClosed = errors.New("dns: server closed")
+)
+
+// Server answers DNS questions from a Resolver. Create it with New, hand it
+// sockets with ServeUDP and ServeTCP, stop it with Shutdown. Its methods
+// are safe for concurrent use.
+type Server struct {
+	cfg      Config
+	resolver Resolver
+	logger   *slog.Logger
+	// domain is cfg.Domain in canonical form (lower case, final dot);
+	// domainLabels its label count.
+	domain       string
+	domainLabels int
+	serviceTTL   uint32
+	nodeTTL      uint32
+
+	// baseCtx is the parent of every Resolver call made while serving; it
+	// is cancelled by Shutdown once it stops waiting for them.
+	baseCtx    context.Context
+	baseCancel context.CancelFunc
+
+	// servingMu guards closed and serving.
+	servingMu sync.Mutex
+	closed    bool
+	// serving holds the miekg servers running, or, once closed, the ones
+	// Shutdown is stopping.
+	serving map[*listener]struct{}
+
+	// Test hooks, nil in production: beforeActivate runs in serve between
+	// registering a listener and starting it, beforeStop in Shutdown just
+	// before it waits for a listener to start. They let a test hold a
+	// listener in its "registered, not started" state.
+	beforeActivate func()
+	beforeStop     func()
+}
+
+// listener is one ServeUDP or ServeTCP call.
+type listener struct {
+	srv *dns.Server
+	// startedCh closes when srv accepts (NotifyStartedFunc): only then can
+	// srv be shut down, so Shutdown never races a server still starting.
+	startedCh chan struct{}
+	// doneCh closes when srv has returned, its goroutines finished.
+	doneCh chan struct{}
+}
+
+// New validates cfg and returns a Server answering from r. It opens no
+// socket and starts no goroutine.
+func New(cfg Config, r Resolver) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if r == nil {
+		return nil, ErrNilResolver
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	domain := dns.CanonicalName(cfg.Domain)
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg:          cfg,
+		resolver:     r,
+		logger:       logger.With("component", "dns"),
+		domain:       domain,
+		domainLabels: dns.CountLabel(domain),
+		serviceTTL:   uint32(cfg.ServiceTTL.Seconds()),
+		nodeTTL:      uint32(cfg.NodeTTL.Seconds()),
+		baseCtx:      ctx,
+		baseCancel:   cancel,
+		serving:      make(map[*listener]struct{}),
+	}, nil
+}
+
+// ServeUDP answers queries arriving on pc until Shutdown, then returns nil;
+// it blocks like net/http's Serve and closes pc when it returns. Called
+// after Shutdown it closes pc and returns ErrServerClosed.
+func (s *Server) ServeUDP(pc net.PacketConn) error {
+	if pc == nil {
+		return fmt.Errorf("serve udp: %w", ErrNilConn)
+	}
+	// UDPSize is the read buffer: room for any query a client may send.
+	srv := &dns.Server{PacketConn: pc, Net: "udp", UDPSize: dns.DefaultMsgSize}
+	return s.serve(srv, pc.Close, "udp", pc.LocalAddr())
+}
+
+// ServeTCP answers queries on connections accepted from l until Shutdown,
+// then returns nil; it blocks like net/http's Serve and closes l when it
+// returns. Called after Shutdown it closes l and returns ErrServerClosed.
+func (s *Server) ServeTCP(l net.Listener) error {
+	if l == nil {
+		return fmt.Errorf("serve tcp: %w", ErrNilConn)
+	}
+	srv := &dns.Server{Listener: l, Net: "tcp"}
+	return s.serve(srv, l.Close, "tcp", l.Addr())
+}
+
+func (s *Server) serve(srv *dns.Server, closeSock func() error, network string, addr net.Addr) error {
+	ln := &listener{srv: srv, startedCh: make(chan struct{}), doneCh: make(chan struct{})}
+	srv.Handler = s
+	srv.NotifyStartedFunc = func() { close(ln.startedCh) }
+
+	s.servingMu.Lock()
+	if s.closed {
+		s.servingMu.Unlock()
+		_ = closeSock()
+		return ErrServerClosed
+	}
+	s.serving[ln] = struct{}{}
+	s.servingMu.Unlock()
+
+	s.logger.Info("serving", "network", network, "addr", addr.String())
+	if s.beforeActivate != nil {
+		s.beforeActivate()
+	}
+	err := srv.ActivateAndServe()
+	_ = closeSock() // already closed unless srv failed to start
+	close(ln.doneCh)
+
+	s.servingMu.Lock()
+	if !s.closed {
+		delete(s.serving, ln)
+	}
+	s.servingMu.Unlock()
+
+	if err != nil {
+		s.logger.Error("serve failed", "network", network, "addr", addr.String(), "err", err)
+		return fmt.Errorf("serve %s: %w", network, err)
+	}
+	return nil
+}
+
+// Shutdown stops the servers started by ServeUDP and ServeTCP: they stop
+// reading at once, and Shutdown waits for the queries in flight. When ctx
+// ends first, Shutdown cancels the contexts of the Resolver calls still
+// running, waits for them to return (a Resolver that ignores ctx holds it
+// up), and returns ctx's error. Either way the Serve calls have returned
+// when Shutdown does.
+//
+// Shutdown is idempotent: a later call waits for the first one's work to
+// finish, or for its own ctx, and returns nil or ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.servingMu.Lock()
+	first := !s.closed
+	s.closed = true
+	lns := make([]*listener, 0, len(s.serving))
+	for ln := range s.serving {
+		lns = append(lns, ln)
+	}
+	s.servingMu.Unlock()
+
+	if !first {
+		for _, ln := range lns {
+			select {
+			case <-ln.doneCh:
+				continue // done beats an ended ctx
+			default:
+			}
+			select {
+			case <-ln.doneCh:
+			case <-ctx.Done():
+				return fmt.Errorf("shutdown: %w", ctx.Err())
+			}
+		}
+		return nil
+	}
+
+	var (
+		errMu    sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for _, ln := range lns {
+		wg.Go(func() {
+			if s.beforeStop != nil {
+				s.beforeStop()
+			}
+			// ActivateAndServe marks the server started and calls
+			// NotifyStartedFunc without blocking in between, so this wait
+			// is short; it needs no ctx.
+			select {
+			case <-ln.startedCh:
+			case <-ln.doneCh:
+				return // failed before starting: nothing to stop
+			}
+			if err := ln.srv.ShutdownContext(ctx); err != nil {
+				errMu.Lock()
+				if firstErr == nil {
+					firstErr = err
+				}
+				errMu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	// Every query has finished, or ctx ended: cancel the Resolver calls
+	// left so that the wait below ends.
+	s.baseCancel()
+	for _, ln := range lns {
+		<-ln.doneCh
+	}
+	if firstErr != nil {
+		return fmt.Errorf("shutdown: %w", firstErr)
+	}
+	return nil
+}
+
+// ServeDNS implements miekg/dns's Handler, so the Server can also sit
+// behind another dns.Server or mux. It answers with Handle, using the
+// network of w, and turns a panic into SERVFAIL rather than a crash.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.logger.Error("panic answering query", "panic", p)
+			resp := new(dns.Msg)
+			resp.SetRcodeFormatError(req)
+			resp.Rcode = dns.RcodeServerFailure
+			_ = w.WriteMsg(resp)
+		}
+	}()
+	network := "udp"
+	if addr := w.LocalAddr(); addr != nil && strings.HasPrefix(addr.Network(), "tcp") {
+		network = "tcp"
+	}
+	resp := s.Handle(s.baseCtx, req, network)
+	if err := w.WriteMsg(resp); err != nil {
+		s.logger.Debug("write answer", "network", network, "err", err)
+	}
+}
