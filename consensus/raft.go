@@ -447,3 +447,24 @@ func lastCommandIndex(logs raft.LogStore, snaps raft.SnapshotStore) (uint64, err
 	}
 	return target, nil
 }
+
+// VerifyLeader confirms with a quorum that this server still leads, for
+// reads that must not be stale.
+func (s *Server) VerifyLeader(ctx context.Context) error {
+	r := s.raftOrNil()
+	if r == nil {
+		return ErrShutdown
+	}
+	f := r.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

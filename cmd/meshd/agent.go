@@ -1,0 +1,76 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/meshd/meshd/node"
+	"github.com/meshd/meshd/node/config"
+)
+
+// shutdownTimeout bounds a graceful stop; a second signal skips it.
+const shutdownTimeout = 30 * time.Second
+
+func runAgent(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	opts := config.AddFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return 1
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "meshd agent: unexpected arguments: %v\n", fs.Args())
+		return 1
+	}
+	cfg, warnings, err := config.Load(*opts)
+	if err != nil {
+		fmt.Fprintf(stderr, "meshd agent: config: %v\n", err)
+		return 1
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.SlogLevel()}))
+	for _, w := range warnings {
+		logger.Warn(w)
+	}
+	a, err := node.New(cfg, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "meshd agent: %v\n", err)
+		return 1
+	}
+	sigCh := make(chan os.Signal, 2)
+	signal.Notify(sigCh, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigCh)
+
+	if err := a.Start(context.Background()); err != nil {
+		fmt.Fprintf(stderr, "meshd agent: %v\n", err)
+		return 1
+	}
+	if cfg.DevMode {
+		fmt.Fprintf(stdout, "meshd agent running in dev mode: HTTP on %s, DNS on %s (state in memory)\n", a.HTTPAddr(), a.DNSAddr())
+	}
+	sig := <-sigCh
+	logger.Info("caught signal, shutting down", "signal", sig.String())
+	// A server only shuts down on a signal (it keeps its place in the
+	// cluster); leaving arrives with the cluster support.
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Shutdown(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			logger.Error("shutdown", "error", err)
+			return 1
+		}
+		return 0
+	case sig := <-sigCh:
+		logger.Warn("second signal, exiting now", "signal", sig.String())
+		return 1
+	}
+}

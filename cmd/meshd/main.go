@@ -1,0 +1,46 @@
+// Command meshd is the meshd agent and its command-line interface.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+)
+
+// command is one subcommand: it parses its own flags and returns the
+// process exit code.
+type command func(args []string, stdout, stderr io.Writer) int
+
+func commands() map[string]command {
+	return map[string]command{
+		"agent":   runAgent,
+		"version": runVersion,
+	}
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: meshd <command> [flags]
+
+Commands:
+  agent     Run a meshd agent (meshd agent -dev to try it out)
+  version   Print the version
+`)
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
+		usage(stderr)
+		return 1
+	}
+	cmd, ok := commands()[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "meshd: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 1
+	}
+	return cmd(args[1:], stdout, stderr)
+}

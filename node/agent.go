@@ -1,0 +1,451 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	sockaddr "github.com/hashicorp/go-sockaddr"
+	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/consensus"
+	"github.com/meshd/meshd/dns"
+	"github.com/meshd/meshd/node/config"
+)
+
+var (
+	// ErrShutdown is returned by Start on an agent that was shut down.
+	ErrShutdown = errors.New("agent shut down")
+	// ErrUnsupported marks a configuration this build cannot run yet.
+	ErrUnsupported = errors.New("not supported by this build")
+)
+
+// fullSyncInterval is how often the agent compares its whole local state
+// with the catalog (plus up to a quarter of it as jitter).
+const fullSyncInterval = time.Minute
+
+// Agent is one meshd agent. Create it with New, start it with Start, stop
+// it with Shutdown. Its methods are safe for concurrent use.
+type Agent struct {
+	cfg    *config.Runtime
+	logger *slog.Logger // this component's
+	root   *slog.Logger // handed to the components, which name themselves
+
+	store   *catalog.Store
+	local   *localState
+	persist *persister
+
+	// Set by Start.
+	nodeID    string
+	advertise netip.Addr
+	raft      *consensus.Server
+	server    catalogServer
+	sync      *syncer
+	dns       *dns.Server
+	http      *http.Server
+
+	serverLn net.Listener
+	httpLns  []net.Listener
+	dnsUDP   []net.PacketConn
+	dnsTCP   []net.Listener
+
+	mu       sync.Mutex // guards started and shutdown
+	started  bool
+	shutdown bool
+
+	cancel context.CancelFunc // ends the background loops
+	wg     sync.WaitGroup
+}
+
+// New checks cfg and prepares an agent; it opens nothing and starts
+// nothing. A nil logger discards logs.
+func New(cfg *config.Runtime, logger *slog.Logger) (*Agent, error) {
+	if logger == nil {
+		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if !cfg.ServerMode {
+		return nil, fmt.Errorf("%w: client agents need the cluster support; run with -server (and -bootstrap-expect 1) or -dev", ErrUnsupported)
+	}
+	if cfg.BootstrapExpect > 1 {
+		return nil, fmt.Errorf("%w: bootstrap_expect %d needs servers that find each other over gossip; use 1 for a single server", ErrUnsupported, cfg.BootstrapExpect)
+	}
+	if !cfg.Bootstrap && cfg.BootstrapExpect != 1 {
+		return nil, fmt.Errorf("%w: a lone server must be started with -bootstrap or -bootstrap-expect 1", ErrUnsupported)
+	}
+	a := &Agent{
+		cfg:    cfg,
+		logger: logger.With("component", "agent"),
+		root:   logger,
+		store:  catalog.NewStore(),
+	}
+	if !cfg.InMemory {
+		a.persist = &persister{dir: cfg.DataDir}
+	}
+	return a, nil
+}
+
+// Start binds the agent's ports, starts Raft, loads the local state and
+// starts serving. On error everything it started is stopped again.
+func (a *Agent) Start(ctx context.Context) (err error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.shutdown {
+		return ErrShutdown
+	}
+	if a.started {
+		return errors.New("agent already started")
+	}
+	a.started = true
+	defer func() {
+		if err != nil {
+			a.mu.Unlock()
+			a.Shutdown(context.Background())
+			a.mu.Lock()
+		}
+	}()
+	bg, cancel := context.WithCancel(context.Background())
+	a.cancel = cancel
+
+	if a.nodeID = a.cfg.NodeID; a.nodeID == "" {
+		if a.nodeID, err = loadNodeID(a.cfg.DataDir); err != nil {
+			return err
+		}
+	}
+	if err := a.startServer(ctx); err != nil {
+		return err
+	}
+	a.local = newLocalState(func() { a.sync.trigger() })
+	a.sync = newSyncer(a.local, a.server, nodeInfo{
+		ID: a.nodeID, Name: a.cfg.NodeName, Address: a.advertise.String(), Datacenter: a.cfg.Datacenter,
+		TaggedAddresses: map[string]string{"lan": a.advertise.String(), "wan": a.advertise.String()},
+		Meta:            a.cfg.NodeMeta,
+	}, fullSyncInterval, a.root.With("component", "sync"))
+	if err := a.loadLocalState(); err != nil {
+		return err
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.sync.run(bg)
+	}()
+	if err := a.startDNS(); err != nil {
+		return err
+	}
+	if err := a.startHTTP(); err != nil {
+		return err
+	}
+	a.logger.Info("agent started", "node", a.cfg.NodeName, "datacenter", a.cfg.Datacenter,
+		"node_id", a.nodeID, "server", a.advertise.String(), "http", addrsOf(a.httpLns), "dns", addrsOf(a.dnsTCP))
+	return nil
+}
+
+// startServer binds the server port and starts Raft on it.
+func (a *Agent) startServer(ctx context.Context) error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.BindAddr.String(), strconv.Itoa(max(a.cfg.ServerPort, 0))))
+	if err != nil {
+		return fmt.Errorf("server port: %w", err)
+	}
+	a.serverLn = ln
+	if a.advertise, err = advertiseAddr(a.cfg); err != nil {
+		return err
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	rcfg := consensus.DefaultConfig()
+	rcfg.NodeID = a.nodeID
+	rcfg.DataDir = a.cfg.DataDir
+	rcfg.Bootstrap = a.cfg.Bootstrap || a.cfg.BootstrapExpect == 1
+	rcfg.Advertise = &net.TCPAddr{IP: a.advertise.AsSlice(), Port: port}
+	rcfg.Logger = a.root
+	if a.cfg.DevMode {
+		rcfg.Raft = consensus.DevRaftConfig()
+	}
+	if a.raft, err = consensus.New(rcfg, a.store); err != nil {
+		return err
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.serveServerPort(ln)
+	}()
+	if err := a.raft.Start(ctx); err != nil {
+		return err
+	}
+	a.server = &localServer{raft: a.raft, store: a.store}
+	return nil
+}
+
+// serveServerPort accepts connections on the server port and routes each
+// by its first byte. Only Raft is spoken here so far.
+func (a *Agent) serveServerPort(ln net.Listener) {
+	var conns sync.WaitGroup
+	defer conns.Wait()
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		conns.Add(1)
+		go func() {
+			defer conns.Done()
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			b := make([]byte, 1)
+			if _, err := io.ReadFull(c, b); err != nil {
+				c.Close()
+				return
+			}
+			c.SetReadDeadline(time.Time{})
+			switch b[0] {
+			case consensus.RaftConnByte:
+				a.raft.HandleConn(c)
+			default:
+				a.logger.Warn("unknown protocol on the server port", "byte", b[0], "remote", c.RemoteAddr())
+				c.Close()
+			}
+		}()
+	}
+}
+
+// advertiseAddr is the address other hosts reach this agent at.
+func advertiseAddr(cfg *config.Runtime) (netip.Addr, error) {
+	if cfg.AdvertiseAddr.IsValid() {
+		return cfg.AdvertiseAddr, nil
+	}
+	if !cfg.BindAddr.IsUnspecified() {
+		return cfg.BindAddr, nil
+	}
+	ip, err := sockaddr.GetPrivateIP()
+	if err != nil || ip == "" {
+		return netip.Addr{}, errors.New("no private IPv4 address found; set -advertise or -bind")
+	}
+	return netip.ParseAddr(ip)
+}
+
+// loadLocalState registers the config-file services and checks and the
+// ones persisted by earlier runs.
+func (a *Agent) loadLocalState() error {
+	for _, def := range a.cfg.Services {
+		if _, err := a.addService(copyDef(def), true, false); err != nil {
+			return fmt.Errorf("service %q from config: %w", def.ID, err)
+		}
+	}
+	for _, def := range a.cfg.Checks {
+		if err := a.addLocalCheck(def, true); err != nil {
+			return fmt.Errorf("check %q from config: %w", def.ID, err)
+		}
+	}
+	svcs, err := a.persist.loadServices()
+	if err != nil {
+		return err
+	}
+	for _, def := range svcs {
+		if a.local.service(def.ID) != nil {
+			continue // the config file's definition wins
+		}
+		if _, err := a.addService(def, false, false); err != nil {
+			a.logger.Warn("skipping a persisted service", "id", def.ID, "error", err)
+		}
+	}
+	chks, err := a.persist.loadChecks()
+	if err != nil {
+		return err
+	}
+	for _, def := range chks {
+		if c, _ := a.local.check(def.ID); c != nil {
+			continue
+		}
+		if err := a.addLocalCheck(def, false); err != nil {
+			a.logger.Warn("skipping a persisted check", "id", def.ID, "error", err)
+		}
+	}
+	return nil
+}
+
+func copyDef(d *config.ServiceDefinition) *config.ServiceDefinition {
+	c := *d
+	return &c
+}
+
+// addLocalCheck registers a standalone check (not part of a service
+// definition).
+func (a *Agent) addLocalCheck(def *config.CheckDefinition, fromConfig bool) error {
+	if err := def.Validate(); err != nil {
+		return err
+	}
+	def.Normalize()
+	if def.ServiceID != "" && a.local.service(def.ServiceID) == nil {
+		return badRequest("ServiceID: no service %q is registered with this agent", def.ServiceID)
+	}
+	lc, err := a.buildCheck(def, fromConfig)
+	if err != nil {
+		return err
+	}
+	a.startCheck(lc)
+	a.local.addCheck(lc)
+	return nil
+}
+
+func (a *Agent) startDNS() error {
+	if a.cfg.DNSPort == config.PortDisabled {
+		return nil
+	}
+	dcfg := dns.DefaultConfig()
+	dcfg.Domain = a.cfg.Domain
+	dcfg.Datacenter = a.cfg.Datacenter
+	dcfg.ServiceTTL = a.cfg.DNS.TTLForService("*")
+	dcfg.NodeTTL = a.cfg.DNS.NodeTTL
+	dcfg.OnlyPassing = a.cfg.DNS.OnlyPassing
+	dcfg.ARecordLimit = a.cfg.DNS.ARecordLimit
+	dcfg.Logger = a.root
+	srv, err := dns.New(dcfg, dnsResolver{a})
+	if err != nil {
+		return err
+	}
+	a.dns = srv
+	for _, ip := range a.cfg.ClientAddrs {
+		addr := net.JoinHostPort(ip.String(), strconv.Itoa(a.cfg.DNSPort))
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return fmt.Errorf("dns port: %w", err)
+		}
+		a.dnsUDP = append(a.dnsUDP, pc)
+		// Port 0 picks a port for TCP; UDP takes the same one.
+		tcpAddr := net.JoinHostPort(ip.String(), strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port))
+		ln, err := net.Listen("tcp", tcpAddr)
+		if err != nil {
+			return fmt.Errorf("dns port: %w", err)
+		}
+		a.dnsTCP = append(a.dnsTCP, ln)
+		a.goServe("dns udp", func() error { return srv.ServeUDP(pc) })
+		a.goServe("dns tcp", func() error { return srv.ServeTCP(ln) })
+	}
+	return nil
+}
+
+func (a *Agent) startHTTP() error {
+	if a.cfg.HTTPPort == config.PortDisabled {
+		return nil
+	}
+	a.http = &http.Server{
+		Handler:           a.routes(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+	}
+	for _, ip := range a.cfg.ClientAddrs {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(a.cfg.HTTPPort)))
+		if err != nil {
+			return fmt.Errorf("http port: %w", err)
+		}
+		a.httpLns = append(a.httpLns, ln)
+		srv := a.http
+		a.goServe("http", func() error { return srv.Serve(ln) })
+	}
+	return nil
+}
+
+// goServe runs a serve loop owned by the agent's WaitGroup.
+func (a *Agent) goServe(name string, serve func() error) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			a.logger.Error("listener stopped", "listener", name, "error", err)
+		}
+	}()
+}
+
+// HTTPAddr is the address of the first HTTP listener ("" when disabled).
+func (a *Agent) HTTPAddr() string { return firstAddr(a.httpLns) }
+
+// DNSAddr is the address of the first DNS listener ("" when disabled);
+// UDP and TCP share it.
+func (a *Agent) DNSAddr() string { return firstAddr(a.dnsTCP) }
+
+func firstAddr(lns []net.Listener) string {
+	if len(lns) == 0 {
+		return ""
+	}
+	return lns[0].Addr().String()
+}
+
+func addrsOf(lns []net.Listener) []string {
+	var out []string
+	for _, ln := range lns {
+		out = append(out, ln.Addr().String())
+	}
+	return out
+}
+
+// Shutdown stops serving, stops the loops and Raft, and waits for every
+// goroutine the agent started. A server does not leave the cluster: a
+// restart keeps its place and its data. Safe to call more than once.
+func (a *Agent) Shutdown(ctx context.Context) error {
+	a.mu.Lock()
+	if a.shutdown {
+		a.mu.Unlock()
+		return nil
+	}
+	a.shutdown = true
+	a.mu.Unlock()
+
+	var errs []error
+	if a.http != nil {
+		if err := a.http.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("http: %w", err))
+			a.http.Close()
+		}
+	}
+	if a.dns != nil {
+		if err := a.dns.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("dns: %w", err))
+		}
+	}
+	if a.cancel != nil {
+		a.cancel()
+	}
+	if a.local != nil {
+		a.local.stopAll()
+	}
+	if a.serverLn != nil {
+		a.serverLn.Close()
+	}
+	if a.raft != nil {
+		if err := a.raft.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("raft: %w", err))
+		}
+	}
+	for _, pc := range a.dnsUDP {
+		pc.Close()
+	}
+	for _, ln := range append(a.dnsTCP, a.httpLns...) {
+		ln.Close()
+	}
+	a.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// WaitReady blocks until the agent's catalog has a leader and has replayed
+// its log, and the first sync of the local state is done, or ctx ends.
+func (a *Agent) WaitReady(ctx context.Context) error {
+	if err := a.raft.WaitForLeader(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-a.raft.Ready():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	a.local.mu.Lock()
+	gen := a.local.gen
+	a.local.mu.Unlock()
+	if !a.sync.waitFor(ctx, gen) {
+		return ctx.Err()
+	}
+	return nil
+}

@@ -1,0 +1,360 @@
+package node
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/checks"
+	"github.com/meshd/meshd/node/config"
+)
+
+// syncWait bounds how long a local registration waits for the catalog to
+// take it before answering: long enough that a lookup right after a
+// register finds it, short enough that an unreachable server does not
+// stall the application (the sync goes on in the background).
+const syncWait = 2 * time.Second
+
+// maxCheckOutput bounds the output kept for a check, as Consul's
+// check_output_max_size.
+const maxCheckOutput = 4096
+
+// agentService is Consul's AgentService as the agent endpoints write it.
+type agentService struct {
+	ID                string
+	Service           string
+	Tags              []string
+	Meta              map[string]string
+	Port              int
+	Address           string
+	Weights           catalog.Weights
+	EnableTagOverride bool
+	Datacenter        string
+}
+
+func (a *Agent) toAgentService(s *catalog.Service) agentService {
+	return agentService{
+		ID:                s.ID,
+		Service:           s.Service,
+		Tags:              orEmpty(s.Tags),
+		Meta:              orEmptyMap(s.Meta),
+		Port:              s.Port,
+		Address:           s.Address,
+		Weights:           s.Weights,
+		EnableTagOverride: s.EnableTagOverride,
+		Datacenter:        a.cfg.Datacenter,
+	}
+}
+
+// waitSynced waits, boundedly, for the catalog to hold change gen.
+func (a *Agent) waitSynced(r *http.Request, gen uint64) {
+	ctx, cancel := context.WithTimeout(r.Context(), syncWait)
+	defer cancel()
+	a.sync.waitFor(ctx, gen)
+}
+
+func (a *Agent) agentServiceRegister(w http.ResponseWriter, r *http.Request) (any, error) {
+	def := &config.ServiceDefinition{}
+	if err := decodeBody(r, w, def); err != nil {
+		return nil, err
+	}
+	replace, err := queryFlag(r, "replace-existing-checks")
+	if err != nil {
+		return nil, err
+	}
+	gen, err := a.addService(def, false, replace)
+	if err != nil {
+		return nil, err
+	}
+	a.waitSynced(r, gen)
+	return nil, nil
+}
+
+// addService validates, persists and registers a service with its checks.
+// Nothing is changed when it fails.
+func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChecks bool) (uint64, error) {
+	if err := def.Validate(); err != nil {
+		return 0, err
+	}
+	def.Normalize()
+	var lcs []*localCheck
+	for _, cd := range def.AllChecks() {
+		lc, err := a.buildCheck(cd, fromConfig)
+		if err != nil {
+			return 0, err
+		}
+		lcs = append(lcs, lc)
+	}
+	weights := catalog.DefaultWeights
+	if def.Weights != nil {
+		weights = catalog.Weights{Passing: def.Weights.Passing, Warning: def.Weights.Warning}
+	}
+	ls := &localService{
+		svc: &catalog.Service{
+			ID: def.ID, Service: def.Name, Tags: def.Tags, Address: def.Address, Port: def.Port,
+			Meta: def.Meta, Weights: weights, EnableTagOverride: def.EnableTagOverride,
+		},
+		def:        def,
+		fromConfig: fromConfig,
+	}
+	if !fromConfig {
+		if err := a.persist.saveService(def); err != nil {
+			return 0, err
+		}
+	}
+	if replaceChecks {
+		keep := map[string]bool{}
+		for _, lc := range lcs {
+			keep[lc.chk.CheckID] = true
+		}
+		for _, c := range a.local.listChecks() {
+			if c.ServiceID == def.ID && !keep[c.CheckID] {
+				a.removeCheck(c.CheckID)
+			}
+		}
+	}
+	for _, lc := range lcs {
+		a.startCheck(lc)
+	}
+	return a.local.addService(ls, lcs), nil
+}
+
+// buildCheck turns a validated, normalized check definition into local
+// state. Only TTL checks run in this build; other kinds are refused with a
+// message rather than registered and never run.
+func (a *Agent) buildCheck(cd *config.CheckDefinition, fromConfig bool) (*localCheck, error) {
+	typ := cd.Type()
+	switch typ {
+	case config.CheckTypeTTL:
+	case config.CheckTypeScript:
+		if !a.cfg.EnableScriptChecks && !(fromConfig && a.cfg.EnableLocalScriptChecks) {
+			return nil, badRequest("%s: script checks are disabled; start the agent with -enable-script-checks", cd.ID)
+		}
+		return nil, badRequest("%s: %s checks are not supported by this build yet", cd.ID, typ)
+	default:
+		return nil, badRequest("%s: %s checks are not supported by this build yet", cd.ID, typ)
+	}
+	status := cd.Status
+	if status == "" {
+		status = catalog.HealthCritical
+	}
+	return &localCheck{
+		chk: &catalog.Check{
+			CheckID: cd.ID, Name: cd.Name, Notes: cd.Notes, ServiceID: cd.ServiceID,
+			Status: status, Type: typ,
+			Definition: catalog.CheckDefinition{
+				TTL: cd.TTL, Interval: cd.Interval, Timeout: cd.Timeout,
+				DeregisterCriticalServiceAfter: cd.DeregisterCriticalServiceAfter,
+			},
+		},
+		def:        cd,
+		fromConfig: fromConfig,
+	}, nil
+}
+
+// startCheck attaches and starts the check's runner.
+func (a *Agent) startCheck(lc *localCheck) {
+	if lc.def.TTL > 0 {
+		lc.ttl = checks.NewTTL(lc.chk.CheckID, lc.def.TTL, checkNotifier{a.local}, nil)
+		lc.ttl.Start()
+	}
+}
+
+// checkNotifier feeds check results into the local state.
+type checkNotifier struct{ local *localState }
+
+func (n checkNotifier) UpdateCheck(id, status, output string) {
+	n.local.updateCheck(id, status, truncateOutput(output))
+}
+
+func truncateOutput(s string) string {
+	if len(s) <= maxCheckOutput {
+		return s
+	}
+	return s[:maxCheckOutput] + "\n... (output truncated)"
+}
+
+func (a *Agent) agentServiceDeregister(w http.ResponseWriter, r *http.Request) (any, error) {
+	id := r.PathValue("id")
+	if a.local.service(id) == nil {
+		return nil, notFound("Unknown service ID %q. Ensure that the service ID is passed, not the service name.", id)
+	}
+	if err := a.persist.removeService(id); err != nil {
+		return nil, err
+	}
+	for _, c := range a.local.listChecks() {
+		if c.ServiceID == id {
+			if err := a.persist.removeCheck(c.CheckID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	gen, ok := a.local.removeService(id)
+	if !ok {
+		return nil, notFound("Unknown service ID %q", id)
+	}
+	a.waitSynced(r, gen)
+	return nil, nil
+}
+
+func (a *Agent) agentService(w http.ResponseWriter, r *http.Request) (any, error) {
+	id := r.PathValue("id")
+	svc := a.local.service(id)
+	if svc == nil {
+		return nil, notFound("unknown service ID: %s", id)
+	}
+	return a.toAgentService(svc), nil
+}
+
+func (a *Agent) agentServices(w http.ResponseWriter, r *http.Request) (any, error) {
+	var list []agentService
+	for _, s := range a.local.listServices() {
+		list = append(list, a.toAgentService(s))
+	}
+	list, err := catalog.Filter(r.URL.Query().Get("filter"), list)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]agentService, len(list))
+	for _, s := range list {
+		out[s.ID] = s
+	}
+	return out, nil
+}
+
+func (a *Agent) agentChecks(w http.ResponseWriter, r *http.Request) (any, error) {
+	list := a.local.listChecks()
+	for _, c := range list {
+		a.presentCheck(c)
+	}
+	list, err := catalog.Filter(r.URL.Query().Get("filter"), list)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*catalog.Check, len(list))
+	for _, c := range list {
+		out[c.CheckID] = c
+	}
+	return out, nil
+}
+
+// presentCheck fills what the catalog would derive for a local check.
+func (a *Agent) presentCheck(c *catalog.Check) {
+	c.Node = a.cfg.NodeName
+	if c.ServiceID != "" {
+		if s := a.local.service(c.ServiceID); s != nil {
+			c.ServiceName, c.ServiceTags = s.Service, orEmpty(s.Tags)
+		}
+	}
+	c.ServiceTags = orEmpty(c.ServiceTags)
+}
+
+func (a *Agent) agentCheckRegister(w http.ResponseWriter, r *http.Request) (any, error) {
+	def := &config.CheckDefinition{}
+	if err := decodeBody(r, w, def); err != nil {
+		return nil, err
+	}
+	if err := def.Validate(); err != nil {
+		return nil, err
+	}
+	def.Normalize()
+	if def.ServiceID != "" && a.local.service(def.ServiceID) == nil {
+		return nil, badRequest("ServiceID: no service %q is registered with this agent", def.ServiceID)
+	}
+	lc, err := a.buildCheck(def, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.persist.saveCheck(def); err != nil {
+		return nil, err
+	}
+	a.startCheck(lc)
+	a.waitSynced(r, a.local.addCheck(lc))
+	return nil, nil
+}
+
+// removeCheck forgets a check locally and on disk.
+func (a *Agent) removeCheck(id string) (uint64, bool, error) {
+	if err := a.persist.removeCheck(id); err != nil {
+		return 0, false, err
+	}
+	gen, ok := a.local.removeCheck(id)
+	return gen, ok, nil
+}
+
+func (a *Agent) agentCheckDeregister(w http.ResponseWriter, r *http.Request) (any, error) {
+	id := r.PathValue("id")
+	if c, _ := a.local.check(id); c == nil {
+		return nil, notFound("Unknown check ID %q", id)
+	}
+	gen, ok, err := a.removeCheck(id)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, notFound("Unknown check ID %q", id)
+	}
+	a.waitSynced(r, gen)
+	return nil, nil
+}
+
+func (a *Agent) agentCheckTTL(status string) apiFunc {
+	return func(w http.ResponseWriter, r *http.Request) (any, error) {
+		return nil, a.heartbeat(r, r.PathValue("id"), status, r.URL.Query().Get("note"))
+	}
+}
+
+// heartbeat records a TTL check's status.
+func (a *Agent) heartbeat(r *http.Request, id, status, output string) error {
+	c, ttl := a.local.check(id)
+	if c == nil {
+		return notFound("Unknown check ID %q", id)
+	}
+	if ttl == nil {
+		return badRequest("CheckID %q does not have an associated TTL", id)
+	}
+	ttl.SetStatus(status, truncateOutput(output))
+	gen, _ := a.local.updateCheck(id, status, truncateOutput(output))
+	a.waitSynced(r, gen)
+	return nil
+}
+
+func (a *Agent) agentCheckUpdate(w http.ResponseWriter, r *http.Request) (any, error) {
+	var body struct {
+		Status string
+		Output string
+	}
+	if err := decodeBody(r, w, &body); err != nil {
+		return nil, err
+	}
+	if !catalog.ValidStatus(body.Status) {
+		return nil, badRequest("Status: invalid check status %q", body.Status)
+	}
+	return nil, a.heartbeat(r, r.PathValue("id"), body.Status, body.Output)
+}
+
+func (a *Agent) agentSelf(w http.ResponseWriter, r *http.Request) (any, error) {
+	return map[string]any{
+		"Config": map[string]any{
+			"Datacenter":        a.cfg.Datacenter,
+			"PrimaryDatacenter": a.cfg.Datacenter,
+			"NodeName":          a.cfg.NodeName,
+			"NodeID":            a.nodeID,
+			"Server":            a.cfg.ServerMode,
+			"Version":           Version,
+			"Revision":          "",
+		},
+		"Member": map[string]any{
+			"Name":   a.cfg.NodeName,
+			"Addr":   a.advertise.String(),
+			"Port":   a.cfg.SerfLANPort,
+			"Tags":   map[string]string{"role": "consul", "dc": a.cfg.Datacenter, "id": a.nodeID, "build": Version},
+			"Status": 1,
+		},
+		"Meta": orEmptyMap(a.cfg.NodeMeta),
+	}, nil
+}
+
+// Version is this build's version.
+const Version = "0.1.0"

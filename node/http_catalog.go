@@ -1,0 +1,297 @@
+package node
+
+import (
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-memdb"
+	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/node/config"
+)
+
+// catalogRegisterBody is the body of PUT /v1/catalog/register, as
+// Consul's api.CatalogRegistration sends it.
+type catalogRegisterBody struct {
+	ID              string
+	Node            string
+	Address         string
+	Datacenter      string
+	TaggedAddresses map[string]string
+	NodeMeta        map[string]string
+	Service         *catalogServiceBody
+	Check           *catalogCheckBody
+	Checks          []*catalogCheckBody
+	SkipNodeUpdate  bool
+}
+
+type catalogServiceBody struct {
+	ID                string
+	Service           string
+	Tags              []string
+	Address           string
+	Meta              map[string]string
+	Port              int
+	Weights           *config.Weights
+	EnableTagOverride bool
+}
+
+type catalogCheckBody struct {
+	Node       string
+	CheckID    string `alias:"ID"`
+	Name       string
+	Status     string
+	Notes      string
+	Output     string
+	ServiceID  string
+	Type       string
+	Definition struct {
+		HTTP                           string
+		Header                         map[string][]string
+		Method                         string
+		Body                           string
+		TLSSkipVerify                  bool
+		TCP                            string
+		GRPC                           string
+		Interval                       time.Duration
+		Timeout                        time.Duration
+		DeregisterCriticalServiceAfter time.Duration
+	}
+}
+
+func (a *Agent) catalogRegister(w http.ResponseWriter, r *http.Request) (any, error) {
+	var b catalogRegisterBody
+	if err := decodeBody(r, w, &b); err != nil {
+		return nil, err
+	}
+	req, err := a.toRegisterRequest(&b)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := a.server.Register(r.Context(), req); err != nil {
+		return nil, err
+	}
+	return true, nil
+}
+
+// toRegisterRequest checks a catalog/register body and turns it into the
+// Raft command; every error names the field.
+func (a *Agent) toRegisterRequest(b *catalogRegisterBody) (*catalog.RegisterRequest, error) {
+	if strings.TrimSpace(b.Node) == "" {
+		return nil, badRequest("Node: missing node name")
+	}
+	if b.Address == "" && !b.SkipNodeUpdate {
+		return nil, badRequest("Address: missing node address")
+	}
+	if b.Datacenter != "" && !strings.EqualFold(b.Datacenter, a.cfg.Datacenter) {
+		return nil, &httpError{http.StatusInternalServerError, "No path to datacenter \"" + b.Datacenter + "\""}
+	}
+	req := &catalog.RegisterRequest{
+		ID: b.ID, Node: b.Node, Address: b.Address, Datacenter: a.cfg.Datacenter,
+		TaggedAddresses: b.TaggedAddresses, NodeMeta: b.NodeMeta, SkipNodeUpdate: b.SkipNodeUpdate,
+	}
+	if s := b.Service; s != nil {
+		if strings.TrimSpace(s.Service) == "" {
+			return nil, badRequest("Service.Service: missing service name")
+		}
+		if s.Port < 0 || s.Port > 65535 {
+			return nil, badRequest("Service.Port: must be between 0 and 65535")
+		}
+		weights := catalog.DefaultWeights
+		if s.Weights != nil {
+			if s.Weights.Passing < 0 || s.Weights.Warning < 0 {
+				return nil, badRequest("Service.Weights: must not be negative")
+			}
+			weights = catalog.Weights{Passing: s.Weights.Passing, Warning: s.Weights.Warning}
+		}
+		id := s.ID
+		if id == "" {
+			id = s.Service
+		}
+		req.Service = &catalog.Service{
+			ID: id, Service: s.Service, Tags: s.Tags, Address: s.Address, Meta: s.Meta,
+			Port: s.Port, Weights: weights, EnableTagOverride: s.EnableTagOverride,
+		}
+	}
+	bodies := b.Checks
+	if b.Check != nil {
+		bodies = append([]*catalogCheckBody{b.Check}, bodies...)
+	}
+	for i, c := range bodies {
+		if c == nil {
+			continue
+		}
+		field := "Checks[" + itoa(i) + "]"
+		if b.Check != nil && i == 0 {
+			field = "Check"
+		}
+		if c.Node != "" && !strings.EqualFold(c.Node, b.Node) {
+			return nil, badRequest("%s.Node: check node %q does not match the registration's node %q", field, c.Node, b.Node)
+		}
+		if c.CheckID == "" {
+			c.CheckID = c.Name
+		}
+		if strings.TrimSpace(c.CheckID) == "" {
+			return nil, badRequest("%s.CheckID: missing check ID", field)
+		}
+		if c.Status != "" && !catalog.ValidStatus(c.Status) {
+			return nil, badRequest("%s.Status: invalid check status %q", field, c.Status)
+		}
+		d := c.Definition
+		req.Checks = append(req.Checks, &catalog.Check{
+			CheckID: c.CheckID, Name: c.Name, Status: c.Status, Notes: c.Notes, Output: c.Output,
+			ServiceID: c.ServiceID, Type: c.Type,
+			Definition: catalog.CheckDefinition{
+				HTTP: d.HTTP, Header: d.Header, Method: d.Method, Body: d.Body, TLSSkipVerify: d.TLSSkipVerify,
+				TCP: d.TCP, GRPC: d.GRPC, Interval: d.Interval, Timeout: d.Timeout,
+				DeregisterCriticalServiceAfter: d.DeregisterCriticalServiceAfter,
+			},
+		})
+	}
+	return req, nil
+}
+
+func (a *Agent) catalogDeregister(w http.ResponseWriter, r *http.Request) (any, error) {
+	var b struct {
+		Node       string
+		Datacenter string
+		ServiceID  string
+		CheckID    string
+	}
+	if err := decodeBody(r, w, &b); err != nil {
+		return nil, err
+	}
+	if strings.TrimSpace(b.Node) == "" {
+		return nil, badRequest("Node: missing node name")
+	}
+	if b.Datacenter != "" && !strings.EqualFold(b.Datacenter, a.cfg.Datacenter) {
+		return nil, &httpError{http.StatusInternalServerError, "No path to datacenter \"" + b.Datacenter + "\""}
+	}
+	_, err := a.server.Deregister(r.Context(), &catalog.DeregisterRequest{Node: b.Node, ServiceID: b.ServiceID, CheckID: b.CheckID})
+	if err != nil {
+		return nil, err
+	}
+	return true, nil
+}
+
+func (a *Agent) catalogServices(w http.ResponseWriter, r *http.Request) (any, error) {
+	var out map[string][]string
+	err := a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
+		idx, svcs, err := a.store.Services(ws)
+		for name, tags := range svcs {
+			svcs[name] = orEmpty(tags)
+		}
+		out = svcs
+		return idx, err
+	})
+	return out, err
+}
+
+// catalogService is Consul's flattened CatalogService.
+type catalogService struct {
+	ID                       string
+	Node                     string
+	Address                  string
+	Datacenter               string
+	TaggedAddresses          map[string]string
+	NodeMeta                 map[string]string
+	ServiceKind              string
+	ServiceID                string
+	ServiceName              string
+	ServiceTags              []string
+	ServiceAddress           string
+	ServiceWeights           catalog.Weights
+	ServiceMeta              map[string]string
+	ServicePort              int
+	ServiceEnableTagOverride bool
+	CreateIndex              uint64
+	ModifyIndex              uint64
+}
+
+func (a *Agent) catalogService(w http.ResponseWriter, r *http.Request) (any, error) {
+	name := r.PathValue("name")
+	tags := r.URL.Query()["tag"]
+	var out []catalogService
+	err := a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
+		idx, sns, err := a.store.ServiceNodes(ws, name, tags)
+		if err != nil {
+			return 0, err
+		}
+		out = make([]catalogService, 0, len(sns))
+		for _, sn := range sns {
+			n, s := sn.Node, sn.Service
+			out = append(out, catalogService{
+				ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: n.Datacenter,
+				TaggedAddresses: orEmptyMap(n.TaggedAddresses), NodeMeta: orEmptyMap(n.Meta),
+				ServiceID: s.ID, ServiceName: s.Service, ServiceTags: orEmpty(s.Tags), ServiceAddress: s.Address,
+				ServiceWeights: s.Weights, ServiceMeta: orEmptyMap(s.Meta), ServicePort: s.Port,
+				ServiceEnableTagOverride: s.EnableTagOverride,
+				CreateIndex:              s.CreateIndex, ModifyIndex: s.ModifyIndex,
+			})
+		}
+		out, err = catalog.Filter(r.URL.Query().Get("filter"), out)
+		return idx, err
+	})
+	shuffle(out)
+	return out, err
+}
+
+// presentNode copies a node with empty maps for nil ones.
+func presentNode(n *catalog.Node) *catalog.Node {
+	c := *n
+	c.TaggedAddresses, c.Meta = orEmptyMap(c.TaggedAddresses), orEmptyMap(c.Meta)
+	return &c
+}
+
+func (a *Agent) catalogNodes(w http.ResponseWriter, r *http.Request) (any, error) {
+	var out []*catalog.Node
+	err := a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
+		idx, nodes, err := a.store.Nodes(ws)
+		if err != nil {
+			return 0, err
+		}
+		out = make([]*catalog.Node, 0, len(nodes))
+		for _, n := range nodes {
+			out = append(out, presentNode(n))
+		}
+		out, err = catalog.Filter(r.URL.Query().Get("filter"), out)
+		return idx, err
+	})
+	return out, err
+}
+
+func (a *Agent) catalogNode(w http.ResponseWriter, r *http.Request) (any, error) {
+	name := r.PathValue("name")
+	var out any
+	err := a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
+		idx, n, svcs, err := a.store.NodeServices(ws, name)
+		if err != nil || n == nil {
+			out = nil
+			return idx, err
+		}
+		m := make(map[string]agentService, len(svcs))
+		for _, s := range svcs {
+			as := a.toAgentService(s)
+			as.Datacenter = ""
+			m[s.ID] = as
+		}
+		out = map[string]any{"Node": presentNode(n), "Services": m}
+		return idx, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out == nil {
+		return jsonNull{}, nil
+	}
+	return out, nil
+}
+
+// jsonNull encodes as null: Consul answers an unknown node with null.
+type jsonNull struct{}
+
+func (jsonNull) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
+
+func (a *Agent) catalogDatacenters(w http.ResponseWriter, r *http.Request) (any, error) {
+	return []string{a.cfg.Datacenter}, nil
+}

@@ -1,0 +1,273 @@
+package node
+
+import (
+	"maps"
+	"reflect"
+	"slices"
+	"sync"
+
+	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/checks"
+	"github.com/meshd/meshd/node/config"
+)
+
+// localService is a service instance registered with this agent.
+type localService struct {
+	svc *catalog.Service // Node is empty: the agent's node is implied
+	// def is the definition it came from, kept to persist and reload it.
+	def *config.ServiceDefinition
+	// fromConfig marks services from config files: they are not persisted,
+	// the files bring them back.
+	fromConfig bool
+	inSync     bool
+	version    uint64
+}
+
+// localCheck is a check registered with this agent.
+type localCheck struct {
+	chk        *catalog.Check // Node is empty
+	def        *config.CheckDefinition
+	fromConfig bool
+	ttl        *checks.TTL
+	// defSynced: the catalog has this definition, so a status change can go
+	// as a cheap status update. inSync: the catalog has the status too.
+	defSynced bool
+	inSync    bool
+	version   uint64
+}
+
+// localState is what this agent has registered, and what of it the
+// catalog is known to hold. It is safe for concurrent use.
+type localState struct {
+	notify func() // called, without mu held, after every change
+
+	mu       sync.Mutex // guards the fields below
+	services map[string]*localService
+	checks   map[string]*localCheck
+	// removed services and checks wait here until the catalog forgets them.
+	removedServices map[string]struct{}
+	removedChecks   map[string]struct{}
+	nodeInSync      bool
+	// gen counts changes; the sync loop reports the gen it has pushed.
+	gen uint64
+}
+
+func newLocalState(notify func()) *localState {
+	return &localState{
+		// gen 1 is the node itself: the first sync registers it.
+		gen:             1,
+		notify:          notify,
+		services:        map[string]*localService{},
+		checks:          map[string]*localCheck{},
+		removedServices: map[string]struct{}{},
+		removedChecks:   map[string]struct{}{},
+	}
+}
+
+// changed bumps the generation; callers hold mu. It returns the new gen.
+func (l *localState) changedLocked() uint64 {
+	l.gen++
+	return l.gen
+}
+
+// addService adds or replaces a service and its checks in one step, so the
+// sync never sees the service without them. It returns the change's gen.
+func (l *localState) addService(ls *localService, chks []*localCheck) uint64 {
+	l.mu.Lock()
+	if old, ok := l.services[ls.svc.ID]; ok {
+		ls.version = old.version + 1
+	}
+	delete(l.removedServices, ls.svc.ID)
+	l.services[ls.svc.ID] = ls
+	for _, c := range chks {
+		l.putCheckLocked(c)
+	}
+	gen := l.changedLocked()
+	l.mu.Unlock()
+	l.notify()
+	return gen
+}
+
+func (l *localState) putCheckLocked(c *localCheck) {
+	if old, ok := l.checks[c.chk.CheckID]; ok {
+		c.version = old.version + 1
+		if old.ttl != nil && old.ttl != c.ttl {
+			old.ttl.Stop()
+		}
+		// Keep the status a re-registration did not set explicitly.
+		if c.def != nil && c.def.Status == "" && sameCheckDefinition(old.chk, c.chk) {
+			c.chk.Status, c.chk.Output = old.chk.Status, old.chk.Output
+		}
+	}
+	delete(l.removedChecks, c.chk.CheckID)
+	l.checks[c.chk.CheckID] = c
+}
+
+// addCheck adds or replaces one check.
+func (l *localState) addCheck(c *localCheck) uint64 {
+	l.mu.Lock()
+	l.putCheckLocked(c)
+	gen := l.changedLocked()
+	l.mu.Unlock()
+	l.notify()
+	return gen
+}
+
+// removeService removes a service and its checks. It reports false when
+// there was no such service.
+func (l *localState) removeService(id string) (uint64, bool) {
+	l.mu.Lock()
+	if _, ok := l.services[id]; !ok {
+		l.mu.Unlock()
+		return 0, false
+	}
+	delete(l.services, id)
+	l.removedServices[id] = struct{}{}
+	for cid, c := range l.checks {
+		if c.chk.ServiceID == id {
+			l.removeCheckLocked(cid)
+		}
+	}
+	gen := l.changedLocked()
+	l.mu.Unlock()
+	l.notify()
+	return gen, true
+}
+
+func (l *localState) removeCheckLocked(id string) {
+	if c := l.checks[id]; c != nil && c.ttl != nil {
+		c.ttl.Stop()
+	}
+	delete(l.checks, id)
+	l.removedChecks[id] = struct{}{}
+}
+
+// removeCheck removes one check; false when there was none.
+func (l *localState) removeCheck(id string) (uint64, bool) {
+	l.mu.Lock()
+	if _, ok := l.checks[id]; !ok {
+		l.mu.Unlock()
+		return 0, false
+	}
+	l.removeCheckLocked(id)
+	gen := l.changedLocked()
+	l.mu.Unlock()
+	l.notify()
+	return gen, true
+}
+
+// updateCheck sets a check's status and output. A call that changes
+// neither changes nothing, so a steady heartbeat costs no write. It
+// reports false when there is no such check.
+func (l *localState) updateCheck(id, status, output string) (uint64, bool) {
+	l.mu.Lock()
+	c, ok := l.checks[id]
+	if !ok {
+		l.mu.Unlock()
+		return 0, false
+	}
+	if c.chk.Status == status && c.chk.Output == output {
+		gen := l.gen
+		l.mu.Unlock()
+		return gen, true
+	}
+	nc := *c.chk
+	nc.Status, nc.Output = status, output
+	c.chk = &nc
+	c.inSync = false
+	c.version++
+	gen := l.changedLocked()
+	l.mu.Unlock()
+	l.notify()
+	return gen, true
+}
+
+// service returns a copy of a service, or nil.
+func (l *localState) service(id string) *catalog.Service {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s, ok := l.services[id]; ok {
+		c := *s.svc
+		return &c
+	}
+	return nil
+}
+
+// check returns a copy of a check and its TTL runner, or nil.
+func (l *localState) check(id string) (*catalog.Check, *checks.TTL) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if c, ok := l.checks[id]; ok {
+		cc := *c.chk
+		return &cc, c.ttl
+	}
+	return nil, nil
+}
+
+// listServices returns copies of every service, sorted by ID.
+func (l *localState) listServices() []*catalog.Service {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*catalog.Service, 0, len(l.services))
+	for _, id := range slices.Sorted(maps.Keys(l.services)) {
+		c := *l.services[id].svc
+		out = append(out, &c)
+	}
+	return out
+}
+
+// listChecks returns copies of every check, sorted by ID.
+func (l *localState) listChecks() []*catalog.Check {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]*catalog.Check, 0, len(l.checks))
+	for _, id := range slices.Sorted(maps.Keys(l.checks)) {
+		c := *l.checks[id].chk
+		out = append(out, &c)
+	}
+	return out
+}
+
+// stopAll stops every check runner.
+func (l *localState) stopAll() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range l.checks {
+		if c.ttl != nil {
+			c.ttl.Stop()
+		}
+	}
+}
+
+// sameService compares what the catalog stores of a service, ignoring the
+// node and Raft indexes.
+func sameService(a, b *catalog.Service) bool {
+	x, y := *a, *b
+	x.Node, y.Node = "", ""
+	x.CreateIndex, x.ModifyIndex, y.CreateIndex, y.ModifyIndex = 0, 0, 0, 0
+	return reflect.DeepEqual(normSlices(x), normSlices(y))
+}
+
+func normSlices(s catalog.Service) catalog.Service {
+	if len(s.Tags) == 0 {
+		s.Tags = nil
+	}
+	if len(s.Meta) == 0 {
+		s.Meta = nil
+	}
+	return s
+}
+
+// sameCheckDefinition compares checks on everything but status, output and
+// what the catalog derives (node, service name and tags, indexes).
+func sameCheckDefinition(a, b *catalog.Check) bool {
+	x, y := *a, *b
+	for _, c := range []*catalog.Check{&x, &y} {
+		c.Node, c.Status, c.Output, c.ServiceName, c.ServiceTags = "", "", "", "", nil
+		c.CreateIndex, c.ModifyIndex = 0, 0
+		if len(c.Definition.Header) == 0 {
+			c.Definition.Header = nil
+		}
+	}
+	return reflect.DeepEqual(x, y)
+}

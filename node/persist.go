@@ -1,0 +1,217 @@
+package node
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/meshd/meshd/node/config"
+)
+
+// Local state on disk: one JSON file per service and per check, named by a
+// hash of the ID (IDs may hold any character), written atomically, so a
+// crash mid-write leaves the old file or the new one.
+const (
+	servicesDir = "services"
+	checksDir   = "checks"
+	nodeIDFile  = "node-id"
+)
+
+// persister writes the local state under dir; a nil persister (in-memory
+// agents) writes nothing.
+type persister struct {
+	dir string
+}
+
+func fileName(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:]) + ".json"
+}
+
+func (p *persister) saveService(def *config.ServiceDefinition) error {
+	if p == nil {
+		return nil
+	}
+	return writeJSONAtomic(filepath.Join(p.dir, servicesDir, fileName(def.ID)), def)
+}
+
+func (p *persister) removeService(id string) error {
+	if p == nil {
+		return nil
+	}
+	return removeIfExists(filepath.Join(p.dir, servicesDir, fileName(id)))
+}
+
+func (p *persister) saveCheck(def *config.CheckDefinition) error {
+	if p == nil {
+		return nil
+	}
+	return writeJSONAtomic(filepath.Join(p.dir, checksDir, fileName(def.ID)), def)
+}
+
+func (p *persister) removeCheck(id string) error {
+	if p == nil {
+		return nil
+	}
+	return removeIfExists(filepath.Join(p.dir, checksDir, fileName(id)))
+}
+
+// loadServices reads every persisted service definition.
+func (p *persister) loadServices() ([]*config.ServiceDefinition, error) {
+	var out []*config.ServiceDefinition
+	err := p.load(servicesDir, func(path string, b []byte) error {
+		def := &config.ServiceDefinition{}
+		if err := config.DecodeJSON(b, def, config.DecodeOptions{}); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, def)
+		return nil
+	})
+	return out, err
+}
+
+// loadChecks reads every persisted check definition.
+func (p *persister) loadChecks() ([]*config.CheckDefinition, error) {
+	var out []*config.CheckDefinition
+	err := p.load(checksDir, func(path string, b []byte) error {
+		def := &config.CheckDefinition{}
+		if err := config.DecodeJSON(b, def, config.DecodeOptions{}); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, def)
+		return nil
+	})
+	return out, err
+}
+
+func (p *persister) load(sub string, fn func(path string, b []byte) error) error {
+	if p == nil {
+		return nil
+	}
+	dir := filepath.Join(p.dir, sub)
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read %s: %w", dir, err)
+	}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), ".json") {
+			continue // leftovers of an interrupted write end in .tmp
+		}
+		path := filepath.Join(dir, e.Name())
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", path, err)
+		}
+		if err := fn(path, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeJSONAtomic writes v to path through a synced temporary file and a
+// rename.
+func writeJSONAtomic(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(path), err)
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	_, werr := f.Write(b)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	return nil
+}
+
+func removeIfExists(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	return nil
+}
+
+// loadNodeID returns the node ID kept in dataDir, creating it on first
+// start. An empty dataDir (in-memory agent) gets a fresh ID every start.
+func loadNodeID(dataDir string) (string, error) {
+	if dataDir == "" {
+		return newUUID()
+	}
+	path := filepath.Join(dataDir, nodeIDFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if !isUUID(id) {
+			return "", fmt.Errorf("%s: not a UUID: %q", path, id)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read node ID: %w", err)
+	}
+	id, err := newUUID()
+	if err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", fmt.Errorf("create data dir: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write node ID: %w", err)
+	}
+	return id, nil
+}
+
+func newUUID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("node ID: %w", err)
+	}
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 4122 variant
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
+}
+
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i, r := range s {
+		switch i {
+		case 8, 13, 18, 23:
+			if r != '-' {
+				return false
+			}
+		default:
+			if !strings.ContainsRune("0123456789abcdefABCDEF", r) {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,348 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/meshd/meshd/catalog"
+)
+
+// nodeInfo is how this agent's node appears in the catalog.
+type nodeInfo struct {
+	ID, Name, Address, Datacenter string
+	TaggedAddresses, Meta         map[string]string
+}
+
+// syncer pushes the local state to the catalog: the changes at once, the
+// whole of it (compared against what the catalog holds) at an interval, so
+// that anything lost or changed behind the agent's back is put right.
+type syncer struct {
+	local    *localState
+	server   catalogServer
+	node     nodeInfo
+	logger   *slog.Logger
+	interval time.Duration // full sync period, before jitter
+
+	triggerCh chan struct{}
+
+	doneMu  sync.Mutex // guards doneGen and doneCh
+	doneGen uint64
+	doneCh  chan struct{} // closed and replaced when doneGen moves
+}
+
+func newSyncer(local *localState, server catalogServer, node nodeInfo, interval time.Duration, logger *slog.Logger) *syncer {
+	return &syncer{
+		local:     local,
+		server:    server,
+		node:      node,
+		logger:    logger,
+		interval:  interval,
+		triggerCh: make(chan struct{}, 1),
+		doneCh:    make(chan struct{}),
+	}
+}
+
+// trigger asks for a sync of the changes; it never blocks.
+func (s *syncer) trigger() {
+	select {
+	case s.triggerCh <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor blocks until the catalog holds every change up to gen, or ctx
+// ends; it reports which.
+func (s *syncer) waitFor(ctx context.Context, gen uint64) bool {
+	for {
+		s.doneMu.Lock()
+		done, ch := s.doneGen >= gen, s.doneCh
+		s.doneMu.Unlock()
+		if done {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+func (s *syncer) markDone(gen uint64) {
+	s.doneMu.Lock()
+	defer s.doneMu.Unlock()
+	if gen > s.doneGen {
+		s.doneGen = gen
+		close(s.doneCh)
+		s.doneCh = make(chan struct{})
+	}
+}
+
+// run is the sync loop; it returns when ctx ends.
+func (s *syncer) run(ctx context.Context) {
+	const (
+		minRetry = 250 * time.Millisecond
+		maxRetry = 30 * time.Second
+	)
+	retry := minRetry
+	full := true
+	fullTimer := time.NewTimer(s.jitter())
+	defer fullTimer.Stop()
+	for {
+		rctx, cancel := context.WithTimeout(ctx, time.Minute)
+		var err error
+		if full {
+			err = s.syncFull(rctx)
+		} else {
+			err = s.syncChanges(rctx)
+		}
+		cancel()
+
+		var retryCh <-chan time.Time
+		switch {
+		case ctx.Err() != nil:
+			return
+		case err != nil:
+			s.logger.Warn("catalog sync failed; will retry", "error", err, "retry_in", retry)
+			retryCh = time.After(retry)
+			retry = min(retry*2, maxRetry)
+		default:
+			retry = minRetry
+			full = false
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.triggerCh:
+		case <-retryCh:
+		case <-fullTimer.C:
+			full = true
+			fullTimer.Reset(s.jitter())
+		}
+	}
+}
+
+// jitter is the full-sync interval plus up to a quarter of it, so agents
+// started together do not sync together.
+func (s *syncer) jitter() time.Duration {
+	return s.interval + rand.N(s.interval/4+1)
+}
+
+// syncFull compares the local state with the catalog, marks every
+// difference, and pushes them.
+func (s *syncer) syncFull(ctx context.Context) error {
+	node, svcs, chks, err := s.server.NodeState(ctx, s.node.Name)
+	if err != nil {
+		return err
+	}
+	remoteSvcs := map[string]*catalog.Service{}
+	for _, svc := range svcs {
+		remoteSvcs[svc.ID] = svc
+	}
+	remoteChks := map[string]*catalog.Check{}
+	for _, c := range chks {
+		remoteChks[c.CheckID] = c
+	}
+	l := s.local
+	l.mu.Lock()
+	l.nodeInSync = node != nil && s.sameNode(node)
+	for id, ls := range l.services {
+		r, ok := remoteSvcs[id]
+		ls.inSync = ok && sameService(ls.svc, r)
+	}
+	for id := range remoteSvcs {
+		if _, ok := l.services[id]; !ok {
+			l.removedServices[id] = struct{}{}
+		}
+	}
+	for id, lc := range l.checks {
+		r, ok := remoteChks[id]
+		lc.defSynced = ok && sameCheckDefinition(lc.chk, r)
+		lc.inSync = lc.defSynced && r.Status == lc.chk.Status && r.Output == lc.chk.Output
+	}
+	for id := range remoteChks {
+		if _, ok := l.checks[id]; !ok && id != catalog.SerfCheckID {
+			l.removedChecks[id] = struct{}{}
+		}
+	}
+	l.mu.Unlock()
+	return s.syncChanges(ctx)
+}
+
+func (s *syncer) sameNode(n *catalog.Node) bool {
+	return n.ID == s.node.ID && n.Address == s.node.Address && n.Datacenter == s.node.Datacenter &&
+		equalMaps(n.Meta, s.node.Meta) && equalMaps(n.TaggedAddresses, s.node.TaggedAddresses)
+}
+
+func equalMaps(a, b map[string]string) bool {
+	return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b))
+}
+
+// pushItem is one service or check to push, with the version it had.
+type pushSvc struct {
+	svc     *catalog.Service
+	version uint64
+	checks  []pushChk
+}
+
+type pushChk struct {
+	chk     *catalog.Check
+	version uint64
+}
+
+// syncChanges pushes what the local state marks out of sync. It holds no
+// lock while it talks to the servers; an item changed meanwhile stays
+// marked and goes in the next round.
+func (s *syncer) syncChanges(ctx context.Context) error {
+	l := s.local
+	l.mu.Lock()
+	gen := l.gen
+	nodeInSync := l.nodeInSync
+	removedSvcs := slicesOfKeys(l.removedServices)
+	removedChks := slicesOfKeys(l.removedChecks)
+	var svcs []pushSvc
+	inSvcPush := map[string]bool{}
+	for _, ls := range l.services {
+		if ls.inSync {
+			continue
+		}
+		p := pushSvc{svc: copyService(ls.svc), version: ls.version}
+		for _, lc := range l.checks {
+			if lc.chk.ServiceID == ls.svc.ID {
+				c := *lc.chk
+				p.checks = append(p.checks, pushChk{&c, lc.version})
+				inSvcPush[c.CheckID] = true
+			}
+		}
+		svcs = append(svcs, p)
+	}
+	var fullChks, statusChks []pushChk
+	for id, lc := range l.checks {
+		if lc.inSync || inSvcPush[id] {
+			continue
+		}
+		c := *lc.chk
+		if lc.defSynced {
+			statusChks = append(statusChks, pushChk{&c, lc.version})
+		} else {
+			fullChks = append(fullChks, pushChk{&c, lc.version})
+		}
+	}
+	l.mu.Unlock()
+
+	if !nodeInSync {
+		if _, err := s.server.Register(ctx, s.registration(false)); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		l.nodeInSync = true
+		l.mu.Unlock()
+	}
+	for _, id := range removedSvcs {
+		if _, err := s.server.Deregister(ctx, &catalog.DeregisterRequest{Node: s.node.Name, ServiceID: id}); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		delete(l.removedServices, id)
+		l.mu.Unlock()
+	}
+	for _, id := range removedChks {
+		if _, err := s.server.Deregister(ctx, &catalog.DeregisterRequest{Node: s.node.Name, CheckID: id}); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		delete(l.removedChecks, id)
+		l.mu.Unlock()
+	}
+	for _, p := range svcs {
+		req := s.registration(true)
+		req.Service = p.svc
+		for _, c := range p.checks {
+			req.Checks = append(req.Checks, c.chk)
+		}
+		if _, err := s.server.Register(ctx, req); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		if ls, ok := l.services[p.svc.ID]; ok && ls.version == p.version {
+			ls.inSync = true
+		}
+		markChecks(l, p.checks)
+		l.mu.Unlock()
+	}
+	for _, c := range fullChks {
+		req := s.registration(true)
+		req.Checks = []*catalog.Check{c.chk}
+		if _, err := s.server.Register(ctx, req); err != nil {
+			return err
+		}
+		l.mu.Lock()
+		markChecks(l, []pushChk{c})
+		l.mu.Unlock()
+	}
+	for _, c := range statusChks {
+		_, err := s.server.UpdateCheck(ctx, &catalog.CheckStatusUpdate{
+			Node: s.node.Name, CheckID: c.chk.CheckID, Status: c.chk.Status, Output: c.chk.Output,
+		})
+		if errors.Is(err, catalog.ErrNotFound) {
+			// The catalog lost the check: send it whole next round.
+			l.mu.Lock()
+			if lc, ok := l.checks[c.chk.CheckID]; ok {
+				lc.defSynced = false
+			}
+			l.mu.Unlock()
+			s.trigger()
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		l.mu.Lock()
+		markChecks(l, []pushChk{c})
+		l.mu.Unlock()
+	}
+	s.markDone(gen)
+	return nil
+}
+
+// markChecks marks pushed checks in sync unless they changed since; the
+// caller holds l.mu.
+func markChecks(l *localState, pushed []pushChk) {
+	for _, c := range pushed {
+		if lc, ok := l.checks[c.chk.CheckID]; ok && lc.version == c.version {
+			lc.defSynced, lc.inSync = true, true
+		}
+	}
+}
+
+// registration is the node part of a register request.
+func (s *syncer) registration(skipNode bool) *catalog.RegisterRequest {
+	return &catalog.RegisterRequest{
+		ID:              s.node.ID,
+		Node:            s.node.Name,
+		Address:         s.node.Address,
+		Datacenter:      s.node.Datacenter,
+		TaggedAddresses: s.node.TaggedAddresses,
+		NodeMeta:        s.node.Meta,
+		SkipNodeUpdate:  skipNode,
+	}
+}
+
+func copyService(s *catalog.Service) *catalog.Service {
+	c := *s
+	return &c
+}
+
+func slicesOfKeys(m map[string]struct{}) []string {
+	out := make([]string, 0, len(m))
+	for k := range maps.Keys(m) {
+		out = append(out, k)
+	}
+	return out
+}
