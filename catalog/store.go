@@ -110,8 +110,8 @@ func ensureRegistrationTxn(tx *memdb.Txn, idx uint64, req *RegisterRequest) erro
 		if chk == nil {
 			continue
 		}
-		if err := ensureCheckTxn(tx, idx, req.Node, chk); err != nil {
-			return fmt.Errorf("Checks[%d]: %w", i, err)
+		if err := ensureCheckTxn(tx, idx, req.Node, chk, fmt.Sprintf("Checks[%d].", i)); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -233,16 +233,18 @@ func refreshServiceChecks(tx *memdb.Txn, idx uint64, svc *Service) error {
 	return nil
 }
 
-func ensureCheckTxn(tx *memdb.Txn, idx uint64, nodeName string, chk *Check) error {
+// ensureCheckTxn writes one check; field prefixes the field names its
+// errors give ("Checks[1].").
+func ensureCheckTxn(tx *memdb.Txn, idx uint64, nodeName string, chk *Check, field string) error {
 	if strings.TrimSpace(chk.CheckID) == "" {
-		return fmt.Errorf("%w: CheckID: missing check ID", ErrInvalid)
+		return fmt.Errorf("%w: %sCheckID: missing check ID", ErrInvalid, field)
 	}
 	if chk.Status == "" {
 		chk = ptrCopy(chk)
 		chk.Status = HealthCritical
 	}
 	if !ValidStatus(chk.Status) {
-		return fmt.Errorf("%w: Status: unknown check status %q", ErrInvalid, chk.Status)
+		return fmt.Errorf("%w: %sStatus: unknown check status %q", ErrInvalid, field, chk.Status)
 	}
 	node, err := tx.First(tableNodes, indexID, nodeName)
 	if err != nil {
@@ -263,7 +265,7 @@ func ensureCheckTxn(tx *memdb.Txn, idx uint64, nodeName string, chk *Check) erro
 			return fmt.Errorf("service lookup: %w", err)
 		}
 		if raw == nil {
-			return fmt.Errorf("%w: ServiceID: no service %q on node %q", ErrNotFound, c.ServiceID, c.Node)
+			return fmt.Errorf("%w: %sServiceID: no service %q on node %q", ErrNotFound, field, c.ServiceID, c.Node)
 		}
 		svc := raw.(*Service)
 		c.ServiceName, c.ServiceTags = svc.Service, svc.Tags

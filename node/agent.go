@@ -449,3 +449,11 @@ func (a *Agent) WaitReady(ctx context.Context) error {
 	}
 	return nil
 }
+
+// ServerAddr is the address of the server port (Raft and RPC).
+func (a *Agent) ServerAddr() string {
+	if a.serverLn == nil {
+		return ""
+	}
+	return a.serverLn.Addr().String()
+}

@@ -267,6 +267,9 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 			req.Checks = append(req.Checks, c.chk)
 		}
 		if _, err := s.server.Register(ctx, req); err != nil {
+			if s.refused(err, "service", p.svc.ID) {
+				continue
+			}
 			return err
 		}
 		l.mu.Lock()
@@ -280,6 +283,9 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		req := s.registration(true)
 		req.Checks = []*catalog.Check{c.chk}
 		if _, err := s.server.Register(ctx, req); err != nil {
+			if s.refused(err, "check", c.chk.CheckID) {
+				continue
+			}
 			return err
 		}
 		l.mu.Lock()
@@ -309,6 +315,17 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 	}
 	s.markDone(gen)
 	return nil
+}
+
+// refused reports whether the catalog refused an item as malformed. Such
+// an item stays out of sync (the next full sync tries it again) but must
+// not hold up the others, so the caller moves on.
+func (s *syncer) refused(err error, kind, id string) bool {
+	if !errors.Is(err, catalog.ErrInvalid) && !errors.Is(err, catalog.ErrNotFound) {
+		return false
+	}
+	s.logger.Error("the catalog refused a local "+kind, "id", id, "error", err)
+	return true
 }
 
 // markChecks marks pushed checks in sync unless they changed since; the

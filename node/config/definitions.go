@@ -180,6 +180,9 @@ func (c *CheckDefinition) validate(prefix string, standalone bool) error {
 	if standalone && strings.TrimSpace(c.Name) == "" {
 		return fieldErr(at("Name"), "missing check name")
 	}
+	if c.ID != "" && strings.TrimSpace(c.ID) == "" {
+		return fieldErr(at("ID"), "must not be blank")
+	}
 	kinds := c.kinds()
 	switch {
 	case len(kinds) == 0:
@@ -276,6 +279,9 @@ func validHostPort(s string) bool {
 func (s *ServiceDefinition) Validate() error {
 	if strings.TrimSpace(s.Name) == "" {
 		return fieldErr("Name", "missing service name")
+	}
+	if s.ID != "" && strings.TrimSpace(s.ID) == "" {
+		return fieldErr("ID", "must not be blank")
 	}
 	if s.Port < 0 || s.Port > 65535 {
 		return fieldErr("Port", "must be between 0 and 65535")

@@ -25,6 +25,9 @@ type Options struct {
 	LogLevel slog.Level
 	// Edit changes the flag overlay before Load.
 	Edit func(f *config.File)
+	// Quiet discards the agent's logs: fuzz targets may not call t.Log
+	// from the agent's goroutines.
+	Quiet bool
 }
 
 // Agent is a started agent with its addresses.
@@ -41,7 +44,11 @@ type Agent struct {
 func Start(t testing.TB, opts Options) *Agent {
 	t.Helper()
 	cfg := Config(t, opts)
-	a, err := node.New(cfg, Logger(t, opts.LogLevel))
+	logger := Logger(t, opts.LogLevel)
+	if opts.Quiet {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	a, err := node.New(cfg, logger)
 	if err != nil {
 		t.Fatalf("new agent: %v", err)
 	}

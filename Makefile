@@ -1,0 +1,57 @@
+# meshd — two commands on a fresh machine: `make run` and `make test`.
+
+GO          ?= go
+BIN         := bin
+MESHD       := $(BIN)/meshd
+FUZZTIME    ?= 30s
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK := $(BIN)/staticcheck-$(STATICCHECK_VERSION)
+# Every fuzz target, as package:Name, found in the sources.
+FUZZ_TARGETS = $(shell for f in $$(grep -rlE '^func Fuzz' --include='*_test.go' .); do \
+	for n in $$(grep -oE '^func Fuzz[A-Za-z0-9_]+' $$f | cut -d' ' -f2); do \
+	echo "./$$(dirname $${f#./}):$$n"; done; done)
+
+.PHONY: all build run test test-short lint fuzz bench clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(MESHD) ./cmd/meshd
+
+# A single in-memory server on 127.0.0.1: HTTP on 8500, DNS on 8600.
+run: build
+	$(MESHD) agent -dev
+
+# The whole suite under the race detector: unit tests, in-process agents and
+# clusters, the consul/api compatibility tests, and every fuzz target's seed
+# corpus.
+test:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# The quick loop: skips the slow restart and cluster tests.
+test-short:
+	$(GO) test -race -count=1 -short ./...
+
+$(STATICCHECK):
+	mkdir -p $(BIN)
+	GOBIN=$(abspath $(BIN)) GOFLAGS= $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(BIN)/staticcheck $(STATICCHECK)
+
+lint: $(STATICCHECK)
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+# Runs every fuzz target for FUZZTIME each (default 30s).
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s $$pkg; \
+	done
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+clean:
+	rm -rf $(BIN)
