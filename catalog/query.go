@@ -88,6 +88,35 @@ func (s *Store) Services(ws memdb.WatchSet) (uint64, map[string][]string, error)
 	return maxIndex(tx, tableServices), out, nil
 }
 
+// AllServiceNodes returns every instance with its node: what a filter on
+// the service list is evaluated against.
+func (s *Store) AllServiceNodes(ws memdb.WatchSet) (uint64, []ServiceNode, error) {
+	s.watchAbandon(ws)
+	tx := s.readTxn()
+	it, err := tx.Get(tableServices, indexID)
+	if err != nil {
+		return 0, nil, fmt.Errorf("services: %w", err)
+	}
+	addWatch(ws, it.WatchCh())
+	nit, err := tx.Get(tableNodes, indexID)
+	if err != nil {
+		return 0, nil, fmt.Errorf("nodes: %w", err)
+	}
+	addWatch(ws, nit.WatchCh()) // node meta takes part in filters
+	var out []ServiceNode
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		svc := raw.(*Service)
+		node, err := tx.First(tableNodes, indexID, svc.Node)
+		if err != nil {
+			return 0, nil, fmt.Errorf("node lookup: %w", err)
+		}
+		if node != nil {
+			out = append(out, ServiceNode{Node: node.(*Node), Service: svc})
+		}
+	}
+	return maxIndex(tx, tableServices, tableNodes), out, nil
+}
+
 // instances returns the instances of a service carrying every tag in tags
 // (case-insensitively), using the service/tag index for the first tag.
 func instances(tx *memdb.Txn, name string, tags []string) ([]*Service, error) {

@@ -228,9 +228,53 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.raft = r
 	s.started = true
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.waitReady(target)
+	go s.leaderLoop(r.LeaderCh())
 	return nil
+}
+
+// leaderLoop runs the leader's duties each time this server gains
+// leadership.
+func (s *Server) leaderLoop(leaderCh <-chan bool) {
+	defer s.wg.Done()
+	for {
+		select {
+		case isLeader := <-leaderCh:
+			if isLeader {
+				s.establishLeadership()
+			}
+		case <-s.shutdownCh:
+			return
+		}
+	}
+}
+
+// establishLeadership waits until the log is applied and puts this
+// server's current address into the configuration: a server restarted on
+// another address (a new port, a new IP) would otherwise be listed, and
+// dialled by its peers, at the old one.
+func (s *Server) establishLeadership() {
+	r := s.raft
+	if err := r.Barrier(time.Minute).Error(); err != nil {
+		s.logger.Warn("leader barrier failed", "error", err)
+		return
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		s.logger.Warn("read raft configuration", "error", err)
+		return
+	}
+	self := raft.ServerID(s.cfg.NodeID)
+	addr := s.transport.LocalAddr()
+	for _, srv := range f.Configuration().Servers {
+		if srv.ID == self && srv.Address != addr {
+			s.logger.Info("updating this server's raft address", "from", srv.Address, "to", addr)
+			if err := r.AddVoter(self, addr, 0, time.Minute).Error(); err != nil {
+				s.logger.Warn("update raft address", "error", err)
+			}
+		}
+	}
 }
 
 // waitReady closes readyCh once the FSM has applied the last command of

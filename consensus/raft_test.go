@@ -157,3 +157,29 @@ func TestShutdownIdempotent(t *testing.T) {
 		t.Fatalf("apply after shutdown: %v", err)
 	}
 }
+
+func TestRestartOnNewAddress(t *testing.T) {
+	dir := t.TempDir()
+	s := startServer(t, dir, catalog.NewStore())
+	registerN(t, s, 0, 5)
+	before, _ := s.Peers()
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	store := catalog.NewStore()
+	s2 := startServer(t, dir, store) // a new ephemeral port
+	want := s2.transport.LocalAddr()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		peers, err := s2.Peers()
+		if err == nil && len(peers) == 1 && peers[0] == string(want) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("peers = %v (%v), want [%s]; before the restart %v", peers, err, want, before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// And it still commits.
+	registerN(t, s2, 5, 6)
+}

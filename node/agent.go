@@ -56,6 +56,9 @@ type Agent struct {
 	dnsUDP   []net.PacketConn
 	dnsTCP   []net.Listener
 
+	// checkStateMu orders check status changes with their saves.
+	checkStateMu sync.Mutex
+
 	mu       sync.Mutex // guards started and shutdown
 	started  bool
 	shutdown bool

@@ -239,6 +239,14 @@ func TestConsulClientCatalog(t *testing.T) {
 	if err != nil || len(filtered) != 0 {
 		t.Fatalf("filtered = %+v, %v", filtered, err)
 	}
+	byMeta, _, err := cat.Services(&api.QueryOptions{Filter: `NodeMeta.rack == "r1"`})
+	if err != nil || len(byMeta) != 1 || !slices.Equal(byMeta["redis"], []string{"primary"}) {
+		t.Fatalf("catalog services filtered on node meta = %v, %v", byMeta, err)
+	}
+	none, _, err := cat.Services(&api.QueryOptions{Filter: `ServiceTags contains "replica"`})
+	if err != nil || len(none) != 0 {
+		t.Fatalf("catalog services filtered to nothing = %v, %v", none, err)
+	}
 	dcs, err := cat.Datacenters()
 	if err != nil || !slices.Equal(dcs, []string{"dc1"}) {
 		t.Fatalf("datacenters = %v, %v", dcs, err)

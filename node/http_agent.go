@@ -110,7 +110,9 @@ func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChe
 		}
 		for _, c := range a.local.listChecks() {
 			if c.ServiceID == def.ID && !keep[c.CheckID] {
-				a.removeCheck(c.CheckID)
+				if _, _, err := a.removeCheck(c.CheckID); err != nil {
+					a.logger.Warn("remove replaced check", "check", c.CheckID, "error", err)
+				}
 			}
 		}
 	}
@@ -153,19 +155,42 @@ func (a *Agent) buildCheck(cd *config.CheckDefinition, fromConfig bool) (*localC
 	}, nil
 }
 
-// startCheck attaches and starts the check's runner.
+// startCheck restores the check's last status from an earlier run, if
+// any, and attaches and starts its runner.
 func (a *Agent) startCheck(lc *localCheck) {
+	if st, err := a.persist.loadCheckState(lc.chk.CheckID); err != nil {
+		a.logger.Warn("ignoring saved check state", "check", lc.chk.CheckID, "error", err)
+	} else if st != nil && catalog.ValidStatus(st.Status) {
+		lc.chk.Status, lc.chk.Output = st.Status, st.Output
+	}
 	if lc.def.TTL > 0 {
-		lc.ttl = checks.NewTTL(lc.chk.CheckID, lc.def.TTL, checkNotifier{a.local}, nil)
+		// A restored status holds for one TTL: the application must be
+		// heard from within it, as after any heartbeat.
+		lc.ttl = checks.NewTTL(lc.chk.CheckID, lc.def.TTL, checkNotifier{a}, nil)
 		lc.ttl.Start()
 	}
 }
 
-// checkNotifier feeds check results into the local state.
-type checkNotifier struct{ local *localState }
+// checkNotifier feeds check results into the agent.
+type checkNotifier struct{ a *Agent }
 
 func (n checkNotifier) UpdateCheck(id, status, output string) {
-	n.local.updateCheck(id, status, truncateOutput(output))
+	n.a.setCheckStatus(id, status, output)
+}
+
+// setCheckStatus records a check's status and, when it changed, saves it
+// so a restarted agent does not flip a healthy service to critical. One
+// mutex orders the saves as the changes.
+func (a *Agent) setCheckStatus(id, status, output string) (gen uint64, found bool) {
+	a.checkStateMu.Lock()
+	defer a.checkStateMu.Unlock()
+	gen, found, changed := a.local.updateCheck(id, status, truncateOutput(output))
+	if changed {
+		if err := a.persist.saveCheckState(id, status, truncateOutput(output)); err != nil {
+			a.logger.Warn("save check state", "check", id, "error", err)
+		}
+	}
+	return gen, found
 }
 
 func truncateOutput(s string) string {
@@ -314,8 +339,8 @@ func (a *Agent) heartbeat(r *http.Request, id, status, output string) error {
 	if ttl == nil {
 		return badRequest("CheckID %q does not have an associated TTL", id)
 	}
-	ttl.SetStatus(status, truncateOutput(output))
-	gen, _ := a.local.updateCheck(id, status, truncateOutput(output))
+	ttl.SetStatus(status, output) // resets the TTL and reports through setCheckStatus
+	gen, _ := a.setCheckStatus(id, status, output)
 	a.waitSynced(r, gen)
 	return nil
 }

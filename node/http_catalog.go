@@ -1,7 +1,9 @@
 package node
 
 import (
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -175,16 +177,70 @@ func (a *Agent) catalogDeregister(w http.ResponseWriter, r *http.Request) (any, 
 }
 
 func (a *Agent) catalogServices(w http.ResponseWriter, r *http.Request) (any, error) {
+	filter := r.URL.Query().Get("filter")
 	var out map[string][]string
 	err := a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
-		idx, svcs, err := a.store.Services(ws)
-		for name, tags := range svcs {
-			svcs[name] = orEmpty(tags)
+		if filter == "" {
+			idx, svcs, err := a.store.Services(ws)
+			for name, tags := range svcs {
+				svcs[name] = orEmpty(tags)
+			}
+			out = svcs
+			return idx, err
 		}
-		out = svcs
-		return idx, err
+		// As Consul: the filter sees each instance (ServiceName,
+		// ServiceTags, NodeMeta...), the answer lists the names it kept.
+		idx, sns, err := a.store.AllServiceNodes(ws)
+		if err != nil {
+			return 0, err
+		}
+		kept, err := catalog.Filter(filter, flattenServiceNodes(sns))
+		if err != nil {
+			return 0, err
+		}
+		out = serviceTags(kept)
+		return idx, nil
 	})
 	return out, err
+}
+
+// serviceTags lists each service name once with the sorted union of its
+// instances' tags.
+func serviceTags(svcs []catalogService) map[string][]string {
+	sets := map[string]map[string]struct{}{}
+	for _, s := range svcs {
+		set := sets[s.ServiceName]
+		if set == nil {
+			set = map[string]struct{}{}
+			sets[s.ServiceName] = set
+		}
+		for _, t := range s.ServiceTags {
+			set[t] = struct{}{}
+		}
+	}
+	out := make(map[string][]string, len(sets))
+	for name, set := range sets {
+		out[name] = slices.Sorted(maps.Keys(set))
+		out[name] = orEmpty(out[name])
+	}
+	return out
+}
+
+// flattenServiceNodes turns instances into Consul's CatalogService rows.
+func flattenServiceNodes(sns []catalog.ServiceNode) []catalogService {
+	out := make([]catalogService, 0, len(sns))
+	for _, sn := range sns {
+		n, s := sn.Node, sn.Service
+		out = append(out, catalogService{
+			ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: n.Datacenter,
+			TaggedAddresses: orEmptyMap(n.TaggedAddresses), NodeMeta: orEmptyMap(n.Meta),
+			ServiceID: s.ID, ServiceName: s.Service, ServiceTags: orEmpty(s.Tags), ServiceAddress: s.Address,
+			ServiceWeights: s.Weights, ServiceMeta: orEmptyMap(s.Meta), ServicePort: s.Port,
+			ServiceEnableTagOverride: s.EnableTagOverride,
+			CreateIndex:              s.CreateIndex, ModifyIndex: s.ModifyIndex,
+		})
+	}
+	return out
 }
 
 // catalogService is Consul's flattened CatalogService.
@@ -217,19 +273,7 @@ func (a *Agent) catalogService(w http.ResponseWriter, r *http.Request) (any, err
 		if err != nil {
 			return 0, err
 		}
-		out = make([]catalogService, 0, len(sns))
-		for _, sn := range sns {
-			n, s := sn.Node, sn.Service
-			out = append(out, catalogService{
-				ID: n.ID, Node: n.Node, Address: n.Address, Datacenter: n.Datacenter,
-				TaggedAddresses: orEmptyMap(n.TaggedAddresses), NodeMeta: orEmptyMap(n.Meta),
-				ServiceID: s.ID, ServiceName: s.Service, ServiceTags: orEmpty(s.Tags), ServiceAddress: s.Address,
-				ServiceWeights: s.Weights, ServiceMeta: orEmptyMap(s.Meta), ServicePort: s.Port,
-				ServiceEnableTagOverride: s.EnableTagOverride,
-				CreateIndex:              s.CreateIndex, ModifyIndex: s.ModifyIndex,
-			})
-		}
-		out, err = catalog.Filter(r.URL.Query().Get("filter"), out)
+		out, err = catalog.Filter(r.URL.Query().Get("filter"), flattenServiceNodes(sns))
 		return idx, err
 	})
 	shuffle(out)

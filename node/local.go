@@ -158,28 +158,28 @@ func (l *localState) removeCheck(id string) (uint64, bool) {
 
 // updateCheck sets a check's status and output. A call that changes
 // neither changes nothing, so a steady heartbeat costs no write. It
-// reports false when there is no such check.
-func (l *localState) updateCheck(id, status, output string) (uint64, bool) {
+// reports whether there is such a check and whether it changed.
+func (l *localState) updateCheck(id, status, output string) (gen uint64, found, changed bool) {
 	l.mu.Lock()
 	c, ok := l.checks[id]
 	if !ok {
 		l.mu.Unlock()
-		return 0, false
+		return 0, false, false
 	}
 	if c.chk.Status == status && c.chk.Output == output {
 		gen := l.gen
 		l.mu.Unlock()
-		return gen, true
+		return gen, true, false
 	}
 	nc := *c.chk
 	nc.Status, nc.Output = status, output
 	c.chk = &nc
 	c.inSync = false
 	c.version++
-	gen := l.changedLocked()
+	gen = l.changedLocked()
 	l.mu.Unlock()
 	l.notify()
-	return gen, true
+	return gen, true, true
 }
 
 // service returns a copy of a service, or nil.

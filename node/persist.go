@@ -19,9 +19,10 @@ import (
 // hash of the ID (IDs may hold any character), written atomically, so a
 // crash mid-write leaves the old file or the new one.
 const (
-	servicesDir = "services"
-	checksDir   = "checks"
-	nodeIDFile  = "node-id"
+	servicesDir   = "services"
+	checksDir     = "checks"
+	checkStateDir = "check-state"
+	nodeIDFile    = "node-id"
 )
 
 // persister writes the local state under dir; a nil persister (in-memory
@@ -56,11 +57,56 @@ func (p *persister) saveCheck(def *config.CheckDefinition) error {
 	return writeJSONAtomic(filepath.Join(p.dir, checksDir, fileName(def.ID)), def)
 }
 
+// removeCheck forgets a check's definition and its saved state.
 func (p *persister) removeCheck(id string) error {
 	if p == nil {
 		return nil
 	}
-	return removeIfExists(filepath.Join(p.dir, checksDir, fileName(id)))
+	if err := removeIfExists(filepath.Join(p.dir, checksDir, fileName(id))); err != nil {
+		return err
+	}
+	return p.removeCheckState(id)
+}
+
+// checkState is a check's last status, kept across restarts.
+type checkState struct {
+	CheckID string
+	Status  string
+	Output  string
+}
+
+func (p *persister) saveCheckState(id, status, output string) error {
+	if p == nil {
+		return nil
+	}
+	return writeJSONAtomic(filepath.Join(p.dir, checkStateDir, fileName(id)),
+		&checkState{CheckID: id, Status: status, Output: output})
+}
+
+func (p *persister) removeCheckState(id string) error {
+	if p == nil {
+		return nil
+	}
+	return removeIfExists(filepath.Join(p.dir, checkStateDir, fileName(id)))
+}
+
+// loadCheckState returns a check's saved state, or nil when there is none.
+func (p *persister) loadCheckState(id string) (*checkState, error) {
+	if p == nil {
+		return nil, nil
+	}
+	b, err := os.ReadFile(filepath.Join(p.dir, checkStateDir, fileName(id)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read check state: %w", err)
+	}
+	st := &checkState{}
+	if err := json.Unmarshal(b, st); err != nil || st.CheckID != id {
+		return nil, fmt.Errorf("check state of %q is corrupt", id)
+	}
+	return st, nil
 }
 
 // loadServices reads every persisted service definition.

@@ -3,13 +3,10 @@ package node_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/consul/api"
-	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -36,15 +33,19 @@ func TestRestartKeepsEveryRegistration(t *testing.T) {
 	for i := range local {
 		err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{
 			ID: fmt.Sprintf("api-%d", i), Name: "api", Port: 9000 + i,
-			Check: &api.AgentServiceCheck{CheckID: fmt.Sprintf("api-%d-ttl", i), TTL: "10m", Status: api.HealthPassing},
+			Check: &api.AgentServiceCheck{CheckID: fmt.Sprintf("api-%d-ttl", i), TTL: "10m"},
 		})
 		if err != nil {
 			t.Fatalf("agent register %d: %v", i, err)
 		}
+		// Passing by heartbeat, not by its definition: the restarted
+		// agent must remember it.
+		if err := c.Agent().PassTTL(fmt.Sprintf("api-%d-ttl", i), "ok"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Logf("registered %d instances in %v", external+local, time.Since(start))
 
-	_, port, _ := net.SplitHostPort(a.ServerAddr())
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := a.Shutdown(ctx); err != nil {
@@ -52,10 +53,9 @@ func TestRestartKeepsEveryRegistration(t *testing.T) {
 	}
 
 	start = time.Now()
-	b := nodetest.Start(t, nodetest.Options{DataDir: dir, Edit: func(f *config.File) {
-		p, _ := strconv.Atoi(port)
-		f.Ports.Server = &p // keep the Raft address the log knows
-	}})
+	// On new ephemeral ports: the server puts its new address into the
+	// Raft configuration itself.
+	b := nodetest.Start(t, nodetest.Options{DataDir: dir})
 	t.Logf("restarted and ready in %v", time.Since(start))
 	c = newClient(t, b)
 	// The first read after the restart must already see everything: no
@@ -72,4 +72,13 @@ func TestRestartKeepsEveryRegistration(t *testing.T) {
 	if err != nil || len(svcs) != local {
 		t.Fatalf("agent services after restart: %d (%v), want %d", len(svcs), err, local)
 	}
+	checks, err := c.Agent().Checks()
+	if err != nil || len(checks) != local || checks["api-7-ttl"].Status != api.HealthPassing || checks["api-7-ttl"].Output != "ok" {
+		t.Fatalf("agent checks after restart: %d, api-7-ttl = %+v (%v)", len(checks), checks["api-7-ttl"], err)
+	}
+	// The leader corrects its own address just after it is elected.
+	nodetest.Eventually(t, 10*time.Second, "peers to list the new server address", func() bool {
+		peers, err := c.Status().Peers()
+		return err == nil && len(peers) == 1 && peers[0] == b.ServerAddr()
+	})
 }
