@@ -255,6 +255,9 @@ func (a *Agent) loadLocalState() error {
 			a.logger.Warn("skipping a persisted service", "id", def.ID, "error", err)
 		}
 	}
+	if err := a.restoreMaintenance(); err != nil {
+		return err
+	}
 	chks, err := a.persist.loadChecks()
 	if err != nil {
 		return err

@@ -114,7 +114,7 @@ func TestTTLExpiryReachesCatalog(t *testing.T) {
 	a := nodetest.Start(t, nodetest.Options{})
 	c := newClient(t, a)
 	err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{Name: "beat", Port: 1,
-		Check: &api.AgentServiceCheck{CheckID: "beat-ttl", TTL: "300ms", Status: api.HealthPassing}})
+		Check: &api.AgentServiceCheck{CheckID: "beat-ttl", TTL: "1s", Status: api.HealthPassing}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,6 +71,8 @@ func (a *Agent) routes() http.Handler {
 	handle(write, "/v1/agent/check/fail/{id...}", a.agentCheckTTL(catalog.HealthCritical))
 	handle(write, "/v1/agent/check/update/{id...}", a.agentCheckUpdate)
 	handle(read, "/v1/agent/self", a.agentSelf)
+	handle(write, "/v1/agent/service/maintenance/{id...}", a.agentServiceMaintenance)
+	handle(write, "/v1/agent/maintenance", a.agentNodeMaintenance)
 
 	handle(write, "/v1/catalog/register", a.catalogRegister)
 	handle(write, "/v1/catalog/deregister", a.catalogDeregister)

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -65,7 +66,17 @@ func (p *persister) removeCheck(id string) error {
 	if err := removeIfExists(filepath.Join(p.dir, checksDir, fileName(id))); err != nil {
 		return err
 	}
+	if err := p.removeMaintenance(id); err != nil {
+		return err
+	}
 	return p.removeCheckState(id)
+}
+
+// decodeStrictJSON decodes a file this agent wrote itself.
+func decodeStrictJSON(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 // checkState is a check's last status, kept across restarts.

@@ -98,7 +98,18 @@ type CheckDefinition struct {
 	DeregisterCriticalServiceAfter time.Duration
 	FailuresBeforeCritical         int
 	SuccessBeforePassing           int
+
+	// FlapThreshold and FlapWindow damp a flapping check: once its status
+	// has changed more than FlapThreshold times within FlapWindow it is
+	// held critical until it settles. Zero turns damping off. Not in
+	// Consul.
+	FlapThreshold int
+	FlapWindow    time.Duration
 }
+
+// MinCheckPeriod is the shortest TTL and interval a check may have: below
+// it a check costs more than it tells.
+const MinCheckPeriod = time.Second
 
 // Check types as returned by CheckDefinition.Type, spelled as Consul spells
 // them in the Type field of its check objects.
@@ -197,8 +208,8 @@ func (c *CheckDefinition) validate(prefix string, standalone bool) error {
 	kind := kinds[0]
 	switch kind.typ {
 	case CheckTypeTTL:
-		if c.TTL < 0 {
-			return fieldErr(at("TTL"), "must be positive")
+		if c.TTL < MinCheckPeriod {
+			return fieldErr(at("TTL"), fmt.Sprintf("must be at least %v, got %v", MinCheckPeriod, c.TTL))
 		}
 	case CheckTypeHTTP:
 		u, err := url.Parse(c.HTTP)
@@ -225,8 +236,8 @@ func (c *CheckDefinition) validate(prefix string, standalone bool) error {
 		if c.Interval == 0 {
 			return fieldErr(at("Interval"), "required for "+kind.field+" checks")
 		}
-		if c.Interval < 0 {
-			return fieldErr(at("Interval"), "must be positive")
+		if c.Interval < MinCheckPeriod {
+			return fieldErr(at("Interval"), fmt.Sprintf("must be at least %v, got %v", MinCheckPeriod, c.Interval))
 		}
 	default:
 		if c.Interval < 0 {
@@ -249,6 +260,15 @@ func (c *CheckDefinition) validate(prefix string, standalone bool) error {
 	}
 	if c.SuccessBeforePassing < 0 {
 		return fieldErr(at("SuccessBeforePassing"), "must not be negative")
+	}
+	if c.FlapThreshold < 0 {
+		return fieldErr(at("FlapThreshold"), "must not be negative")
+	}
+	if c.FlapWindow < 0 {
+		return fieldErr(at("FlapWindow"), "must not be negative")
+	}
+	if c.FlapThreshold > 0 && c.FlapWindow == 0 {
+		return fieldErr(at("FlapWindow"), "required when FlapThreshold is set")
 	}
 	if c.Method != "" && strings.IndexFunc(c.Method, func(r rune) bool {
 		return (r < 'A' || r > 'Z') && (r < 'a' || r > 'z')

@@ -1,0 +1,140 @@
+package node
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/meshd/meshd/catalog"
+)
+
+// Maintenance mode is a critical check, as in Consul: it takes a service
+// instance (or, for the node, every instance on it) out of healthy answers
+// while leaving it registered.
+const (
+	maintenanceDir         = "maintenance"
+	maintenanceCheckType   = "maintenance"
+	serviceMaintenanceName = "Service Maintenance Mode"
+	nodeMaintenanceName    = "Node Maintenance Mode"
+	defaultServiceReason   = "Maintenance mode is enabled for this service, but no reason was provided. This is a default message."
+	defaultNodeReason      = "Maintenance mode is enabled for this node, but no reason was provided. This is a default message."
+)
+
+// maintenance is a maintenance check as saved in the data dir.
+type maintenance struct {
+	CheckID   string
+	ServiceID string
+	Reason    string
+}
+
+func (a *Agent) agentServiceMaintenance(w http.ResponseWriter, r *http.Request) (any, error) {
+	id := r.PathValue("id")
+	enable, err := maintenanceFlag(r)
+	if err != nil {
+		return nil, err
+	}
+	if a.local.service(id) == nil {
+		return nil, notFound("Unknown service ID %q", id)
+	}
+	return nil, a.setMaintenance(r, catalog.ServiceMaintPrefix+id, id, enable, r.URL.Query().Get("reason"))
+}
+
+func (a *Agent) agentNodeMaintenance(w http.ResponseWriter, r *http.Request) (any, error) {
+	enable, err := maintenanceFlag(r)
+	if err != nil {
+		return nil, err
+	}
+	return nil, a.setMaintenance(r, catalog.NodeMaintCheckID, "", enable, r.URL.Query().Get("reason"))
+}
+
+// maintenanceFlag reads ?enable, which Consul requires.
+func maintenanceFlag(r *http.Request) (bool, error) {
+	if _, ok := r.URL.Query()["enable"]; !ok || r.URL.Query().Get("enable") == "" {
+		return false, badRequest("Missing value for enable")
+	}
+	return queryFlag(r, "enable")
+}
+
+func (a *Agent) setMaintenance(r *http.Request, checkID, serviceID string, enable bool, reason string) error {
+	if !enable {
+		gen, ok, err := a.removeCheck(checkID)
+		if err != nil {
+			return err
+		}
+		if ok {
+			a.waitSynced(r, gen)
+		}
+		return nil
+	}
+	m := &maintenance{CheckID: checkID, ServiceID: serviceID, Reason: reason}
+	if err := a.persist.saveMaintenance(m); err != nil {
+		return err
+	}
+	a.waitSynced(r, a.local.addCheck(maintenanceCheck(m)))
+	return nil
+}
+
+func maintenanceCheck(m *maintenance) *localCheck {
+	name, notes := nodeMaintenanceName, m.Reason
+	if m.ServiceID != "" {
+		name = serviceMaintenanceName
+	}
+	if notes == "" {
+		notes = defaultNodeReason
+		if m.ServiceID != "" {
+			notes = defaultServiceReason
+		}
+	}
+	return &localCheck{chk: &catalog.Check{
+		CheckID: m.CheckID, Name: name, Notes: notes, ServiceID: m.ServiceID,
+		Status: catalog.HealthCritical, Type: maintenanceCheckType,
+	}}
+}
+
+func (p *persister) saveMaintenance(m *maintenance) error {
+	if p == nil {
+		return nil
+	}
+	return writeJSONAtomic(filepath.Join(p.dir, maintenanceDir, fileName(m.CheckID)), m)
+}
+
+func (p *persister) removeMaintenance(id string) error {
+	if p == nil {
+		return nil
+	}
+	return removeIfExists(filepath.Join(p.dir, maintenanceDir, fileName(id)))
+}
+
+// loadMaintenance reads the saved maintenance checks.
+func (p *persister) loadMaintenance() ([]*maintenance, error) {
+	var out []*maintenance
+	err := p.load(maintenanceDir, func(path string, b []byte) error {
+		m := &maintenance{}
+		if err := decodeStrictJSON(b, m); err != nil || m.CheckID == "" {
+			return fmt.Errorf("%s: not a maintenance record", path)
+		}
+		out = append(out, m)
+		return nil
+	})
+	return out, err
+}
+
+// restoreMaintenance puts saved maintenance checks back, dropping those
+// whose service is gone.
+func (a *Agent) restoreMaintenance() error {
+	ms, err := a.persist.loadMaintenance()
+	if err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if m.ServiceID != "" && a.local.service(m.ServiceID) == nil {
+			if err := a.persist.removeMaintenance(m.CheckID); err != nil && !os.IsNotExist(err) {
+				return err
+			}
+			continue
+		}
+		a.local.addCheck(maintenanceCheck(m))
+	}
+	return nil
+}
