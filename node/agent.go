@@ -124,7 +124,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err := a.startServer(ctx); err != nil {
 		return err
 	}
-	a.local = newLocalState(func() { a.sync.trigger() })
+	a.local = newLocalState(a.cfg.CheckUpdateInterval, func() { a.sync.trigger() })
 	a.sync = newSyncer(a.local, a.server, nodeInfo{
 		ID: a.nodeID, Name: a.cfg.NodeName, Address: a.advertise.String(), Datacenter: a.cfg.Datacenter,
 		TaggedAddresses: map[string]string{"lan": a.advertise.String(), "wan": a.advertise.String()},

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/checks"
@@ -34,12 +35,21 @@ type localCheck struct {
 	defSynced bool
 	inSync    bool
 	version   uint64
+	// outputSyncedAt is when the catalog last took this check's output;
+	// outputDeferred marks an output-only change held back until
+	// outputSyncedAt + the output interval.
+	outputSyncedAt time.Time
+	outputDeferred bool
 }
 
 // localState is what this agent has registered, and what of it the
 // catalog is known to hold. It is safe for concurrent use.
 type localState struct {
 	notify func() // called, without mu held, after every change
+	// outputInterval is check_update_interval: the least time between two
+	// writes of a check whose only change is its output (0: no limit).
+	outputInterval time.Duration
+	now            func() time.Time
 
 	mu       sync.Mutex // guards the fields below
 	services map[string]*localService
@@ -48,12 +58,16 @@ type localState struct {
 	removedServices map[string]struct{}
 	removedChecks   map[string]struct{}
 	nodeInSync      bool
+	// deferred counts checks with a held-back output.
+	deferred int
 	// gen counts changes; the sync loop reports the gen it has pushed.
 	gen uint64
 }
 
-func newLocalState(notify func()) *localState {
+func newLocalState(outputInterval time.Duration, notify func()) *localState {
 	return &localState{
+		outputInterval: outputInterval,
+		now:            time.Now,
 		// gen 1 is the node itself: the first sync registers it.
 		gen:             1,
 		notify:          notify,
@@ -90,6 +104,9 @@ func (l *localState) addService(ls *localService, chks []*localCheck) uint64 {
 
 func (l *localState) putCheckLocked(c *localCheck) {
 	if old, ok := l.checks[c.chk.CheckID]; ok {
+		if old.outputDeferred {
+			l.deferred--
+		}
 		c.version = old.version + 1
 		if old.ttl != nil && old.ttl != c.ttl {
 			old.ttl.Stop()
@@ -135,8 +152,13 @@ func (l *localState) removeService(id string) (uint64, bool) {
 }
 
 func (l *localState) removeCheckLocked(id string) {
-	if c := l.checks[id]; c != nil && c.ttl != nil {
-		c.ttl.Stop()
+	if c := l.checks[id]; c != nil {
+		if c.ttl != nil {
+			c.ttl.Stop()
+		}
+		if c.outputDeferred {
+			l.deferred--
+		}
 	}
 	delete(l.checks, id)
 	l.removedChecks[id] = struct{}{}
@@ -172,14 +194,33 @@ func (l *localState) updateCheck(id, status, output string) (gen uint64, found, 
 		return gen, true, false
 	}
 	nc := *c.chk
+	outputOnly := nc.Status == status
 	nc.Status, nc.Output = status, output
 	c.chk = &nc
-	c.inSync = false
 	c.version++
+	if outputOnly && l.outputInterval > 0 && l.now().Sub(c.outputSyncedAt) < l.outputInterval {
+		// Visible in agent/checks now; written to the catalog by a full
+		// sync once the interval has passed, so a check whose output
+		// carries a timestamp does not write every run.
+		if !c.outputDeferred {
+			c.outputDeferred = true
+			l.deferred++
+		}
+		gen = l.gen
+		l.mu.Unlock()
+		return gen, true, true
+	}
+	c.inSync = false
 	gen = l.changedLocked()
 	l.mu.Unlock()
 	l.notify()
 	return gen, true, true
+}
+
+// outputDueLocked reports whether a check's held-back output may be
+// written now; the caller holds mu.
+func (l *localState) outputDueLocked(c *localCheck) bool {
+	return !c.outputDeferred || l.now().Sub(c.outputSyncedAt) >= l.outputInterval
 }
 
 // service returns a copy of a service, or nil.

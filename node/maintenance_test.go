@@ -58,7 +58,7 @@ func TestMaintenanceMode(t *testing.T) {
 		path string
 		code int
 	}{
-		{"/v1/agent/service/maintenance/web-1", 400},             // no enable
+		{"/v1/agent/service/maintenance/web-1", 400},              // no enable
 		{"/v1/agent/service/maintenance/web-1?enable=maybe", 400}, // not a bool
 		{"/v1/agent/service/maintenance/nope?enable=true", 404},
 		{"/v1/agent/maintenance?enable=", 400},

@@ -94,6 +94,9 @@ func (s *syncer) run(ctx context.Context) {
 	full := true
 	fullTimer := time.NewTimer(s.jitter())
 	defer fullTimer.Stop()
+	// Held-back check outputs are flushed on this tick once due.
+	flushTick := time.NewTicker(s.flushPeriod())
+	defer flushTick.Stop()
 	for {
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
 		var err error
@@ -116,16 +119,33 @@ func (s *syncer) run(ctx context.Context) {
 			retry = minRetry
 			full = false
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.triggerCh:
-		case <-retryCh:
-		case <-fullTimer.C:
-			full = true
-			fullTimer.Reset(s.jitter())
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.triggerCh:
+			case <-retryCh:
+			case <-fullTimer.C:
+				full = true
+				fullTimer.Reset(s.jitter())
+			case <-flushTick.C:
+				s.local.mu.Lock()
+				idle := s.local.deferred == 0
+				s.local.mu.Unlock()
+				if idle {
+					continue wait
+				}
+			}
+			break
 		}
 	}
+}
+
+// flushPeriod is how often held-back check outputs are looked at: a fifth
+// of check_update_interval, within [100ms, 30s].
+func (s *syncer) flushPeriod() time.Duration {
+	return min(max(s.local.outputInterval/5, 100*time.Millisecond), 30*time.Second)
 }
 
 // jitter is the full-sync interval plus up to a quarter of it, so agents
@@ -164,7 +184,9 @@ func (s *syncer) syncFull(ctx context.Context) error {
 	for id, lc := range l.checks {
 		r, ok := remoteChks[id]
 		lc.defSynced = ok && sameCheckDefinition(lc.chk, r)
-		lc.inSync = lc.defSynced && r.Status == lc.chk.Status && r.Output == lc.chk.Output
+		sameOutput := r != nil && r.Output == lc.chk.Output
+		// A held-back output counts as in sync until it is due.
+		lc.inSync = lc.defSynced && r.Status == lc.chk.Status && (sameOutput || !l.outputDueLocked(lc))
 	}
 	for id := range remoteChks {
 		if _, ok := l.checks[id]; !ok && id != catalog.SerfCheckID {
@@ -224,6 +246,9 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 	}
 	var fullChks, statusChks []pushChk
 	for id, lc := range l.checks {
+		if lc.inSync && lc.outputDeferred && l.outputDueLocked(lc) {
+			lc.inSync = false // its held-back output is due
+		}
 		if lc.inSync || inSvcPush[id] {
 			continue
 		}
@@ -331,8 +356,19 @@ func (s *syncer) refused(err error, kind, id string) bool {
 // markChecks marks pushed checks in sync unless they changed since; the
 // caller holds l.mu.
 func markChecks(l *localState, pushed []pushChk) {
+	now := l.now()
 	for _, c := range pushed {
-		if lc, ok := l.checks[c.chk.CheckID]; ok && lc.version == c.version {
+		lc, ok := l.checks[c.chk.CheckID]
+		if !ok {
+			continue
+		}
+		if lc.chk.Output == c.chk.Output {
+			if lc.outputDeferred {
+				l.deferred--
+			}
+			lc.outputSyncedAt, lc.outputDeferred = now, false
+		}
+		if lc.version == c.version {
 			lc.defSynced, lc.inSync = true, true
 		}
 	}
