@@ -46,7 +46,11 @@ type Config struct {
 	Raft *raft.Config
 	// SnapshotRetain is how many snapshots to keep on disk.
 	SnapshotRetain int
-	Logger         *slog.Logger
+	// LeaderFunc, if set, runs while this server leads, from just after it
+	// has applied the whole log; its ctx ends when leadership is lost or
+	// the server shuts down, and it must return then.
+	LeaderFunc func(ctx context.Context)
+	Logger     *slog.Logger
 }
 
 // DefaultConfig returns the settings for a server on a LAN.
@@ -238,11 +242,26 @@ func (s *Server) Start(ctx context.Context) error {
 // leadership.
 func (s *Server) leaderLoop(leaderCh <-chan bool) {
 	defer s.wg.Done()
+	var stop func() // stops the running LeaderFunc and waits for it
+	stopLeading := func() {
+		if stop != nil {
+			stop()
+			stop = nil
+		}
+	}
+	defer stopLeading()
 	for {
 		select {
 		case isLeader := <-leaderCh:
-			if isLeader {
-				s.establishLeadership()
+			stopLeading()
+			if isLeader && s.establishLeadership() && s.cfg.LeaderFunc != nil {
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() {
+					defer close(done)
+					s.cfg.LeaderFunc(ctx)
+				}()
+				stop = func() { cancel(); <-done }
 			}
 		case <-s.shutdownCh:
 			return
@@ -254,16 +273,18 @@ func (s *Server) leaderLoop(leaderCh <-chan bool) {
 // server's current address into the configuration: a server restarted on
 // another address (a new port, a new IP) would otherwise be listed, and
 // dialled by its peers, at the old one.
-func (s *Server) establishLeadership() {
+//
+// It reports whether leadership was established.
+func (s *Server) establishLeadership() bool {
 	r := s.raft
 	if err := r.Barrier(time.Minute).Error(); err != nil {
 		s.logger.Warn("leader barrier failed", "error", err)
-		return
+		return false
 	}
 	f := r.GetConfiguration()
 	if err := f.Error(); err != nil {
 		s.logger.Warn("read raft configuration", "error", err)
-		return
+		return false
 	}
 	self := raft.ServerID(s.cfg.NodeID)
 	addr := s.transport.LocalAddr()
@@ -275,6 +296,7 @@ func (s *Server) establishLeadership() {
 			}
 		}
 	}
+	return true
 }
 
 // waitReady closes readyCh once the FSM has applied the last command of

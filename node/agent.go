@@ -45,6 +45,7 @@ type Agent struct {
 	// Set by Start.
 	nodeID    string
 	advertise netip.Addr
+	node      nodeInfo // how this node appears in the catalog
 	raft      *consensus.Server
 	server    catalogServer
 	sync      *syncer
@@ -125,18 +126,18 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		return err
 	}
 	a.local = newLocalState(a.cfg.CheckUpdateInterval, func() { a.sync.trigger() })
-	a.sync = newSyncer(a.local, a.server, nodeInfo{
-		ID: a.nodeID, Name: a.cfg.NodeName, Address: a.advertise.String(), Datacenter: a.cfg.Datacenter,
-		TaggedAddresses: map[string]string{"lan": a.advertise.String(), "wan": a.advertise.String()},
-		Meta:            a.cfg.NodeMeta,
-	}, fullSyncInterval, a.root.With("component", "sync"))
+	a.sync = newSyncer(a.local, a.server, a.node, fullSyncInterval, a.root.With("component", "sync"))
 	if err := a.loadLocalState(); err != nil {
 		return err
 	}
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		a.sync.run(bg)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.reapLoop(bg)
 	}()
 	if err := a.startDNS(); err != nil {
 		return err
@@ -166,22 +167,25 @@ func (a *Agent) startServer(ctx context.Context) error {
 	rcfg.Bootstrap = a.cfg.Bootstrap || a.cfg.BootstrapExpect == 1
 	rcfg.Advertise = &net.TCPAddr{IP: a.advertise.AsSlice(), Port: port}
 	rcfg.Logger = a.root
+	rcfg.LeaderFunc = a.leaderDuties
 	if a.cfg.DevMode {
 		rcfg.Raft = consensus.DevRaftConfig()
 	}
 	if a.raft, err = consensus.New(rcfg, a.store); err != nil {
 		return err
 	}
+	a.server = &localServer{raft: a.raft, store: a.store}
+	a.node = nodeInfo{
+		ID: a.nodeID, Name: a.cfg.NodeName, Address: a.advertise.String(), Datacenter: a.cfg.Datacenter,
+		TaggedAddresses: map[string]string{"lan": a.advertise.String(), "wan": a.advertise.String()},
+		Meta:            a.cfg.NodeMeta,
+	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		a.serveServerPort(ln)
 	}()
-	if err := a.raft.Start(ctx); err != nil {
-		return err
-	}
-	a.server = &localServer{raft: a.raft, store: a.store}
-	return nil
+	return a.raft.Start(ctx)
 }
 
 // serveServerPort accepts connections on the server port and routes each

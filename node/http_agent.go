@@ -202,25 +202,34 @@ func truncateOutput(s string) string {
 
 func (a *Agent) agentServiceDeregister(w http.ResponseWriter, r *http.Request) (any, error) {
 	id := r.PathValue("id")
-	if a.local.service(id) == nil {
+	gen, ok, err := a.removeService(id)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
 		return nil, notFound("Unknown service ID %q. Ensure that the service ID is passed, not the service name.", id)
 	}
+	a.waitSynced(r, gen)
+	return nil, nil
+}
+
+// removeService forgets a service and its checks, on disk and locally.
+func (a *Agent) removeService(id string) (uint64, bool, error) {
+	if a.local.service(id) == nil {
+		return 0, false, nil
+	}
 	if err := a.persist.removeService(id); err != nil {
-		return nil, err
+		return 0, false, err
 	}
 	for _, c := range a.local.listChecks() {
 		if c.ServiceID == id {
 			if err := a.persist.removeCheck(c.CheckID); err != nil {
-				return nil, err
+				return 0, false, err
 			}
 		}
 	}
 	gen, ok := a.local.removeService(id)
-	if !ok {
-		return nil, notFound("Unknown service ID %q", id)
-	}
-	a.waitSynced(r, gen)
-	return nil, nil
+	return gen, ok, nil
 }
 
 func (a *Agent) agentService(w http.ResponseWriter, r *http.Request) (any, error) {

@@ -40,6 +40,9 @@ type localCheck struct {
 	// outputSyncedAt + the output interval.
 	outputSyncedAt time.Time
 	outputDeferred bool
+	// criticalSince is when the check last turned critical (zero while it
+	// is not), for deregister_critical_service_after.
+	criticalSince time.Time
 }
 
 // localState is what this agent has registered, and what of it the
@@ -114,6 +117,12 @@ func (l *localState) putCheckLocked(c *localCheck) {
 		// Keep the status a re-registration did not set explicitly.
 		if c.def != nil && c.def.Status == "" && sameCheckDefinition(old.chk, c.chk) {
 			c.chk.Status, c.chk.Output = old.chk.Status, old.chk.Output
+		}
+	}
+	if c.chk.Status == catalog.HealthCritical {
+		c.criticalSince = l.now()
+		if old, ok := l.checks[c.chk.CheckID]; ok && !old.criticalSince.IsZero() {
+			c.criticalSince = old.criticalSince
 		}
 	}
 	delete(l.removedChecks, c.chk.CheckID)
@@ -195,6 +204,12 @@ func (l *localState) updateCheck(id, status, output string) (gen uint64, found, 
 	}
 	nc := *c.chk
 	outputOnly := nc.Status == status
+	switch {
+	case status == catalog.HealthCritical && nc.Status != catalog.HealthCritical:
+		c.criticalSince = l.now()
+	case status != catalog.HealthCritical:
+		c.criticalSince = time.Time{}
+	}
 	nc.Status, nc.Output = status, output
 	c.chk = &nc
 	c.version++
@@ -311,4 +326,21 @@ func sameCheckDefinition(a, b *catalog.Check) bool {
 		}
 	}
 	return reflect.DeepEqual(x, y)
+}
+
+// reapable returns the services with a check that has been critical for
+// longer than its deregister_critical_service_after.
+func (l *localState) reapable() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	var out []string
+	for _, c := range l.checks {
+		after := c.chk.Definition.DeregisterCriticalServiceAfter
+		if after > 0 && c.chk.ServiceID != "" && !c.criticalSince.IsZero() && now.Sub(c.criticalSince) >= after {
+			out = append(out, c.chk.ServiceID)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }

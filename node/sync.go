@@ -376,13 +376,17 @@ func markChecks(l *localState, pushed []pushChk) {
 
 // registration is the node part of a register request.
 func (s *syncer) registration(skipNode bool) *catalog.RegisterRequest {
+	return registration(s.node, skipNode)
+}
+
+func registration(n nodeInfo, skipNode bool) *catalog.RegisterRequest {
 	return &catalog.RegisterRequest{
-		ID:              s.node.ID,
-		Node:            s.node.Name,
-		Address:         s.node.Address,
-		Datacenter:      s.node.Datacenter,
-		TaggedAddresses: s.node.TaggedAddresses,
-		NodeMeta:        s.node.Meta,
+		ID:              n.ID,
+		Node:            n.Name,
+		Address:         n.Address,
+		Datacenter:      n.Datacenter,
+		TaggedAddresses: n.TaggedAddresses,
+		NodeMeta:        n.Meta,
 		SkipNodeUpdate:  skipNode,
 	}
 }

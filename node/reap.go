@@ -1,0 +1,34 @@
+package node
+
+import (
+	"context"
+	"time"
+)
+
+// reapInterval is how often the agent looks for services to reap. Consul
+// looks every 30 s; a second costs nothing and keeps the reap close to the
+// deregister_critical_service_after that was asked for.
+const reapInterval = time.Second
+
+// reapLoop deregisters this agent's services whose check has been critical
+// for longer than its deregister_critical_service_after. The agent does it
+// for its own services (the leader does it for nodes without a live
+// agent), so the sync never puts back what the leader took away.
+func (a *Agent) reapLoop(ctx context.Context) {
+	t := time.NewTicker(reapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, id := range a.local.reapable() {
+			if _, ok, err := a.removeService(id); err != nil {
+				a.logger.Warn("reap service", "service_id", id, "error", err)
+			} else if ok {
+				a.logger.Info("deregistered a service critical for longer than its deregister_critical_service_after", "service_id", id)
+			}
+		}
+	}
+}
