@@ -534,3 +534,33 @@ func (s *Server) VerifyLeader(ctx context.Context) error {
 		return ctx.Err()
 	}
 }
+
+// ServerIDs returns the IDs of the voters in the current configuration,
+// sorted as Raft keeps them.
+func (s *Server) ServerIDs() ([]string, error) {
+	r := s.raftOrNil()
+	if r == nil {
+		return nil, ErrShutdown
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, fmt.Errorf("raft configuration: %w", err)
+	}
+	var out []string
+	for _, srv := range f.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			out = append(out, string(srv.ID))
+		}
+	}
+	return out, nil
+}
+
+// Stats returns Raft's own statistics (last_log_index, commit_index,
+// applied_index, state, ...), as Consul's agent/self shows them.
+func (s *Server) Stats() map[string]string {
+	r := s.raftOrNil()
+	if r == nil {
+		return map[string]string{}
+	}
+	return r.Stats()
+}

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
@@ -57,6 +58,13 @@ type Agent struct {
 	dnsUDP   []net.PacketConn
 	dnsTCP   []net.Listener
 
+	openRequests atomic.Int64
+
+	// stateMu makes each change of the local state one step with its save
+	// to the data dir: a register, a deregister and a reap of the same ID
+	// cannot interleave.
+	stateMu sync.Mutex
+
 	// checkStateMu orders check status changes with their saves.
 	checkStateMu sync.Mutex
 
@@ -64,8 +72,9 @@ type Agent struct {
 	started  bool
 	shutdown bool
 
-	cancel context.CancelFunc // ends the background loops
-	wg     sync.WaitGroup
+	cancel         context.CancelFunc // ends the background loops
+	cancelRequests context.CancelFunc // ends the HTTP requests in flight
+	wg             sync.WaitGroup
 }
 
 // New checks cfg and prepares an agent; it opens nothing and starts
@@ -90,7 +99,7 @@ func New(cfg *config.Runtime, logger *slog.Logger) (*Agent, error) {
 		store:  catalog.NewStore(),
 	}
 	if !cfg.InMemory {
-		a.persist = &persister{dir: cfg.DataDir}
+		a.persist = &persister{dir: cfg.DataDir, logger: a.logger}
 	}
 	return a, nil
 }
@@ -237,6 +246,8 @@ func advertiseAddr(cfg *config.Runtime) (netip.Addr, error) {
 // loadLocalState registers the config-file services and checks and the
 // ones persisted by earlier runs.
 func (a *Agent) loadLocalState() error {
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	for _, def := range a.cfg.Services {
 		if _, err := a.addService(copyDef(def), true, false); err != nil {
 			return fmt.Errorf("service %q from config: %w", def.ID, err)
@@ -342,10 +353,15 @@ func (a *Agent) startHTTP() error {
 	if a.cfg.HTTPPort == config.PortDisabled {
 		return nil
 	}
+	// Requests run under a context that Shutdown cancels first, so open
+	// blocking queries answer at once instead of holding the shutdown.
+	reqCtx, cancelRequests := context.WithCancel(context.Background())
+	a.cancelRequests = cancelRequests
 	a.http = &http.Server{
 		Handler:           a.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return reqCtx },
 	}
 	for _, ip := range a.cfg.ClientAddrs {
 		ln, err := net.Listen("tcp", net.JoinHostPort(ip.String(), strconv.Itoa(a.cfg.HTTPPort)))
@@ -405,6 +421,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	a.mu.Unlock()
 
 	var errs []error
+	if a.cancelRequests != nil {
+		a.cancelRequests()
+	}
 	if a.http != nil {
 		if err := a.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http: %w", err))

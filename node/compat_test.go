@@ -284,3 +284,37 @@ func TestConsulClientCatalog(t *testing.T) {
 		t.Fatalf("deregistering an unknown service: %v", err)
 	}
 }
+
+// Shutting down must not wait for the blocking queries watchers hold open.
+func TestShutdownEndsBlockingQueries(t *testing.T) {
+	a := nodetest.Start(t, nodetest.Options{})
+	c := newClient(t, a)
+	_, meta, err := c.Catalog().Services(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Catalog().Services(&api.QueryOptions{WaitIndex: meta.LastIndex, WaitTime: 5 * time.Minute})
+	}()
+	// Let the query reach the agent and block.
+	nodetest.Eventually(t, 5*time.Second, "the blocking query to be in flight", func() bool {
+		select {
+		case <-done:
+			t.Fatal("blocking query returned before the shutdown")
+		default:
+		}
+		return a.OpenRequests() > 0
+	})
+	start := time.Now()
+	if err := a.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	took := time.Since(start)
+	t.Logf("shutdown with an open blocking query took %v", took)
+	if took > 10*time.Second {
+		t.Fatalf("shutdown waited %v for a blocking query", took)
+	}
+}

@@ -96,6 +96,8 @@ func (a *Agent) routes() http.Handler {
 // plain-text message, values become JSON (indented with ?pretty).
 func (a *Agent) wrap(f apiFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.openRequests.Add(1)
+		defer a.openRequests.Add(-1)
 		out, err := f(w, r)
 		if err != nil {
 			code, msg := errorStatus(err)
@@ -232,19 +234,25 @@ func (a *Agent) blockingRead(w http.ResponseWriter, r *http.Request, query func(
 	if err := a.readReady(ctx, qo); err != nil {
 		return err
 	}
-	var timeoutCh <-chan time.Time
-	if qo.minIndex > 0 {
-		wait := qo.wait
-		if wait == 0 {
-			wait = defaultWait
+	if qo.minIndex == 0 {
+		idx, err := query(nil)
+		if err != nil {
+			return err
 		}
-		wait = min(wait, maxWait)
-		// Jitter so that watchers woken together do not all return together.
-		wait += rand.N(wait/16 + 1)
-		t := time.NewTimer(wait)
-		defer t.Stop()
-		timeoutCh = t.C
+		a.setMeta(w, max(idx, 1))
+		return nil
 	}
+	wait := qo.wait
+	if wait == 0 {
+		wait = defaultWait
+	}
+	wait = min(wait, maxWait)
+	// Jitter so that watchers woken together do not all return together.
+	wait += rand.N(wait/16 + 1)
+	// One deadline for the whole query; it also ends when the client goes
+	// away or the agent shuts down (the request's context).
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
 	for {
 		ws := memdb.NewWatchSet()
 		idx, err := query(ws)
@@ -252,48 +260,12 @@ func (a *Agent) blockingRead(w http.ResponseWriter, r *http.Request, query func(
 			return err
 		}
 		idx = max(idx, 1)
-		if qo.minIndex == 0 || idx != qo.minIndex {
+		if idx != qo.minIndex || ws.WatchCtx(wctx) != nil {
+			// Changed, or the wait is over: answer with what is current.
 			a.setMeta(w, idx)
 			return nil
 		}
-		expired, err := watchCtx(ctx, ws, timeoutCh)
-		if err != nil {
-			return err
-		}
-		if expired {
-			// Run once more so the answer is current as of now.
-			idx, err := query(nil)
-			if err != nil {
-				return err
-			}
-			a.setMeta(w, max(idx, 1))
-			return nil
-		}
 	}
-}
-
-// watchCtx waits for the watch set to fire; it reports true when the
-// timeout came first.
-func watchCtx(ctx context.Context, ws memdb.WatchSet, timeoutCh <-chan time.Time) (bool, error) {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-timeoutCh:
-			cancel()
-		case <-done:
-		}
-	}()
-	err := ws.WatchCtx(wctx)
-	if err == nil {
-		return false, nil
-	}
-	if ctx.Err() != nil {
-		return false, ctx.Err()
-	}
-	return true, nil
 }
 
 // readReady holds a read until this server's catalog has replayed its log
@@ -342,3 +314,7 @@ func orEmptyMap[K comparable, V any](m map[K]V) map[K]V {
 func shuffle[T any](s []T) {
 	rand.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
 }
+
+// OpenRequests is the number of HTTP API requests being served now,
+// blocking queries included.
+func (a *Agent) OpenRequests() int64 { return a.openRequests.Load() }

@@ -63,7 +63,9 @@ func (a *Agent) agentServiceRegister(w http.ResponseWriter, r *http.Request) (an
 	if err != nil {
 		return nil, err
 	}
+	a.stateMu.Lock()
 	gen, err := a.addService(def, false, replace)
+	a.stateMu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +74,7 @@ func (a *Agent) agentServiceRegister(w http.ResponseWriter, r *http.Request) (an
 }
 
 // addService validates, persists and registers a service with its checks.
-// Nothing is changed when it fails.
+// Nothing is changed when it fails. The caller holds stateMu.
 func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChecks bool) (uint64, error) {
 	if err := def.Validate(); err != nil {
 		return 0, err
@@ -202,7 +204,9 @@ func truncateOutput(s string) string {
 
 func (a *Agent) agentServiceDeregister(w http.ResponseWriter, r *http.Request) (any, error) {
 	id := r.PathValue("id")
+	a.stateMu.Lock()
 	gen, ok, err := a.removeService(id)
+	a.stateMu.Unlock()
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +218,7 @@ func (a *Agent) agentServiceDeregister(w http.ResponseWriter, r *http.Request) (
 }
 
 // removeService forgets a service and its checks, on disk and locally.
+// The caller holds stateMu.
 func (a *Agent) removeService(id string) (uint64, bool, error) {
 	if a.local.service(id) == nil {
 		return 0, false, nil
@@ -293,22 +298,35 @@ func (a *Agent) agentCheckRegister(w http.ResponseWriter, r *http.Request) (any,
 		return nil, err
 	}
 	def.Normalize()
-	if def.ServiceID != "" && a.local.service(def.ServiceID) == nil {
-		return nil, badRequest("ServiceID: no service %q is registered with this agent", def.ServiceID)
-	}
-	lc, err := a.buildCheck(def, false)
+	a.stateMu.Lock()
+	gen, err := a.addCheck(def)
+	a.stateMu.Unlock()
 	if err != nil {
 		return nil, err
 	}
-	if err := a.persist.saveCheck(def); err != nil {
-		return nil, err
-	}
-	a.startCheck(lc)
-	a.waitSynced(r, a.local.addCheck(lc))
+	a.waitSynced(r, gen)
 	return nil, nil
 }
 
-// removeCheck forgets a check locally and on disk.
+// addCheck registers a standalone check from the API; the caller holds
+// stateMu.
+func (a *Agent) addCheck(def *config.CheckDefinition) (uint64, error) {
+	if def.ServiceID != "" && a.local.service(def.ServiceID) == nil {
+		return 0, badRequest("ServiceID: no service %q is registered with this agent", def.ServiceID)
+	}
+	lc, err := a.buildCheck(def, false)
+	if err != nil {
+		return 0, err
+	}
+	if err := a.persist.saveCheck(def); err != nil {
+		return 0, err
+	}
+	a.startCheck(lc)
+	return a.local.addCheck(lc), nil
+}
+
+// removeCheck forgets a check locally and on disk. The caller holds
+// stateMu.
 func (a *Agent) removeCheck(id string) (uint64, bool, error) {
 	if err := a.persist.removeCheck(id); err != nil {
 		return 0, false, err
@@ -319,6 +337,8 @@ func (a *Agent) removeCheck(id string) (uint64, bool, error) {
 
 func (a *Agent) agentCheckDeregister(w http.ResponseWriter, r *http.Request) (any, error) {
 	id := r.PathValue("id")
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
 	if c, _ := a.local.check(id); c == nil {
 		return nil, notFound("Unknown check ID %q", id)
 	}
@@ -386,7 +406,8 @@ func (a *Agent) agentSelf(w http.ResponseWriter, r *http.Request) (any, error) {
 			"Tags":   map[string]string{"role": "consul", "dc": a.cfg.Datacenter, "id": a.nodeID, "build": Version},
 			"Status": 1,
 		},
-		"Meta": orEmptyMap(a.cfg.NodeMeta),
+		"Meta":  orEmptyMap(a.cfg.NodeMeta),
+		"Stats": map[string]any{"raft": a.raft.Stats()},
 	}, nil
 }
 

@@ -63,6 +63,8 @@ type localState struct {
 	nodeInSync      bool
 	// deferred counts checks with a held-back output.
 	deferred int
+	// versions stamps every change of a service or check.
+	versions uint64
 	// gen counts changes; the sync loop reports the gen it has pushed.
 	gen uint64
 }
@@ -91,9 +93,7 @@ func (l *localState) changedLocked() uint64 {
 // sync never sees the service without them. It returns the change's gen.
 func (l *localState) addService(ls *localService, chks []*localCheck) uint64 {
 	l.mu.Lock()
-	if old, ok := l.services[ls.svc.ID]; ok {
-		ls.version = old.version + 1
-	}
+	ls.version = l.nextVersionLocked()
 	delete(l.removedServices, ls.svc.ID)
 	l.services[ls.svc.ID] = ls
 	for _, c := range chks {
@@ -110,7 +110,6 @@ func (l *localState) putCheckLocked(c *localCheck) {
 		if old.outputDeferred {
 			l.deferred--
 		}
-		c.version = old.version + 1
 		if old.ttl != nil && old.ttl != c.ttl {
 			old.ttl.Stop()
 		}
@@ -125,8 +124,17 @@ func (l *localState) putCheckLocked(c *localCheck) {
 			c.criticalSince = old.criticalSince
 		}
 	}
+	c.version = l.nextVersionLocked()
 	delete(l.removedChecks, c.chk.CheckID)
 	l.checks[c.chk.CheckID] = c
+}
+
+// nextVersionLocked stamps a change. Versions come from one counter that
+// only grows, so an item removed and added again never carries the
+// version of a push still in flight for its predecessor.
+func (l *localState) nextVersionLocked() uint64 {
+	l.versions++
+	return l.versions
 }
 
 // addCheck adds or replaces one check.
@@ -212,7 +220,7 @@ func (l *localState) updateCheck(id, status, output string) (gen uint64, found, 
 	}
 	nc.Status, nc.Output = status, output
 	c.chk = &nc
-	c.version++
+	c.version = l.nextVersionLocked()
 	if outputOnly && l.outputInterval > 0 && l.now().Sub(c.outputSyncedAt) < l.outputInterval {
 		// Visible in agent/checks now; written to the catalog by a full
 		// sync once the interval has passed, so a check whose output

@@ -57,22 +57,27 @@ func maintenanceFlag(r *http.Request) (bool, error) {
 }
 
 func (a *Agent) setMaintenance(r *http.Request, checkID, serviceID string, enable bool, reason string) error {
+	a.stateMu.Lock()
+	gen, changed, err := a.setMaintenanceLocked(checkID, serviceID, enable, reason)
+	a.stateMu.Unlock()
+	if err == nil && changed {
+		a.waitSynced(r, gen)
+	}
+	return err
+}
+
+func (a *Agent) setMaintenanceLocked(checkID, serviceID string, enable bool, reason string) (uint64, bool, error) {
+	if serviceID != "" && a.local.service(serviceID) == nil {
+		return 0, false, notFound("Unknown service ID %q", serviceID)
+	}
 	if !enable {
-		gen, ok, err := a.removeCheck(checkID)
-		if err != nil {
-			return err
-		}
-		if ok {
-			a.waitSynced(r, gen)
-		}
-		return nil
+		return a.removeCheck(checkID)
 	}
 	m := &maintenance{CheckID: checkID, ServiceID: serviceID, Reason: reason}
 	if err := a.persist.saveMaintenance(m); err != nil {
-		return err
+		return 0, false, err
 	}
-	a.waitSynced(r, a.local.addCheck(maintenanceCheck(m)))
-	return nil
+	return a.local.addCheck(maintenanceCheck(m)), true, nil
 }
 
 func maintenanceCheck(m *maintenance) *localCheck {

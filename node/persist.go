@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,7 +30,8 @@ const (
 // persister writes the local state under dir; a nil persister (in-memory
 // agents) writes nothing.
 type persister struct {
-	dir string
+	dir    string
+	logger *slog.Logger
 }
 
 func fileName(id string) string {
@@ -148,6 +150,9 @@ func (p *persister) loadChecks() ([]*config.CheckDefinition, error) {
 	return out, err
 }
 
+// load calls fn for every file of sub. A file fn cannot decode is skipped
+// with a warning, as Consul does: one damaged file must not keep the agent
+// from starting. Errors reading the directory are returned.
 func (p *persister) load(sub string, fn func(path string, b []byte) error) error {
 	if p == nil {
 		return nil
@@ -170,27 +175,29 @@ func (p *persister) load(sub string, fn func(path string, b []byte) error) error
 			return fmt.Errorf("read %s: %w", path, err)
 		}
 		if err := fn(path, b); err != nil {
-			return err
+			p.logger.Warn("skipping a damaged local state file", "path", path, "error", err)
 		}
 	}
 	return nil
 }
 
-// writeJSONAtomic writes v to path through a synced temporary file and a
-// rename.
+// writeJSONAtomic writes v to path through a synced temporary file of its
+// own, a rename, and a sync of the directory, so the file is the old one or
+// the new one, whole, even across a power loss.
 func writeJSONAtomic(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", path, err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", filepath.Dir(path), err)
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".*.tmp")
 	if err != nil {
-		return fmt.Errorf("write %s: %w", tmp, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
+	tmp := f.Name()
 	_, werr := f.Write(b)
 	serr := f.Sync()
 	cerr := f.Close()
@@ -201,6 +208,18 @@ func writeJSONAtomic(path string, v any) error {
 	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync %s: %w", dir, err)
 	}
 	return nil
 }

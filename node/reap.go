@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -24,7 +25,17 @@ func (a *Agent) reapLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		for _, id := range a.local.reapable() {
-			if _, ok, err := a.removeService(id); err != nil {
+			a.stateMu.Lock()
+			// Looked at again under the lock: a registration may have
+			// replaced the service since.
+			due := slices.Contains(a.local.reapable(), id)
+			var ok bool
+			var err error
+			if due {
+				_, ok, err = a.removeService(id)
+			}
+			a.stateMu.Unlock()
+			if err != nil {
 				a.logger.Warn("reap service", "service_id", id, "error", err)
 			} else if ok {
 				a.logger.Info("deregistered a service critical for longer than its deregister_critical_service_after", "service_id", id)
