@@ -18,6 +18,9 @@ const (
 	recordService
 	recordCheck
 	recordIndex
+	// recordEnd closes the stream with the number of rows before it, so a
+	// stream cut at a row boundary is not taken for a whole one.
+	recordEnd byte = 0xff
 )
 
 // Snapshot is a point-in-time view of the store for Raft snapshots. It
@@ -37,6 +40,7 @@ func (sn *Snapshot) Persist(w io.Writer) error {
 	if err := enc.EncodeUint(snapshotVersion); err != nil {
 		return fmt.Errorf("write snapshot header: %w", err)
 	}
+	var rows uint64
 	for _, t := range []struct {
 		table string
 		kind  byte
@@ -57,7 +61,14 @@ func (sn *Snapshot) Persist(w io.Writer) error {
 			if err := enc.Encode(raw); err != nil {
 				return fmt.Errorf("write snapshot %s row: %w", t.table, err)
 			}
+			rows++
 		}
+	}
+	if err := enc.EncodeUint8(recordEnd); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
+	}
+	if err := enc.EncodeUint(rows); err != nil {
+		return fmt.Errorf("write snapshot: %w", err)
 	}
 	return nil
 }
@@ -78,14 +89,26 @@ func (s *Store) Restore(r io.Reader) error {
 	if v != snapshotVersion {
 		return fmt.Errorf("snapshot version %d: %w", v, ErrInvalid)
 	}
+	var rows uint64
 	for {
 		kind, err := dec.DecodeUint8()
 		if errors.Is(err, io.EOF) {
-			break
+			return fmt.Errorf("snapshot ends without its end record: %w", ErrInvalid)
 		}
 		if err != nil {
 			return fmt.Errorf("read snapshot: %w", err)
 		}
+		if kind == recordEnd {
+			want, err := dec.DecodeUint()
+			if err != nil {
+				return fmt.Errorf("read snapshot end: %w", err)
+			}
+			if uint64(want) != rows {
+				return fmt.Errorf("snapshot has %d rows, its end record says %d: %w", rows, want, ErrInvalid)
+			}
+			break
+		}
+		rows++
 		var table string
 		var row any
 		switch kind {

@@ -80,9 +80,53 @@ func (s *Store) EnsureRegistration(idx uint64, req *RegisterRequest) error {
 	})
 }
 
+// validKey refuses control characters in a name, ID or tag: go-memdb
+// matches non-unique index lookups by prefix up to a NUL byte, so a name
+// holding one could reach another node's rows.
+func validKey(field, s string) error {
+	if strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0 {
+		return fmt.Errorf("%w: %s: must not contain control characters", ErrInvalid, field)
+	}
+	return nil
+}
+
+// validRegistration checks what the schema's keys are made of.
+func validRegistration(req *RegisterRequest) error {
+	if err := validKey("Node", req.Node); err != nil {
+		return err
+	}
+	if s := req.Service; s != nil {
+		for _, f := range []struct{ name, v string }{{"Service.Service", s.Service}, {"Service.ID", s.ID}} {
+			if err := validKey(f.name, f.v); err != nil {
+				return err
+			}
+		}
+		for i, t := range s.Tags {
+			if err := validKey(fmt.Sprintf("Service.Tags[%d]", i), t); err != nil {
+				return err
+			}
+		}
+	}
+	for i, c := range req.Checks {
+		if c == nil {
+			continue
+		}
+		if err := validKey(fmt.Sprintf("Checks[%d].CheckID", i), c.CheckID); err != nil {
+			return err
+		}
+		if err := validKey(fmt.Sprintf("Checks[%d].ServiceID", i), c.ServiceID); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func ensureRegistrationTxn(tx *memdb.Txn, idx uint64, req *RegisterRequest) error {
 	if strings.TrimSpace(req.Node) == "" {
 		return fmt.Errorf("%w: Node: missing node name", ErrInvalid)
+	}
+	if err := validRegistration(req); err != nil {
+		return err
 	}
 	existing, err := tx.First(tableNodes, indexID, req.Node)
 	if err != nil {
@@ -347,6 +391,11 @@ func (s *Store) UpdateCheckStatus(idx uint64, u *CheckStatusUpdate) error {
 func (s *Store) Deregister(idx uint64, req *DeregisterRequest) error {
 	if strings.TrimSpace(req.Node) == "" {
 		return fmt.Errorf("%w: Node: missing node name", ErrInvalid)
+	}
+	for _, f := range []struct{ name, v string }{{"Node", req.Node}, {"ServiceID", req.ServiceID}, {"CheckID", req.CheckID}} {
+		if err := validKey(f.name, f.v); err != nil {
+			return err
+		}
 	}
 	return s.write(func(tx *memdb.Txn) error {
 		switch {

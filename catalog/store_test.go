@@ -229,6 +229,9 @@ func TestBadWritesChangeNothing(t *testing.T) {
 		{"bad port", &RegisterRequest{Node: "n2", Service: &Service{Service: "x", Port: 70000}}, ErrInvalid},
 		{"bad status", &RegisterRequest{Node: "n2", Checks: []*Check{{CheckID: "c", Status: "sick"}}}, ErrInvalid},
 		{"check of unknown service", &RegisterRequest{Node: "n2", Checks: []*Check{{CheckID: "c", ServiceID: "zz"}}}, ErrNotFound},
+		{"NUL in node name", &RegisterRequest{Node: "n1\x00x"}, ErrInvalid},
+		{"control char in tag", &RegisterRequest{Node: "n2", Service: &Service{Service: "x", Tags: []string{"a\nb"}}}, ErrInvalid},
+		{"NUL in check ID", &RegisterRequest{Node: "n2", Checks: []*Check{{CheckID: "c\x00"}}}, ErrInvalid},
 		{"node id taken", &RegisterRequest{Node: "n2", ID: "11111111-1111-1111-1111-111111111111"}, nil},
 	}
 	for _, tt := range tests {
@@ -292,9 +295,20 @@ func TestSnapshotRestore(t *testing.T) {
 		t.Fatalf("LastIndex %d vs %d", s.LastIndex(), r.LastIndex())
 	}
 
-	// A truncated stream is refused and leaves the store as it was.
+	// A truncated stream is refused and leaves the store as it was, even
+	// one cut exactly at a row boundary.
 	if err := r.Restore(bytes.NewReader(buf.Bytes()[:buf.Len()/2])); err == nil {
 		t.Fatal("truncated snapshot restored")
+	}
+	var cut bytes.Buffer
+	one := NewStore()
+	register(t, one, 1, "n", "s", "svc", nil)
+	if err := one.Snapshot().Persist(&cut); err != nil {
+		t.Fatal(err)
+	}
+	// Drop the end record (its kind byte and a one-byte count).
+	if err := r.Restore(bytes.NewReader(cut.Bytes()[:cut.Len()-2])); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("snapshot without its end record: %v", err)
 	}
 	if _, got, _ := r.CheckServiceNodes(nil, "svc3", nil, false); len(got) == 0 {
 		t.Fatal("failed restore damaged the store")

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -233,7 +234,7 @@ func (s *Server) Start(ctx context.Context) error {
 	s.raft = r
 	s.started = true
 	s.wg.Add(2)
-	go s.waitReady(target)
+	go s.waitReady(target, logs)
 	go s.leaderLoop(r.LeaderCh())
 	return nil
 }
@@ -301,8 +302,13 @@ func (s *Server) establishLeadership() bool {
 
 // waitReady closes readyCh once the FSM has applied the last command of
 // the log as it stood at start. raft.AppliedIndex counts entries handed to
-// the FSM, not applied by it, so this watches the FSM's own count.
-func (s *Server) waitReady(target uint64) {
+// the FSM, not applied by it, so this watches the FSM's own count. Two
+// cases never bring the FSM to the target and are told apart by looking
+// again once Raft has passed it: a snapshot that covers the target was
+// restored, or the entry at the target was an uncommitted tail that a new
+// leader replaced (the target then moves to the last command Raft did hand
+// over).
+func (s *Server) waitReady(target uint64, logs raft.LogStore) {
 	defer s.wg.Done()
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
@@ -312,12 +318,42 @@ func (s *Server) waitReady(target uint64) {
 			s.logger.Debug("catalog ready", "index", target)
 			return
 		}
+		if applied := s.raft.AppliedIndex(); applied >= target {
+			if snap, _ := strconv.ParseUint(s.raft.Stats()["last_snapshot_index"], 10, 64); snap >= target {
+				target = 0
+				continue
+			}
+			if !isCommand(logs, target) {
+				target = lastCommandAtOrBelow(logs, applied)
+				continue
+			}
+		}
 		select {
 		case <-t.C:
 		case <-s.shutdownCh:
 			return
 		}
 	}
+}
+
+func isCommand(logs raft.LogStore, index uint64) bool {
+	var l raft.Log
+	return logs.GetLog(index, &l) == nil && l.Type == raft.LogCommand
+}
+
+// lastCommandAtOrBelow is the index of the last command at or below index,
+// or 0.
+func lastCommandAtOrBelow(logs raft.LogStore, index uint64) uint64 {
+	first, err := logs.FirstIndex()
+	if err != nil {
+		return 0
+	}
+	for i := index; i >= first && i > 0; i-- {
+		if isCommand(logs, i) {
+			return i
+		}
+	}
+	return 0
 }
 
 // Ready is closed once the catalog reflects at least the whole log this
@@ -336,9 +372,13 @@ func (s *Server) Apply(ctx context.Context, t MessageType, body any) (uint64, er
 	if err != nil {
 		return 0, err
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
 	timeout := s.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
-		timeout = min(timeout, time.Until(dl))
+		// raft reads a timeout of 0 or less as "wait for ever".
+		timeout = max(min(timeout, time.Until(dl)), time.Millisecond)
 	}
 	f := r.Apply(buf, timeout)
 	if err := f.Error(); err != nil {

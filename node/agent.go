@@ -198,21 +198,41 @@ func (a *Agent) startServer(ctx context.Context) error {
 }
 
 // serveServerPort accepts connections on the server port and routes each
-// by its first byte. Only Raft is spoken here so far.
+// by its first byte. Only Raft is spoken here so far. When the listener
+// closes, connections still waiting for their first byte are closed too,
+// so an idle probe cannot hold up a shutdown.
 func (a *Agent) serveServerPort(ln net.Listener) {
-	var conns sync.WaitGroup
-	defer conns.Wait()
+	var (
+		conns   sync.WaitGroup
+		mu      sync.Mutex
+		waiting = map[net.Conn]struct{}{}
+	)
+	defer func() {
+		mu.Lock()
+		for c := range waiting {
+			c.Close()
+		}
+		mu.Unlock()
+		conns.Wait()
+	}()
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			return
 		}
+		mu.Lock()
+		waiting[c] = struct{}{}
+		mu.Unlock()
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
 			c.SetReadDeadline(time.Now().Add(10 * time.Second))
 			b := make([]byte, 1)
-			if _, err := io.ReadFull(c, b); err != nil {
+			_, err := io.ReadFull(c, b)
+			mu.Lock()
+			delete(waiting, c)
+			mu.Unlock()
+			if err != nil {
 				c.Close()
 				return
 			}
@@ -330,23 +350,36 @@ func (a *Agent) startDNS() error {
 	}
 	a.dns = srv
 	for _, ip := range a.cfg.ClientAddrs {
-		addr := net.JoinHostPort(ip.String(), strconv.Itoa(a.cfg.DNSPort))
-		pc, err := net.ListenPacket("udp", addr)
+		pc, ln, err := listenDNS(ip.String(), a.cfg.DNSPort)
 		if err != nil {
 			return fmt.Errorf("dns port: %w", err)
 		}
 		a.dnsUDP = append(a.dnsUDP, pc)
-		// Port 0 picks a port for TCP; UDP takes the same one.
-		tcpAddr := net.JoinHostPort(ip.String(), strconv.Itoa(pc.LocalAddr().(*net.UDPAddr).Port))
-		ln, err := net.Listen("tcp", tcpAddr)
-		if err != nil {
-			return fmt.Errorf("dns port: %w", err)
-		}
 		a.dnsTCP = append(a.dnsTCP, ln)
 		a.goServe("dns udp", func() error { return srv.ServeUDP(pc) })
 		a.goServe("dns tcp", func() error { return srv.ServeTCP(ln) })
 	}
 	return nil
+}
+
+// listenDNS binds UDP and TCP on one port. Port 0 lets UDP pick the port
+// and TCP follow; the TCP port may be taken by then, so it tries again.
+func listenDNS(host string, port int) (net.PacketConn, net.Listener, error) {
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp", net.JoinHostPort(host, strconv.Itoa(port)))
+		if err != nil {
+			return nil, nil, err
+		}
+		tcpPort := pc.LocalAddr().(*net.UDPAddr).Port
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(tcpPort)))
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != 0 || attempt == 20 {
+			return nil, nil, err
+		}
+	}
 }
 
 func (a *Agent) startHTTP() error {

@@ -253,6 +253,20 @@ func TestConsulClientCatalog(t *testing.T) {
 	if err != nil || len(none) != 0 {
 		t.Fatalf("catalog services filtered to nothing = %v, %v", none, err)
 	}
+	// ?node-meta, as Prometheus' consul_sd_configs sends it.
+	for _, tt := range []struct {
+		meta map[string]string
+		want int
+	}{{map[string]string{"rack": "r1"}, 1}, {map[string]string{"rack": "r2"}, 0}} {
+		hs, _, err := c.Health().Service("redis", "", false, &api.QueryOptions{NodeMeta: tt.meta})
+		cs, _, err2 := cat.Service("redis", "", &api.QueryOptions{NodeMeta: tt.meta})
+		ns, _, err3 := cat.Nodes(&api.QueryOptions{NodeMeta: tt.meta})
+		ss, _, err4 := cat.Services(&api.QueryOptions{NodeMeta: tt.meta})
+		if err != nil || err2 != nil || err3 != nil || err4 != nil || len(hs) != tt.want || len(cs) != tt.want || len(ns) != tt.want || len(ss) != tt.want {
+			t.Fatalf("node-meta %v: health %d catalog %d nodes %d services %d (%v %v %v %v), want %d each",
+				tt.meta, len(hs), len(cs), len(ns), len(ss), err, err2, err3, err4, tt.want)
+		}
+	}
 	dcs, err := cat.Datacenters()
 	if err != nil || !slices.Equal(dcs, []string{"dc1"}) {
 		t.Fatalf("datacenters = %v, %v", dcs, err)

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
@@ -41,11 +42,21 @@ func (s *localServer) UpdateCheck(ctx context.Context, u *catalog.CheckStatusUpd
 	return s.apply(ctx, consensus.CheckUpdateType, u)
 }
 
-// apply waits out an election in progress (bounded by ctx) rather than
-// fail a write that arrives while the server is starting.
+// leaderWait bounds how long a write waits for an election to end before
+// it fails (Consul waits about as long).
+const leaderWait = 7 * time.Second
+
+// apply waits out an election in progress rather than fail a write that
+// arrives while the server is starting, but not for ever.
 func (s *localServer) apply(ctx context.Context, t consensus.MessageType, body any) (uint64, error) {
-	if err := s.raft.WaitForLeader(ctx); err != nil {
-		return 0, fmt.Errorf("%w: %v", consensus.ErrNotLeader, err)
+	wctx, cancel := context.WithTimeout(ctx, leaderWait)
+	err := s.raft.WaitForLeader(wctx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, fmt.Errorf("%w: no leader after %v", consensus.ErrNotLeader, leaderWait)
 	}
 	return s.raft.Apply(ctx, t, body)
 }

@@ -318,3 +318,31 @@ func shuffle[T any](s []T) {
 // OpenRequests is the number of HTTP API requests being served now,
 // blocking queries included.
 func (a *Agent) OpenRequests() int64 { return a.openRequests.Load() }
+
+// nodeMetaFilter reads the repeated ?node-meta=key:value parameter: only
+// nodes carrying every pair are kept.
+func nodeMetaFilter(r *http.Request) (map[string]string, error) {
+	vals := r.URL.Query()["node-meta"]
+	if len(vals) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(vals))
+	for _, v := range vals {
+		k, val, ok := strings.Cut(v, ":")
+		if !ok || k == "" {
+			return nil, badRequest("Invalid node-meta %q: want key:value", v)
+		}
+		out[k] = val
+	}
+	return out, nil
+}
+
+// metaMatches reports whether meta holds every pair of want.
+func metaMatches(meta, want map[string]string) bool {
+	for k, v := range want {
+		if got, ok := meta[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}

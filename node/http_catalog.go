@@ -178,9 +178,13 @@ func (a *Agent) catalogDeregister(w http.ResponseWriter, r *http.Request) (any, 
 
 func (a *Agent) catalogServices(w http.ResponseWriter, r *http.Request) (any, error) {
 	filter := r.URL.Query().Get("filter")
+	meta, err := nodeMetaFilter(r)
+	if err != nil {
+		return nil, err
+	}
 	var out map[string][]string
-	err := a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
-		if filter == "" {
+	err = a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
+		if filter == "" && meta == nil {
 			idx, svcs, err := a.store.Services(ws)
 			for name, tags := range svcs {
 				svcs[name] = orEmpty(tags)
@@ -194,7 +198,7 @@ func (a *Agent) catalogServices(w http.ResponseWriter, r *http.Request) (any, er
 		if err != nil {
 			return 0, err
 		}
-		kept, err := catalog.Filter(filter, flattenServiceNodes(sns))
+		kept, err := catalog.Filter(filter, flattenServiceNodes(keepNodeMeta(sns, meta)))
 		if err != nil {
 			return 0, err
 		}
@@ -202,6 +206,20 @@ func (a *Agent) catalogServices(w http.ResponseWriter, r *http.Request) (any, er
 		return idx, nil
 	})
 	return out, err
+}
+
+// keepNodeMeta keeps the instances whose node carries every pair of meta.
+func keepNodeMeta(items []catalog.ServiceNode, meta map[string]string) []catalog.ServiceNode {
+	if len(meta) == 0 {
+		return items
+	}
+	var out []catalog.ServiceNode
+	for _, it := range items {
+		if metaMatches(it.Node.Meta, meta) {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 // serviceTags lists each service name once with the sorted union of its
@@ -267,13 +285,17 @@ type catalogService struct {
 func (a *Agent) catalogService(w http.ResponseWriter, r *http.Request) (any, error) {
 	name := r.PathValue("name")
 	tags := r.URL.Query()["tag"]
+	meta, err := nodeMetaFilter(r)
+	if err != nil {
+		return nil, err
+	}
 	var out []catalogService
-	err := a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
+	err = a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
 		idx, sns, err := a.store.ServiceNodes(ws, name, tags)
 		if err != nil {
 			return 0, err
 		}
-		out, err = catalog.Filter(r.URL.Query().Get("filter"), flattenServiceNodes(sns))
+		out, err = catalog.Filter(r.URL.Query().Get("filter"), flattenServiceNodes(keepNodeMeta(sns, meta)))
 		return idx, err
 	})
 	shuffle(out)
@@ -288,15 +310,21 @@ func presentNode(n *catalog.Node) *catalog.Node {
 }
 
 func (a *Agent) catalogNodes(w http.ResponseWriter, r *http.Request) (any, error) {
+	meta, err := nodeMetaFilter(r)
+	if err != nil {
+		return nil, err
+	}
 	var out []*catalog.Node
-	err := a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
+	err = a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
 		idx, nodes, err := a.store.Nodes(ws)
 		if err != nil {
 			return 0, err
 		}
 		out = make([]*catalog.Node, 0, len(nodes))
 		for _, n := range nodes {
-			out = append(out, presentNode(n))
+			if metaMatches(n.Meta, meta) {
+				out = append(out, presentNode(n))
+			}
 		}
 		out, err = catalog.Filter(r.URL.Query().Get("filter"), out)
 		return idx, err

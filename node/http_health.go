@@ -15,6 +15,10 @@ func (a *Agent) healthService(w http.ResponseWriter, r *http.Request) (any, erro
 	if err != nil {
 		return nil, err
 	}
+	meta, err := nodeMetaFilter(r)
+	if err != nil {
+		return nil, err
+	}
 	var out []catalog.CheckServiceNode
 	err = a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
 		idx, csns, err := a.store.CheckServiceNodes(ws, name, tags, passing)
@@ -23,7 +27,9 @@ func (a *Agent) healthService(w http.ResponseWriter, r *http.Request) (any, erro
 		}
 		out = make([]catalog.CheckServiceNode, 0, len(csns))
 		for _, csn := range csns {
-			out = append(out, presentCheckServiceNode(csn))
+			if metaMatches(csn.Node.Meta, meta) {
+				out = append(out, presentCheckServiceNode(csn))
+			}
 		}
 		out, err = catalog.Filter(r.URL.Query().Get("filter"), out)
 		return idx, err

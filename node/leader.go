@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
@@ -18,7 +19,6 @@ const (
 
 // leaderDuties runs while this server leads (consensus.Config.LeaderFunc).
 func (a *Agent) leaderDuties(ctx context.Context) {
-	a.ensureSelfHealth(ctx)
 	r := &reaper{
 		store:  a.store,
 		server: a.server,
@@ -26,8 +26,30 @@ func (a *Agent) leaderDuties(ctx context.Context) {
 		since:  map[reapKey]time.Time{},
 		now:    time.Now,
 	}
-	r.run(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.run(ctx)
+	}()
+	defer wg.Wait()
+	// The own node's serfHealth is what tells the reaper a live agent looks
+	// after it: put it back if a write failed or someone removed it.
+	t := time.NewTicker(selfHealthInterval)
+	defer t.Stop()
+	for {
+		a.ensureSelfHealth(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
+
+// selfHealthInterval is how often the leader makes sure its own node
+// carries serfHealth.
+const selfHealthInterval = 10 * time.Second
 
 // ensureSelfHealth marks this server's own node alive. Every agent node
 // carries serfHealth, which gossip drives once agents form a cluster; a

@@ -352,3 +352,12 @@ func (l *localState) reapable() []string {
 	slices.Sort(out)
 	return slices.Compact(out)
 }
+
+// dropDeferralLocked forgets a check's held-back output; the caller holds
+// mu.
+func (l *localState) dropDeferralLocked(id string) {
+	if c, ok := l.checks[id]; ok && c.outputDeferred {
+		c.outputDeferred = false
+		l.deferred--
+	}
+}

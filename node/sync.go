@@ -94,9 +94,14 @@ func (s *syncer) run(ctx context.Context) {
 	full := true
 	fullTimer := time.NewTimer(s.jitter())
 	defer fullTimer.Stop()
-	// Held-back check outputs are flushed on this tick once due.
-	flushTick := time.NewTicker(s.flushPeriod())
-	defer flushTick.Stop()
+	// Held-back check outputs are flushed on this tick once due; with no
+	// output interval nothing is held back and there is no tick.
+	var flushCh <-chan time.Time
+	if s.local.outputInterval > 0 {
+		flushTick := time.NewTicker(s.flushPeriod())
+		defer flushTick.Stop()
+		flushCh = flushTick.C
+	}
 	for {
 		rctx, cancel := context.WithTimeout(ctx, time.Minute)
 		var err error
@@ -129,7 +134,7 @@ func (s *syncer) run(ctx context.Context) {
 			case <-fullTimer.C:
 				full = true
 				fullTimer.Reset(s.jitter())
-			case <-flushTick.C:
+			case <-flushCh:
 				s.local.mu.Lock()
 				idle := s.local.deferred == 0
 				s.local.mu.Unlock()
@@ -261,6 +266,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 	}
 	l.mu.Unlock()
 
+	partial := false
 	if !nodeInSync {
 		if _, err := s.server.Register(ctx, s.registration(false)); err != nil {
 			return err
@@ -293,6 +299,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		}
 		if _, err := s.server.Register(ctx, req); err != nil {
 			if s.refused(err, "service", p.svc.ID) {
+				partial = true
 				continue
 			}
 			return err
@@ -309,6 +316,10 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		req.Checks = []*catalog.Check{c.chk}
 		if _, err := s.server.Register(ctx, req); err != nil {
 			if s.refused(err, "check", c.chk.CheckID) {
+				partial = true
+				l.mu.Lock()
+				l.dropDeferralLocked(c.chk.CheckID)
+				l.mu.Unlock()
 				continue
 			}
 			return err
@@ -329,6 +340,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 			}
 			l.mu.Unlock()
 			s.trigger()
+			partial = true
 			continue
 		}
 		if err != nil {
@@ -338,7 +350,11 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		markChecks(l, []pushChk{c})
 		l.mu.Unlock()
 	}
-	s.markDone(gen)
+	if !partial {
+		// Only a round that pushed everything may wake those waiting for
+		// the catalog to hold their change.
+		s.markDone(gen)
+	}
 	return nil
 }
 

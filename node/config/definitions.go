@@ -194,6 +194,14 @@ func (c *CheckDefinition) validate(prefix string, standalone bool) error {
 	if c.ID != "" && strings.TrimSpace(c.ID) == "" {
 		return fieldErr(at("ID"), "must not be blank")
 	}
+	for _, f := range []struct{ name, v string }{{"ID", c.ID}, {"ServiceID", c.ServiceID}} {
+		if hasControl(f.v) {
+			return fieldErr(at(f.name), "must not contain control characters")
+		}
+	}
+	if standalone && c.ID == "" && hasControl(c.Name) {
+		return fieldErr(at("Name"), "must not contain control characters")
+	}
 	kinds := c.kinds()
 	switch {
 	case len(kinds) == 0:
@@ -302,6 +310,16 @@ func (s *ServiceDefinition) Validate() error {
 	}
 	if s.ID != "" && strings.TrimSpace(s.ID) == "" {
 		return fieldErr("ID", "must not be blank")
+	}
+	for _, f := range []struct{ name, v string }{{"Name", s.Name}, {"ID", s.ID}} {
+		if hasControl(f.v) {
+			return fieldErr(f.name, "must not contain control characters")
+		}
+	}
+	for i, t := range s.Tags {
+		if hasControl(t) {
+			return fieldErr("Tags["+strconv.Itoa(i)+"]", "must not contain control characters")
+		}
 	}
 	if s.Port < 0 || s.Port > 65535 {
 		return fieldErr("Port", "must be between 0 and 65535")
@@ -432,4 +450,10 @@ func sortedMapKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// hasControl reports whether s holds a control character (NUL included),
+// which no name, ID or tag may: they are storage keys and DNS labels.
+func hasControl(s string) bool {
+	return strings.IndexFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) >= 0
 }
