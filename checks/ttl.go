@@ -15,33 +15,55 @@ const (
 // TTLExpiredOutput is the output of a TTL check whose heartbeat is late.
 const TTLExpiredOutput = "TTL expired"
 
-// Notifier receives a check's new status and output. It is called without
-// any lock of the check held, from the goroutine that caused the change
-// (a timer's, or the caller of SetStatus).
+// validStatus reports whether s is one of the three status values.
+func validStatus(s string) bool {
+	return s == StatusPassing || s == StatusWarning || s == StatusCritical
+}
+
+// Notifier receives a check's new status and output.
+//
+// A Runner calls it from the goroutine that caused the change (a check's
+// own goroutine, a timer's, or the caller of Heartbeat), one call at a
+// time per check, in the order of the changes, with that check's lock
+// held, so that Remove can promise silence once it returns. Hence an
+// implementation must not call Add, Remove or Heartbeat for the same check,
+// nor Shutdown, and callers must not call those while holding a lock that
+// UpdateCheck takes. The stand-alone TTL type calls it without any lock.
 type Notifier interface {
 	UpdateCheck(checkID, status, output string)
 }
 
-// Clock is the time source of timers, so tests can steer them.
+// Clock is the time source of schedules, TTLs, flap windows and back-offs,
+// so tests can steer them. Probe timeouts bound real I/O and always run on
+// the wall clock.
 type Clock interface {
+	// AfterFunc calls f in its own goroutine once d has elapsed, unless the
+	// returned Timer is stopped first.
 	AfterFunc(d time.Duration, f func()) Timer
+	// Now is the current time.
+	Now() time.Time
 }
 
 // Timer is a timer started by a Clock.
 type Timer interface {
+	// Stop prevents the timer from firing; it reports whether it did so.
 	Stop() bool
 }
 
 type realClock struct{}
 
 func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+func (realClock) Now() time.Time                            { return time.Now() }
 
-// RealClock is the wall clock.
+// RealClock is the wall clock. It is stateless; it is a variable only so
+// that older callers keep compiling, and nothing in this package assigns it.
 var RealClock Clock = realClock{}
 
-// TTL is a heartbeat check: the application reports its status with
-// SetStatus, and a TTL without a report turns the check critical.
-// Its methods are safe for concurrent use.
+// TTL is a stand-alone heartbeat check: the application reports its status
+// with SetStatus, and a TTL without a report turns the check critical.
+// Unlike a TTL check run by a Runner, every SetStatus is reported, changed
+// or not, and no flap damping applies. It is kept for callers that predate
+// Runner. Its methods are safe for concurrent use.
 type TTL struct {
 	checkID  string
 	ttl      time.Duration
@@ -58,7 +80,7 @@ type TTL struct {
 // clock.
 func NewTTL(checkID string, ttl time.Duration, n Notifier, clock Clock) *TTL {
 	if clock == nil {
-		clock = RealClock
+		clock = realClock{}
 	}
 	return &TTL{checkID: checkID, ttl: ttl, notifier: n, clock: clock}
 }

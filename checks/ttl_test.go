@@ -1,111 +1,40 @@
 package checks
 
 import (
-	"sync"
+	"errors"
 	"testing"
 	"time"
 )
 
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Duration
-	timers []*fakeTimer
-}
-
-type fakeTimer struct {
-	c       *fakeClock
-	at      time.Duration
-	f       func()
-	stopped bool
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now + d, f: f}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := !t.stopped
-	t.stopped = true
-	return was
-}
-
-// advance moves time forward and fires the timers that fall due.
-func (c *fakeClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now += d
-	var due []*fakeTimer
-	for _, t := range c.timers {
-		if !t.stopped && t.at <= c.now {
-			t.stopped = true
-			due = append(due, t)
-		}
-	}
-	c.mu.Unlock()
-	for _, t := range due {
-		t.f()
-	}
-}
-
-type recorder struct {
-	mu      sync.Mutex
-	updates []string
-}
-
-func (r *recorder) UpdateCheck(id, status, output string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.updates = append(r.updates, status+":"+output)
-}
-
-func (r *recorder) last() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.updates) == 0 {
-		return ""
-	}
-	return r.updates[len(r.updates)-1]
-}
-
-func (r *recorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.updates)
-}
-
+// TestTTL covers the stand-alone TTL type the agent still uses.
 func TestTTL(t *testing.T) {
-	clock := &fakeClock{}
+	clock := newFakeClock()
 	rec := &recorder{}
 	ttl := NewTTL("c", 10*time.Second, rec, clock)
 	ttl.Start()
 
 	clock.advance(9 * time.Second)
 	if rec.count() != 0 {
-		t.Fatalf("expired early: %v", rec.updates)
+		t.Fatalf("expired early: %v", rec.all())
 	}
 	ttl.SetStatus(StatusPassing, "ok")
 	clock.advance(9 * time.Second) // 18 s in, 9 s after the heartbeat
-	if rec.last() != "passing:ok" || rec.count() != 1 {
-		t.Fatalf("a heartbeat did not reset the TTL: %v", rec.updates)
+	if u := rec.last(); u.status != StatusPassing || u.output != "ok" || rec.count() != 1 {
+		t.Fatalf("a heartbeat did not reset the TTL: %v", rec.all())
 	}
 	clock.advance(2 * time.Second)
-	if rec.last() != StatusCritical+":"+TTLExpiredOutput {
-		t.Fatalf("no expiry after the TTL: %v", rec.updates)
+	if u := rec.last(); u.status != StatusCritical || u.output != TTLExpiredOutput {
+		t.Fatalf("no expiry after the TTL: %v", rec.all())
 	}
 	ttl.SetStatus(StatusWarning, "slow")
 	ttl.Stop()
 	clock.advance(time.Minute)
-	if rec.last() != "warning:slow" {
-		t.Fatalf("a stopped check expired: %v", rec.updates)
+	if u := rec.last(); u.status != StatusWarning {
+		t.Fatalf("a stopped check expired: %v", rec.all())
 	}
 	ttl.SetStatus(StatusPassing, "after stop")
-	if rec.last() != "warning:slow" {
-		t.Fatalf("a stopped check reported: %v", rec.updates)
+	if u := rec.last(); u.output != "slow" {
+		t.Fatalf("a stopped check reported: %v", rec.all())
 	}
 }
 
@@ -114,11 +43,92 @@ func TestTTLRealClock(t *testing.T) {
 	ttl := NewTTL("c", 20*time.Millisecond, rec, nil)
 	ttl.Start()
 	defer ttl.Stop()
-	deadline := time.Now().Add(10 * time.Second)
-	for rec.last() != StatusCritical+":"+TTLExpiredOutput {
-		if time.Now().After(deadline) {
-			t.Fatal("TTL never expired on the wall clock")
+	rec.waitStatus(t, "c", StatusCritical)
+}
+
+// TestRunnerTTL drives a TTL check of a Runner with the fake clock.
+func TestRunnerTTL(t *testing.T) {
+	h := newHarness(t, nil)
+	h.add(Definition{ID: "ttl", TTL: 10 * time.Second}, StatusPassing)
+	if h.clock.pending() != 1 {
+		t.Fatalf("Add did not arm the TTL: %d timers", h.clock.pending())
+	}
+
+	steps := []struct {
+		name    string
+		advance time.Duration
+		beat    *[2]string // status, output
+		want    []update   // the updates this step makes
+	}{
+		{name: "a restored status holds for one TTL", advance: 9 * time.Second},
+		{name: "a heartbeat reports", beat: &[2]string{StatusPassing, "ok"},
+			want: []update{{"ttl", StatusPassing, "ok"}}},
+		{name: "an unchanged heartbeat costs nothing", beat: &[2]string{StatusPassing, "ok"}},
+		{name: "and it reset the TTL", advance: 9 * time.Second},
+		{name: "expiry", advance: time.Second + time.Nanosecond,
+			want: []update{{"ttl", StatusCritical, TTLExpiredOutput}}},
+		{name: "no second expiry", advance: time.Hour},
+		{name: "fail is critical at once", beat: &[2]string{StatusCritical, "boom"},
+			want: []update{{"ttl", StatusCritical, "boom"}}},
+		{name: "warning", beat: &[2]string{StatusWarning, "slow"},
+			want: []update{{"ttl", StatusWarning, "slow"}}},
+		{name: "output-only change", beat: &[2]string{StatusWarning, "slower"},
+			want: []update{{"ttl", StatusWarning, "slower"}}},
+		{name: "expiry again", advance: 10 * time.Second,
+			want: []update{{"ttl", StatusCritical, TTLExpiredOutput}}},
+	}
+	for _, st := range steps {
+		before := h.rec.count()
+		if st.beat != nil {
+			if err := h.r.Heartbeat("ttl", st.beat[0], st.beat[1]); err != nil {
+				t.Fatalf("%s: heartbeat: %v", st.name, err)
+			}
 		}
-		time.Sleep(5 * time.Millisecond)
+		h.clock.advance(st.advance)
+		got := h.rec.all()[before:]
+		if len(got) != len(st.want) || (len(got) > 0 && got[0] != st.want[0]) {
+			t.Fatalf("%s: updates %v, want %v", st.name, got, st.want)
+		}
+	}
+
+	// The output of a heartbeat is bounded.
+	h.add(Definition{ID: "small", TTL: time.Minute, OutputMaxSize: 4}, "")
+	if err := h.r.Heartbeat("small", StatusPassing, "0123456789"); err != nil {
+		t.Fatal(err)
+	}
+	if u := h.rec.last(); u.output != "0123" {
+		t.Fatalf("output %q, want it cut to 4 bytes", u.output)
+	}
+}
+
+func TestHeartbeatErrors(t *testing.T) {
+	h := newHarness(t, nil)
+	h.add(Definition{ID: "ttl", TTL: time.Minute}, "")
+	h.add(Definition{ID: "tcp", TCP: "127.0.0.1:1", Interval: time.Hour}, "")
+	h.add(Definition{ID: "gone", TTL: time.Minute}, "")
+	h.r.Remove("gone")
+
+	for _, tc := range []struct {
+		name, id, status string
+		want             error
+	}{
+		{"ok", "ttl", StatusPassing, nil},
+		{"unknown", "nope", StatusPassing, ErrUnknownCheck},
+		{"removed", "gone", StatusPassing, ErrUnknownCheck},
+		{"not a TTL check", "tcp", StatusPassing, ErrNotTTL},
+		{"bad status", "ttl", "ok", ErrInvalidStatus},
+		{"empty status", "ttl", "", ErrInvalidStatus},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := h.r.Heartbeat(tc.id, tc.status, "x"); !errors.Is(err, tc.want) {
+				t.Fatalf("Heartbeat(%q, %q) = %v, want %v", tc.id, tc.status, err, tc.want)
+			}
+		})
+	}
+	if err := h.r.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.r.Heartbeat("ttl", StatusPassing, ""); !errors.Is(err, ErrShutdown) {
+		t.Fatalf("Heartbeat after Shutdown = %v, want ErrShutdown", err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/checks"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/dns"
 	"github.com/meshd/meshd/node/config"
@@ -50,6 +51,9 @@ type Agent struct {
 	raft      *consensus.Server
 	server    catalogServer
 	sync      *syncer
+	runner    *checks.Runner
+	external  *externalChecks
+	states    *stateSaver
 	dns       *dns.Server
 	http      *http.Server
 
@@ -64,9 +68,6 @@ type Agent struct {
 	// to the data dir: a register, a deregister and a reap of the same ID
 	// cannot interleave.
 	stateMu sync.Mutex
-
-	// checkStateMu orders check status changes with their saves.
-	checkStateMu sync.Mutex
 
 	mu       sync.Mutex // guards started and shutdown
 	started  bool
@@ -134,12 +135,24 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err := a.startServer(ctx); err != nil {
 		return err
 	}
+	a.states = newStateSaver(a.persist, a.logger)
 	a.local = newLocalState(a.cfg.CheckUpdateInterval, func() { a.sync.trigger() })
+	if a.runner, err = checks.NewRunner(checks.Config{
+		Notifier:      checkNotifier{a},
+		Alias:         aliasSource{a},
+		Logger:        a.root.With("component", "checks"),
+		EnableScripts: a.cfg.EnableScriptChecks || a.cfg.EnableLocalScriptChecks,
+	}); err != nil {
+		return err
+	}
+	if a.external, err = newExternalChecks(a); err != nil {
+		return err
+	}
 	a.sync = newSyncer(a.local, a.server, a.node, fullSyncInterval, a.root.With("component", "sync"))
 	if err := a.loadLocalState(); err != nil {
 		return err
 	}
-	a.wg.Add(2)
+	a.wg.Add(4)
 	go func() {
 		defer a.wg.Done()
 		a.sync.run(bg)
@@ -147,6 +160,14 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	go func() {
 		defer a.wg.Done()
 		a.reapLoop(bg)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.states.run(bg)
+	}()
+	go func() {
+		defer a.wg.Done()
+		a.external.run(bg)
 	}()
 	if err := a.startDNS(); err != nil {
 		return err
@@ -269,12 +290,12 @@ func (a *Agent) loadLocalState() error {
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
 	for _, def := range a.cfg.Services {
-		if _, err := a.addService(copyDef(def), true, false); err != nil {
+		if _, err := a.addService(copyDef(def), true, false, true); err != nil {
 			return fmt.Errorf("service %q from config: %w", def.ID, err)
 		}
 	}
 	for _, def := range a.cfg.Checks {
-		if err := a.addLocalCheck(def, true); err != nil {
+		if _, err := a.addStandaloneCheck(def, true, true); err != nil {
 			return fmt.Errorf("check %q from config: %w", def.ID, err)
 		}
 	}
@@ -286,7 +307,7 @@ func (a *Agent) loadLocalState() error {
 		if a.local.service(def.ID) != nil {
 			continue // the config file's definition wins
 		}
-		if _, err := a.addService(def, false, false); err != nil {
+		if _, err := a.addService(def, false, false, true); err != nil {
 			a.logger.Warn("skipping a persisted service", "id", def.ID, "error", err)
 		}
 	}
@@ -298,10 +319,15 @@ func (a *Agent) loadLocalState() error {
 		return err
 	}
 	for _, def := range chks {
-		if c, _ := a.local.check(def.ID); c != nil {
+		if a.local.check(def.ID) != nil {
 			continue
 		}
-		if err := a.addLocalCheck(def, false); err != nil {
+		if err := def.Validate(); err != nil {
+			a.logger.Warn("skipping a persisted check", "id", def.ID, "error", err)
+			continue
+		}
+		def.Normalize()
+		if _, err := a.addStandaloneCheck(def, false, true); err != nil {
 			a.logger.Warn("skipping a persisted check", "id", def.ID, "error", err)
 		}
 	}
@@ -311,25 +337,6 @@ func (a *Agent) loadLocalState() error {
 func copyDef(d *config.ServiceDefinition) *config.ServiceDefinition {
 	c := *d
 	return &c
-}
-
-// addLocalCheck registers a standalone check (not part of a service
-// definition).
-func (a *Agent) addLocalCheck(def *config.CheckDefinition, fromConfig bool) error {
-	if err := def.Validate(); err != nil {
-		return err
-	}
-	def.Normalize()
-	if def.ServiceID != "" && a.local.service(def.ServiceID) == nil {
-		return badRequest("ServiceID: no service %q is registered with this agent", def.ServiceID)
-	}
-	lc, err := a.buildCheck(def, fromConfig)
-	if err != nil {
-		return err
-	}
-	a.startCheck(lc)
-	a.local.addCheck(lc)
-	return nil
 }
 
 func (a *Agent) startDNS() error {
@@ -468,11 +475,18 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("dns: %w", err))
 		}
 	}
-	if a.cancel != nil {
-		a.cancel()
+	if a.runner != nil {
+		if err := a.runner.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("checks: %w", err))
+		}
 	}
-	if a.local != nil {
-		a.local.stopAll()
+	if a.cancel != nil {
+		a.cancel() // the loops: sync, reaper, state saver (which flushes), external checks
+	}
+	if a.external != nil {
+		if err := a.external.shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("external checks: %w", err))
+		}
 	}
 	if a.serverLn != nil {
 		a.serverLn.Close()

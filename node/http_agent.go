@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -64,7 +65,7 @@ func (a *Agent) agentServiceRegister(w http.ResponseWriter, r *http.Request) (an
 		return nil, err
 	}
 	a.stateMu.Lock()
-	gen, err := a.addService(def, false, replace)
+	gen, err := a.addService(def, false, replace, false)
 	a.stateMu.Unlock()
 	if err != nil {
 		return nil, err
@@ -74,8 +75,9 @@ func (a *Agent) agentServiceRegister(w http.ResponseWriter, r *http.Request) (an
 }
 
 // addService validates, persists and registers a service with its checks.
-// Nothing is changed when it fails. The caller holds stateMu.
-func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChecks bool) (uint64, error) {
+// Nothing is changed when it fails. restore applies the checks' saved
+// status (on a restart). The caller holds stateMu.
+func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChecks, restore bool) (uint64, error) {
 	if err := def.Validate(); err != nil {
 		return 0, err
 	}
@@ -119,25 +121,26 @@ func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChe
 		}
 	}
 	for _, lc := range lcs {
-		a.startCheck(lc)
+		a.prepareCheck(lc, restore)
 	}
-	return a.local.addService(ls, lcs), nil
+	gen := a.local.addService(ls, lcs)
+	for _, lc := range lcs {
+		a.runCheck(lc)
+	}
+	return gen, nil
 }
 
 // buildCheck turns a validated, normalized check definition into local
-// state. Only TTL checks run in this build; other kinds are refused with a
-// message rather than registered and never run.
+// state. Script checks run only when enabled for the definition's source:
+// -enable-script-checks for any, enable_local_script_checks for config
+// files only, so a remote caller gets no code execution by default.
 func (a *Agent) buildCheck(cd *config.CheckDefinition, fromConfig bool) (*localCheck, error) {
 	typ := cd.Type()
-	switch typ {
-	case config.CheckTypeTTL:
-	case config.CheckTypeScript:
-		if !a.cfg.EnableScriptChecks && !(fromConfig && a.cfg.EnableLocalScriptChecks) {
-			return nil, badRequest("%s: script checks are disabled; start the agent with -enable-script-checks", cd.ID)
-		}
-		return nil, badRequest("%s: %s checks are not supported by this build yet", cd.ID, typ)
-	default:
-		return nil, badRequest("%s: %s checks are not supported by this build yet", cd.ID, typ)
+	if typ == config.CheckTypeScript && !a.cfg.EnableScriptChecks && !(fromConfig && a.cfg.EnableLocalScriptChecks) {
+		return nil, badRequest("%s: script checks are disabled; start the agent with -enable-script-checks", cd.ID)
+	}
+	if typ == config.CheckTypeHTTP && cd.Method == "" {
+		cd.Method = http.MethodGet
 	}
 	status := cd.Status
 	if status == "" {
@@ -148,6 +151,8 @@ func (a *Agent) buildCheck(cd *config.CheckDefinition, fromConfig bool) (*localC
 			CheckID: cd.ID, Name: cd.Name, Notes: cd.Notes, ServiceID: cd.ServiceID,
 			Status: status, Type: typ,
 			Definition: catalog.CheckDefinition{
+				HTTP: cd.HTTP, Header: cd.Header, Method: cd.Method, Body: cd.Body, TLSSkipVerify: cd.TLSSkipVerify,
+				TCP: cd.TCP, GRPC: cd.GRPC,
 				TTL: cd.TTL, Interval: cd.Interval, Timeout: cd.Timeout,
 				DeregisterCriticalServiceAfter: cd.DeregisterCriticalServiceAfter,
 			},
@@ -157,19 +162,51 @@ func (a *Agent) buildCheck(cd *config.CheckDefinition, fromConfig bool) (*localC
 	}, nil
 }
 
-// startCheck restores the check's last status from an earlier run, if
-// any, and attaches and starts its runner.
-func (a *Agent) startCheck(lc *localCheck) {
-	if st, err := a.persist.loadCheckState(lc.chk.CheckID); err != nil {
+// runnerDefinition maps a check definition onto the runner's.
+func runnerDefinition(cd *config.CheckDefinition) checks.Definition {
+	return checks.Definition{
+		ID: cd.ID, HTTP: cd.HTTP, Method: cd.Method, Header: cd.Header, Body: cd.Body, TLSSkipVerify: cd.TLSSkipVerify,
+		TCP: cd.TCP, Args: cd.Args, GRPC: cd.GRPC, GRPCUseTLS: cd.GRPCUseTLS, TTL: cd.TTL,
+		AliasService: cd.AliasService, AliasNode: cd.AliasNode,
+		Interval: cd.Interval, Timeout: cd.Timeout,
+		FailuresBeforeCritical: cd.FailuresBeforeCritical, SuccessBeforePassing: cd.SuccessBeforePassing,
+		FlapThreshold: cd.FlapThreshold, FlapWindow: cd.FlapWindow,
+		OutputMaxSize: maxCheckOutput,
+	}
+}
+
+// prepareCheck settles a check's starting status. On a restart (restore)
+// a check whose definition sets no status gets the one it had, so a
+// healthy service is not flipped to critical by the restart; a check
+// registered anew starts from its definition and forgets any saved status.
+func (a *Agent) prepareCheck(lc *localCheck, restore bool) {
+	if !restore {
+		a.states.forget(lc.chk.CheckID)
+		return
+	}
+	if lc.def.Status != "" {
+		return
+	}
+	st, err := a.persist.loadCheckState(lc.chk.CheckID)
+	if err != nil {
 		a.logger.Warn("ignoring saved check state", "check", lc.chk.CheckID, "error", err)
-	} else if st != nil && catalog.ValidStatus(st.Status) {
+		return
+	}
+	if st != nil && catalog.ValidStatus(st.Status) {
 		lc.chk.Status, lc.chk.Output = st.Status, st.Output
 	}
-	if lc.def.TTL > 0 {
-		// A restored status holds for one TTL: the application must be
-		// heard from within it, as after any heartbeat.
-		lc.ttl = checks.NewTTL(lc.chk.CheckID, lc.def.TTL, checkNotifier{a}, nil)
-		lc.ttl.Start()
+}
+
+// runCheck hands a check that is already in the local state to the
+// runner, starting from the status the local state shows. A restored TTL
+// status holds for one TTL: the application must be heard from within it.
+func (a *Agent) runCheck(lc *localCheck) {
+	c := a.local.check(lc.chk.CheckID)
+	if c == nil {
+		return
+	}
+	if err := a.runner.Add(runnerDefinition(lc.def), c.Status); err != nil {
+		a.logger.Error("cannot run check", "check", lc.chk.CheckID, "error", err)
 	}
 }
 
@@ -180,17 +217,12 @@ func (n checkNotifier) UpdateCheck(id, status, output string) {
 	n.a.setCheckStatus(id, status, output)
 }
 
-// setCheckStatus records a check's status and, when it changed, saves it
-// so a restarted agent does not flip a healthy service to critical. One
-// mutex orders the saves as the changes.
+// setCheckStatus records a check's status; a change of status is also
+// saved, so a restarted agent does not flip a healthy service to critical.
 func (a *Agent) setCheckStatus(id, status, output string) (gen uint64, found bool) {
-	a.checkStateMu.Lock()
-	defer a.checkStateMu.Unlock()
 	gen, found, changed := a.local.updateCheck(id, status, truncateOutput(output))
 	if changed {
-		if err := a.persist.saveCheckState(id, status, truncateOutput(output)); err != nil {
-			a.logger.Warn("save check state", "check", id, "error", err)
-		}
+		a.states.save(id, status, truncateOutput(output))
 	}
 	return gen, found
 }
@@ -228,9 +260,11 @@ func (a *Agent) removeService(id string) (uint64, bool, error) {
 	}
 	for _, c := range a.local.listChecks() {
 		if c.ServiceID == id {
+			a.runner.Remove(c.CheckID)
 			if err := a.persist.removeCheck(c.CheckID); err != nil {
 				return 0, false, err
 			}
+			a.states.forget(c.CheckID)
 		}
 	}
 	gen, ok := a.local.removeService(id)
@@ -311,26 +345,38 @@ func (a *Agent) agentCheckRegister(w http.ResponseWriter, r *http.Request) (any,
 // addCheck registers a standalone check from the API; the caller holds
 // stateMu.
 func (a *Agent) addCheck(def *config.CheckDefinition) (uint64, error) {
+	return a.addStandaloneCheck(def, false, false)
+}
+
+// addStandaloneCheck registers a check that is not part of a service
+// definition. The caller holds stateMu.
+func (a *Agent) addStandaloneCheck(def *config.CheckDefinition, fromConfig, restore bool) (uint64, error) {
 	if def.ServiceID != "" && a.local.service(def.ServiceID) == nil {
 		return 0, badRequest("ServiceID: no service %q is registered with this agent", def.ServiceID)
 	}
-	lc, err := a.buildCheck(def, false)
+	lc, err := a.buildCheck(def, fromConfig)
 	if err != nil {
 		return 0, err
 	}
-	if err := a.persist.saveCheck(def); err != nil {
-		return 0, err
+	if !fromConfig {
+		if err := a.persist.saveCheck(def); err != nil {
+			return 0, err
+		}
 	}
-	a.startCheck(lc)
-	return a.local.addCheck(lc), nil
+	a.prepareCheck(lc, restore)
+	gen := a.local.addCheck(lc)
+	a.runCheck(lc)
+	return gen, nil
 }
 
 // removeCheck forgets a check locally and on disk. The caller holds
 // stateMu.
 func (a *Agent) removeCheck(id string) (uint64, bool, error) {
+	a.runner.Remove(id) // first: no result of it arrives after this
 	if err := a.persist.removeCheck(id); err != nil {
 		return 0, false, err
 	}
+	a.states.forget(id)
 	gen, ok := a.local.removeCheck(id)
 	return gen, ok, nil
 }
@@ -339,7 +385,7 @@ func (a *Agent) agentCheckDeregister(w http.ResponseWriter, r *http.Request) (an
 	id := r.PathValue("id")
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
-	if c, _ := a.local.check(id); c == nil {
+	if a.local.check(id) == nil {
 		return nil, notFound("Unknown check ID %q", id)
 	}
 	gen, ok, err := a.removeCheck(id)
@@ -359,18 +405,24 @@ func (a *Agent) agentCheckTTL(status string) apiFunc {
 	}
 }
 
-// heartbeat records a TTL check's status.
+// heartbeat records a TTL check's status and restarts its TTL.
 func (a *Agent) heartbeat(r *http.Request, id, status, output string) error {
-	c, ttl := a.local.check(id)
-	if c == nil {
+	err := a.runner.Heartbeat(id, status, truncateOutput(output))
+	switch {
+	case errors.Is(err, checks.ErrUnknownCheck):
+		if a.local.check(id) != nil {
+			return badRequest("CheckID %q does not have an associated TTL", id)
+		}
 		return notFound("Unknown check ID %q", id)
-	}
-	if ttl == nil {
+	case errors.Is(err, checks.ErrNotTTL):
 		return badRequest("CheckID %q does not have an associated TTL", id)
+	case errors.Is(err, checks.ErrInvalidStatus):
+		return badRequest("Status: invalid check status %q", status)
+	case err != nil:
+		return err
 	}
-	ttl.SetStatus(status, output) // resets the TTL and reports through setCheckStatus
-	gen, _ := a.setCheckStatus(id, status, output)
-	a.waitSynced(r, gen)
+	// The runner has reported the change (if any) through setCheckStatus.
+	a.waitSynced(r, a.local.currentGen())
 	return nil
 }
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/catalog"
-	"github.com/meshd/meshd/checks"
 	"github.com/meshd/meshd/node/config"
 )
 
@@ -29,7 +28,6 @@ type localCheck struct {
 	chk        *catalog.Check // Node is empty
 	def        *config.CheckDefinition
 	fromConfig bool
-	ttl        *checks.TTL
 	// defSynced: the catalog has this definition, so a status change can go
 	// as a cheap status update. inSync: the catalog has the status too.
 	defSynced bool
@@ -110,9 +108,6 @@ func (l *localState) putCheckLocked(c *localCheck) {
 		if old.outputDeferred {
 			l.deferred--
 		}
-		if old.ttl != nil && old.ttl != c.ttl {
-			old.ttl.Stop()
-		}
 		// Keep the status a re-registration did not set explicitly.
 		if c.def != nil && c.def.Status == "" && sameCheckDefinition(old.chk, c.chk) {
 			c.chk.Status, c.chk.Output = old.chk.Status, old.chk.Output
@@ -170,9 +165,6 @@ func (l *localState) removeService(id string) (uint64, bool) {
 
 func (l *localState) removeCheckLocked(id string) {
 	if c := l.checks[id]; c != nil {
-		if c.ttl != nil {
-			c.ttl.Stop()
-		}
 		if c.outputDeferred {
 			l.deferred--
 		}
@@ -257,15 +249,22 @@ func (l *localState) service(id string) *catalog.Service {
 	return nil
 }
 
-// check returns a copy of a check and its TTL runner, or nil.
-func (l *localState) check(id string) (*catalog.Check, *checks.TTL) {
+// check returns a copy of a check, or nil.
+func (l *localState) check(id string) *catalog.Check {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if c, ok := l.checks[id]; ok {
 		cc := *c.chk
-		return &cc, c.ttl
+		return &cc
 	}
-	return nil, nil
+	return nil
+}
+
+// currentGen is the generation of the latest change.
+func (l *localState) currentGen() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.gen
 }
 
 // listServices returns copies of every service, sorted by ID.
@@ -290,17 +289,6 @@ func (l *localState) listChecks() []*catalog.Check {
 		out = append(out, &c)
 	}
 	return out
-}
-
-// stopAll stops every check runner.
-func (l *localState) stopAll() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, c := range l.checks {
-		if c.ttl != nil {
-			c.ttl.Stop()
-		}
-	}
 }
 
 // sameService compares what the catalog stores of a service, ignoring the
