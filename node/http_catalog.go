@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/checks"
 	"github.com/meshd/meshd/node/config"
 )
 
@@ -47,18 +48,20 @@ type catalogCheckBody struct {
 	Output     string
 	ServiceID  string
 	Type       string
-	Definition struct {
-		HTTP                           string
-		Header                         map[string][]string
-		Method                         string
-		Body                           string
-		TLSSkipVerify                  bool
-		TCP                            string
-		GRPC                           string
-		Interval                       time.Duration
-		Timeout                        time.Duration
-		DeregisterCriticalServiceAfter time.Duration
-	}
+	Definition catalogCheckDefinition
+}
+
+type catalogCheckDefinition struct {
+	HTTP                           string
+	Header                         map[string][]string
+	Method                         string
+	Body                           string
+	TLSSkipVerify                  bool
+	TCP                            string
+	GRPC                           string
+	Interval                       time.Duration
+	Timeout                        time.Duration
+	DeregisterCriticalServiceAfter time.Duration
 }
 
 func (a *Agent) catalogRegister(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -140,6 +143,9 @@ func (a *Agent) toRegisterRequest(b *catalogRegisterBody) (*catalog.RegisterRequ
 			return nil, badRequest("%s.Status: invalid check status %q", field, c.Status)
 		}
 		d := c.Definition
+		if err := validateExternalDefinition(field, &d); err != nil {
+			return nil, err
+		}
 		req.Checks = append(req.Checks, &catalog.Check{
 			CheckID: c.CheckID, Name: c.Name, Status: c.Status, Notes: c.Notes, Output: c.Output,
 			ServiceID: c.ServiceID, Type: c.Type,
@@ -366,4 +372,22 @@ func (jsonNull) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
 
 func (a *Agent) catalogDatacenters(w http.ResponseWriter, r *http.Request) (any, error) {
 	return []string{a.cfg.Datacenter}, nil
+}
+
+// validateExternalDefinition checks a definition the servers will run (an
+// HTTP, TCP or gRPC one with an interval) as the agent checks its own, so
+// a bad one is refused now rather than logged by a server later.
+func validateExternalDefinition(field string, d *catalogCheckDefinition) error {
+	if d.HTTP == "" && d.TCP == "" && d.GRPC == "" {
+		return nil
+	}
+	if d.Interval < config.MinCheckPeriod {
+		return badRequest("%s.Definition.Interval: must be at least %v for a check the servers run, got %v", field, config.MinCheckPeriod, d.Interval)
+	}
+	def := checks.Definition{ID: field, HTTP: d.HTTP, Method: d.Method, Header: d.Header, Body: d.Body,
+		TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP, GRPC: d.GRPC, Interval: d.Interval, Timeout: d.Timeout}
+	if err := def.Validate(); err != nil {
+		return badRequest("%s.Definition.%v", field, err)
+	}
+	return nil
 }
