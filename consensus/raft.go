@@ -437,18 +437,28 @@ func (s *Server) LastContact() time.Duration {
 
 // Peers returns the addresses of the voters in the current configuration.
 func (s *Server) Peers() ([]string, error) {
+	return s.voters(func(srv raft.Server) string { return string(srv.Address) })
+}
+
+// ServerIDs returns the IDs of the voters in the current configuration.
+func (s *Server) ServerIDs() ([]string, error) {
+	return s.voters(func(srv raft.Server) string { return string(srv.ID) })
+}
+
+// voters maps each voter of the current configuration through f.
+func (s *Server) voters(f func(raft.Server) string) ([]string, error) {
 	r := s.raftOrNil()
 	if r == nil {
 		return nil, ErrShutdown
 	}
-	f := r.GetConfiguration()
-	if err := f.Error(); err != nil {
+	fut := r.GetConfiguration()
+	if err := fut.Error(); err != nil {
 		return nil, fmt.Errorf("raft configuration: %w", err)
 	}
 	var out []string
-	for _, srv := range f.Configuration().Servers {
+	for _, srv := range fut.Configuration().Servers {
 		if srv.Suffrage == raft.Voter {
-			out = append(out, string(srv.Address))
+			out = append(out, f(srv))
 		}
 	}
 	return out, nil
@@ -573,26 +583,6 @@ func (s *Server) VerifyLeader(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// ServerIDs returns the IDs of the voters in the current configuration,
-// sorted as Raft keeps them.
-func (s *Server) ServerIDs() ([]string, error) {
-	r := s.raftOrNil()
-	if r == nil {
-		return nil, ErrShutdown
-	}
-	f := r.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return nil, fmt.Errorf("raft configuration: %w", err)
-	}
-	var out []string
-	for _, srv := range f.Configuration().Servers {
-		if srv.Suffrage == raft.Voter {
-			out = append(out, string(srv.ID))
-		}
-	}
-	return out, nil
 }
 
 // Stats returns Raft's own statistics (last_log_index, commit_index,
