@@ -195,7 +195,29 @@ func startServer(t *testing.T, cfg meshdns.Config, r meshdns.Resolver) *testServ
 			}
 		}
 	})
-	return &testServer{Server: srv, udpAddr: pc.LocalAddr().String(), tcpAddr: l.Addr().String()}
+	ts := &testServer{Server: srv, udpAddr: pc.LocalAddr().String(), tcpAddr: l.Addr().String()}
+	// Hand the server over only once both Serve calls are running, so the
+	// Shutdown at cleanup always finds them started (a Serve that starts
+	// after Shutdown rightly returns ErrServerClosed).
+	domain := cfg.Domain
+	if domain == "" {
+		domain = meshdns.DefaultConfig().Domain
+	}
+	for _, nw := range []struct{ name, addr string }{{"udp", ts.udpAddr}, {"tcp", ts.tcpAddr}} {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(domain), dns.TypeSOA)
+		c := &dns.Client{Net: nw.name, Timeout: time.Second}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if _, _, err := c.Exchange(m, nw.addr); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s listener never answered", nw.name)
+			}
+		}
+	}
+	return ts
 }
 
 // exchange sends one question over network and returns the reply.

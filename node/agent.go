@@ -420,7 +420,8 @@ func (a *Agent) goServe(name string, serve func() error) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+		err := serve()
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, dns.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			a.logger.Error("listener stopped", "listener", name, "error", err)
 		}
 	}()
