@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	netrpc "net/rpc"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/dns"
 	"github.com/meshd/meshd/node/config"
+	"github.com/meshd/meshd/node/rpc"
 )
 
 var (
@@ -48,6 +50,9 @@ type Agent struct {
 	nodeID    string
 	advertise netip.Addr
 	node      nodeInfo // how this node appears in the catalog
+	pool      *rpc.Pool
+	rpcServer *netrpc.Server
+	rpcCalls  callTracker
 	raft      *consensus.Server
 	server    catalogServer
 	sync      *syncer
@@ -132,7 +137,8 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	if err := a.startServer(ctx); err != nil {
+	a.pool = rpc.NewPool(10 * time.Second)
+	if err := a.startServer(ctx, bg); err != nil {
 		return err
 	}
 	a.states = newStateSaver(a.persist, a.logger)
@@ -180,8 +186,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-// startServer binds the server port and starts Raft on it.
-func (a *Agent) startServer(ctx context.Context) error {
+// startServer binds the server port and starts Raft and the RPC
+// endpoints on it; bg ends the endpoints' blocking calls at shutdown.
+func (a *Agent) startServer(ctx, bg context.Context) error {
 	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.BindAddr.String(), strconv.Itoa(max(a.cfg.ServerPort, 0))))
 	if err != nil {
 		return fmt.Errorf("server port: %w", err)
@@ -204,7 +211,11 @@ func (a *Agent) startServer(ctx context.Context) error {
 	if a.raft, err = consensus.New(rcfg, a.store); err != nil {
 		return err
 	}
-	a.server = &localServer{raft: a.raft, store: a.store}
+	local := &localServer{raft: a.raft, store: a.store, pool: a.pool}
+	a.server = local
+	a.rpcServer = netrpc.NewServer()
+	a.rpcServer.RegisterName("Catalog", &catalogEndpoint{s: local, ctx: bg, calls: &a.rpcCalls})
+	a.rpcServer.RegisterName("Health", &healthEndpoint{s: local, ctx: bg, calls: &a.rpcCalls})
 	a.node = nodeInfo{
 		ID: a.nodeID, Name: a.cfg.NodeName, Address: a.advertise.String(), Datacenter: a.cfg.Datacenter,
 		TaggedAddresses: map[string]string{"lan": a.advertise.String(), "wan": a.advertise.String()},
@@ -219,18 +230,24 @@ func (a *Agent) startServer(ctx context.Context) error {
 }
 
 // serveServerPort accepts connections on the server port and routes each
-// by its first byte. Only Raft is spoken here so far. When the listener
-// closes, connections still waiting for their first byte are closed too,
-// so an idle probe cannot hold up a shutdown.
+// by its first byte: Raft or RPC. When the listener closes, connections
+// still waiting for their first byte and RPC connections are closed too,
+// so neither an idle probe nor a watcher holds up a shutdown.
 func (a *Agent) serveServerPort(ln net.Listener) {
 	var (
 		conns   sync.WaitGroup
 		mu      sync.Mutex
-		waiting = map[net.Conn]struct{}{}
+		waiting = map[net.Conn]struct{}{} // accepted, first byte not read yet
+		serving = map[net.Conn]struct{}{} // RPC connections
+		closing bool
 	)
 	defer func() {
 		mu.Lock()
+		closing = true
 		for c := range waiting {
+			c.Close()
+		}
+		for c := range serving {
 			c.Close()
 		}
 		mu.Unlock()
@@ -261,6 +278,19 @@ func (a *Agent) serveServerPort(ln net.Listener) {
 			switch b[0] {
 			case consensus.RaftConnByte:
 				a.raft.HandleConn(c)
+			case rpc.ConnByte:
+				mu.Lock()
+				if closing {
+					mu.Unlock()
+					c.Close()
+					return
+				}
+				serving[c] = struct{}{}
+				mu.Unlock()
+				a.rpcServer.ServeCodec(rpc.NewServerCodec(c))
+				mu.Lock()
+				delete(serving, c)
+				mu.Unlock()
 			default:
 				a.logger.Warn("unknown protocol on the server port", "byte", b[0], "remote", c.RemoteAddr())
 				c.Close()
@@ -491,6 +521,10 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	}
 	if a.serverLn != nil {
 		a.serverLn.Close()
+	}
+	a.rpcCalls.closeAndWait()
+	if a.pool != nil {
+		a.pool.Close()
 	}
 	if a.raft != nil {
 		if err := a.raft.Shutdown(ctx); err != nil {

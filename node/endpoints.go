@@ -2,16 +2,22 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"time"
 
+	"github.com/hashicorp/go-memdb"
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
+	"github.com/meshd/meshd/node/rpc"
 )
 
-// catalogServer is what an agent asks of the servers. A server agent
-// answers in-process; the same calls go over the network once agents and
-// servers are separate hosts.
+// catalogServer is what an agent asks of the servers: every catalog write
+// and read. A server agent answers in-process (localServer); the same
+// calls go over the network (rpc) from other hosts, and a follower
+// forwards what only the leader may answer.
 type catalogServer interface {
 	// Register commits a registration and returns its Raft index.
 	Register(ctx context.Context, req *catalog.RegisterRequest) (uint64, error)
@@ -21,59 +27,303 @@ type catalogServer interface {
 	UpdateCheck(ctx context.Context, u *catalog.CheckStatusUpdate) (uint64, error)
 	// NodeState returns what the catalog holds for a node: nil node when
 	// it has none.
-	NodeState(ctx context.Context, node string) (*catalog.Node, []*catalog.Service, []*catalog.Check, error)
+	NodeState(ctx context.Context, node string) (*rpc.NodeStateResponse, error)
+
+	HealthServiceNodes(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error)
+	ServiceNodes(ctx context.Context, q *rpc.ServiceQuery) (*rpc.ServiceNodesResponse, error)
+	AllServiceNodes(ctx context.Context, q *rpc.QueryOptions) (*rpc.ServiceNodesResponse, error)
+	Services(ctx context.Context, q *rpc.QueryOptions) (*rpc.ServicesResponse, error)
+	Nodes(ctx context.Context, q *rpc.QueryOptions) (*rpc.NodesResponse, error)
+	NodeServices(ctx context.Context, q *rpc.NodeQuery) (*rpc.NodeServicesResponse, error)
+	NodeChecks(ctx context.Context, q *rpc.NodeQuery) (*rpc.ChecksResponse, error)
+	ServiceChecks(ctx context.Context, q *rpc.ServiceQuery) (*rpc.ChecksResponse, error)
+	ChecksInState(ctx context.Context, q *rpc.StateQuery) (*rpc.ChecksResponse, error)
 }
+
+// Blocking query bounds, as Consul's.
+const (
+	defaultWait = 5 * time.Minute
+	maxWait     = 10 * time.Minute
+	// readyWait bounds how long a read waits for a restarted server to
+	// replay its log before failing.
+	readyWait = 10 * time.Second
+	// leaderWait bounds how long a write waits for an election to end
+	// before it fails (Consul waits about as long).
+	leaderWait = 7 * time.Second
+)
 
 // localServer answers catalogServer calls on a server agent.
 type localServer struct {
 	raft  *consensus.Server
 	store *catalog.Store
+	pool  *rpc.Pool
 }
 
 func (s *localServer) Register(ctx context.Context, req *catalog.RegisterRequest) (uint64, error) {
-	return s.apply(ctx, consensus.RegisterType, req)
+	return s.write(ctx, consensus.RegisterType, req, "Catalog.Register")
 }
 
 func (s *localServer) Deregister(ctx context.Context, req *catalog.DeregisterRequest) (uint64, error) {
-	return s.apply(ctx, consensus.DeregisterType, req)
+	return s.write(ctx, consensus.DeregisterType, req, "Catalog.Deregister")
 }
 
 func (s *localServer) UpdateCheck(ctx context.Context, u *catalog.CheckStatusUpdate) (uint64, error) {
-	return s.apply(ctx, consensus.CheckUpdateType, u)
+	return s.write(ctx, consensus.CheckUpdateType, u, "Catalog.UpdateCheck")
 }
 
-// leaderWait bounds how long a write waits for an election to end before
-// it fails (Consul waits about as long).
-const leaderWait = 7 * time.Second
+// write applies a command on the leader: here, or forwarded to it. It
+// waits out an election in progress rather than fail a write that arrives
+// while the cluster is electing, but not for ever.
+func (s *localServer) write(ctx context.Context, t consensus.MessageType, body any, method string) (uint64, error) {
+	leader, err := s.leader(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if leader == "" {
+		idx, err := s.raft.Apply(ctx, t, body)
+		if !errors.Is(err, consensus.ErrNotLeader) {
+			return idx, err
+		}
+		// Lost the leadership between the check and the apply: forward.
+		if leader, err = s.leader(ctx); err != nil || leader == "" {
+			return 0, fmt.Errorf("%w: leadership changed during the write", consensus.ErrNotLeader)
+		}
+	}
+	var reply rpc.WriteResponse
+	if err := s.pool.Call(ctx, leader, method, body, &reply); err != nil {
+		return 0, fromRemote(err)
+	}
+	return reply.Index, nil
+}
 
-// apply waits out an election in progress rather than fail a write that
-// arrives while the server is starting, but not for ever.
-func (s *localServer) apply(ctx context.Context, t consensus.MessageType, body any) (uint64, error) {
+// leader waits (bounded) for a leader and returns "" when it is this
+// server, else the leader's address.
+func (s *localServer) leader(ctx context.Context) (string, error) {
 	wctx, cancel := context.WithTimeout(ctx, leaderWait)
 	err := s.raft.WaitForLeader(wctx)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return "", ctx.Err()
 		}
-		return 0, fmt.Errorf("%w: no leader after %v", consensus.ErrNotLeader, leaderWait)
+		return "", fmt.Errorf("%w: no leader after %v", consensus.ErrNotLeader, leaderWait)
 	}
-	return s.raft.Apply(ctx, t, body)
+	if s.raft.IsLeader() {
+		return "", nil
+	}
+	return s.raft.Leader(), nil
 }
 
-func (s *localServer) NodeState(ctx context.Context, node string) (*catalog.Node, []*catalog.Service, []*catalog.Check, error) {
+// read answers a read here, or forwards it to the leader when it is not
+// stale and this server does not lead. It returns false when it forwarded
+// (the reply is then filled by the leader).
+func (s *localServer) read(ctx context.Context, opts *rpc.QueryOptions, method string, args, reply any) (bool, error) {
+	if opts.AllowStale {
+		return true, nil
+	}
+	leader, err := s.leader(ctx)
+	if err != nil || leader == "" {
+		return true, err
+	}
+	return false, fromRemote(s.pool.Call(ctx, leader, method, args, reply))
+}
+
+// blockingQuery runs query once, or, with MinIndex, until its index moves
+// past it or MaxWait (default 5 m, at most 10 m, plus up to 1/16 jitter so
+// watchers woken together do not return together) passes. It fills meta.
+func (s *localServer) blockingQuery(ctx context.Context, opts *rpc.QueryOptions, meta *rpc.QueryMeta, query func(ws memdb.WatchSet) (uint64, error)) error {
+	if err := s.readReady(ctx, opts); err != nil {
+		return err
+	}
+	defer s.fillMeta(meta)
+	if opts.MinIndex == 0 {
+		idx, err := query(nil)
+		meta.Index = max(idx, 1)
+		return err
+	}
+	wait := opts.MaxWait
+	if wait <= 0 {
+		wait = defaultWait
+	}
+	wait = min(wait, maxWait)
+	wait += rand.N(wait/16 + 1)
+	// One deadline for the whole query; it also ends with the caller.
+	wctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		ws := memdb.NewWatchSet()
+		idx, err := query(ws)
+		if err != nil {
+			return err
+		}
+		meta.Index = max(idx, 1)
+		if meta.Index != opts.MinIndex || ws.WatchCtx(wctx) != nil {
+			// Changed, or the wait is over: answer with what is current.
+			return nil
+		}
+	}
+}
+
+// readReady holds a read until this server's catalog has replayed its log
+// and, for a consistent read, until it has confirmed it still leads.
+func (s *localServer) readReady(ctx context.Context, opts *rpc.QueryOptions) error {
+	t := time.NewTimer(readyWait)
+	defer t.Stop()
 	select {
 	case <-s.raft.Ready():
+	case <-t.C:
+		return consensus.ErrNotReady
 	case <-ctx.Done():
-		return nil, nil, nil, fmt.Errorf("node state: %w", consensus.ErrNotReady)
+		return ctx.Err()
+	}
+	if opts.RequireConsistent {
+		return s.raft.VerifyLeader(ctx)
+	}
+	return nil
+}
+
+func (s *localServer) fillMeta(meta *rpc.QueryMeta) {
+	meta.KnownLeader = s.raft.Leader() != ""
+	meta.LastContact = s.raft.LastContact()
+}
+
+func (s *localServer) NodeState(ctx context.Context, node string) (*rpc.NodeStateResponse, error) {
+	out := &rpc.NodeStateResponse{}
+	if err := s.readReady(ctx, &rpc.QueryOptions{}); err != nil {
+		return nil, err
 	}
 	_, n, svcs, err := s.store.NodeServices(nil, node)
 	if err != nil || n == nil {
-		return nil, nil, nil, err
+		return out, err
 	}
 	_, chks, err := s.store.NodeChecks(nil, node)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, err
 	}
-	return n, svcs, chks, nil
+	out.Node, out.Services, out.Checks = n, svcs, chks
+	return out, nil
+}
+
+func (s *localServer) HealthServiceNodes(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error) {
+	out := &rpc.CheckServiceNodesResponse{}
+	if here, err := s.read(ctx, &q.QueryOptions, "Health.ServiceNodes", q, out); !here || err != nil {
+		return out, err
+	}
+	return out, s.blockingQuery(ctx, &q.QueryOptions, &out.QueryMeta, func(ws memdb.WatchSet) (uint64, error) {
+		idx, nodes, err := s.store.CheckServiceNodes(ws, q.Service, q.Tags, q.PassingOnly)
+		out.Nodes = nodes
+		return idx, err
+	})
+}
+
+func (s *localServer) ServiceNodes(ctx context.Context, q *rpc.ServiceQuery) (*rpc.ServiceNodesResponse, error) {
+	out := &rpc.ServiceNodesResponse{}
+	if here, err := s.read(ctx, &q.QueryOptions, "Catalog.ServiceNodes", q, out); !here || err != nil {
+		return out, err
+	}
+	return out, s.blockingQuery(ctx, &q.QueryOptions, &out.QueryMeta, func(ws memdb.WatchSet) (uint64, error) {
+		idx, nodes, err := s.store.ServiceNodes(ws, q.Service, q.Tags)
+		out.Nodes = nodes
+		return idx, err
+	})
+}
+
+func (s *localServer) AllServiceNodes(ctx context.Context, q *rpc.QueryOptions) (*rpc.ServiceNodesResponse, error) {
+	out := &rpc.ServiceNodesResponse{}
+	if here, err := s.read(ctx, q, "Catalog.AllServiceNodes", q, out); !here || err != nil {
+		return out, err
+	}
+	return out, s.blockingQuery(ctx, q, &out.QueryMeta, func(ws memdb.WatchSet) (uint64, error) {
+		idx, nodes, err := s.store.AllServiceNodes(ws)
+		out.Nodes = nodes
+		return idx, err
+	})
+}
+
+func (s *localServer) Services(ctx context.Context, q *rpc.QueryOptions) (*rpc.ServicesResponse, error) {
+	out := &rpc.ServicesResponse{}
+	if here, err := s.read(ctx, q, "Catalog.Services", q, out); !here || err != nil {
+		return out, err
+	}
+	return out, s.blockingQuery(ctx, q, &out.QueryMeta, func(ws memdb.WatchSet) (uint64, error) {
+		idx, svcs, err := s.store.Services(ws)
+		out.Services = svcs
+		return idx, err
+	})
+}
+
+func (s *localServer) Nodes(ctx context.Context, q *rpc.QueryOptions) (*rpc.NodesResponse, error) {
+	out := &rpc.NodesResponse{}
+	if here, err := s.read(ctx, q, "Catalog.Nodes", q, out); !here || err != nil {
+		return out, err
+	}
+	return out, s.blockingQuery(ctx, q, &out.QueryMeta, func(ws memdb.WatchSet) (uint64, error) {
+		idx, nodes, err := s.store.Nodes(ws)
+		out.Nodes = nodes
+		return idx, err
+	})
+}
+
+func (s *localServer) NodeServices(ctx context.Context, q *rpc.NodeQuery) (*rpc.NodeServicesResponse, error) {
+	out := &rpc.NodeServicesResponse{}
+	if here, err := s.read(ctx, &q.QueryOptions, "Catalog.NodeServices", q, out); !here || err != nil {
+		return out, err
+	}
+	return out, s.blockingQuery(ctx, &q.QueryOptions, &out.QueryMeta, func(ws memdb.WatchSet) (uint64, error) {
+		idx, n, svcs, err := s.store.NodeServices(ws, q.Node)
+		out.Node, out.Services = n, svcs
+		return idx, err
+	})
+}
+
+func (s *localServer) NodeChecks(ctx context.Context, q *rpc.NodeQuery) (*rpc.ChecksResponse, error) {
+	return s.checks(ctx, &q.QueryOptions, "Health.NodeChecks", q, func(ws memdb.WatchSet) (uint64, []*catalog.Check, error) {
+		return s.store.NodeChecks(ws, q.Node)
+	})
+}
+
+func (s *localServer) ServiceChecks(ctx context.Context, q *rpc.ServiceQuery) (*rpc.ChecksResponse, error) {
+	return s.checks(ctx, &q.QueryOptions, "Health.ServiceChecks", q, func(ws memdb.WatchSet) (uint64, []*catalog.Check, error) {
+		return s.store.ServiceChecks(ws, q.Service)
+	})
+}
+
+func (s *localServer) ChecksInState(ctx context.Context, q *rpc.StateQuery) (*rpc.ChecksResponse, error) {
+	return s.checks(ctx, &q.QueryOptions, "Health.ChecksInState", q, func(ws memdb.WatchSet) (uint64, []*catalog.Check, error) {
+		return s.store.ChecksInState(ws, q.State)
+	})
+}
+
+func (s *localServer) checks(ctx context.Context, opts *rpc.QueryOptions, method string, args any,
+	query func(ws memdb.WatchSet) (uint64, []*catalog.Check, error)) (*rpc.ChecksResponse, error) {
+	out := &rpc.ChecksResponse{}
+	if here, err := s.read(ctx, opts, method, args, out); !here || err != nil {
+		return out, err
+	}
+	return out, s.blockingQuery(ctx, opts, &out.QueryMeta, func(ws memdb.WatchSet) (uint64, error) {
+		idx, chks, err := query(ws)
+		out.Checks = chks
+		return idx, err
+	})
+}
+
+// Errors cross the network as text; these prefixes bring back the
+// sentinel errors the HTTP layer maps to status codes.
+var remoteSentinels = []error{
+	catalog.ErrInvalid, catalog.ErrNotFound, catalog.ErrBadFilter,
+	consensus.ErrNotLeader, consensus.ErrNotReady,
+}
+
+// fromRemote turns an endpoint's error text back into its sentinel.
+func fromRemote(err error) error {
+	var re *rpc.RemoteError
+	if !errors.As(err, &re) {
+		return err
+	}
+	for _, s := range remoteSentinels {
+		if strings.HasPrefix(re.Msg, s.Error()) {
+			return fmt.Errorf("%w%s", s, strings.TrimPrefix(re.Msg, s.Error()))
+		}
+	}
+	return err
 }

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,22 +11,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/node/config"
+	"github.com/meshd/meshd/node/rpc"
 )
 
-// Blocking query bounds, as Consul's.
-const (
-	defaultWait = 5 * time.Minute
-	maxWait     = 10 * time.Minute
-	// maxBodySize bounds request bodies: a registration is a few KB.
-	maxBodySize = 4 << 20
-	// readyWait bounds how long a read waits for a restarted server to
-	// replay its log before answering 500.
-	readyWait = 10 * time.Second
-)
+// maxBodySize bounds request bodies: a registration is a few KB.
+const maxBodySize = 4 << 20
 
 // httpError is an error with the status code it answers with.
 type httpError struct {
@@ -179,17 +170,10 @@ func queryFlag(r *http.Request, name string) (bool, error) {
 	return b, nil
 }
 
-// queryOptions are the parameters every read takes.
-type queryOptions struct {
-	minIndex   uint64
-	wait       time.Duration
-	stale      bool
-	consistent bool
-	filter     string
-}
-
-func parseQueryOptions(r *http.Request, dc string) (queryOptions, error) {
-	var qo queryOptions
+// parseQueryOptions reads what every read takes: ?dc, ?index, ?wait,
+// ?stale, ?consistent.
+func parseQueryOptions(r *http.Request, dc string) (rpc.QueryOptions, error) {
+	var qo rpc.QueryOptions
 	q := r.URL.Query()
 	if v := q.Get("dc"); v != "" && !strings.EqualFold(v, dc) {
 		return qo, &httpError{http.StatusInternalServerError, fmt.Sprintf("No path to datacenter %q", v)}
@@ -199,101 +183,34 @@ func parseQueryOptions(r *http.Request, dc string) (queryOptions, error) {
 		if err != nil {
 			return qo, badRequest("Invalid index: %q", v)
 		}
-		qo.minIndex = idx
+		qo.MinIndex = idx
 	}
 	if v := q.Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < 0 {
 			return qo, badRequest("Invalid wait time: %q", v)
 		}
-		qo.wait = d
+		qo.MaxWait = d
 	}
 	var err error
-	if qo.stale, err = queryFlag(r, "stale"); err != nil {
+	if qo.AllowStale, err = queryFlag(r, "stale"); err != nil {
 		return qo, err
 	}
-	if qo.consistent, err = queryFlag(r, "consistent"); err != nil {
+	if qo.RequireConsistent, err = queryFlag(r, "consistent"); err != nil {
 		return qo, err
 	}
-	if qo.stale && qo.consistent {
+	if qo.AllowStale && qo.RequireConsistent {
 		return qo, badRequest("Cannot specify ?stale with ?consistent, conflicting semantics.")
 	}
-	qo.filter = q.Get("filter")
 	return qo, nil
 }
 
-// blockingRead runs query once, or, with ?index, until its index moves
-// past that index or the wait runs out, as Consul's blocking queries do.
-// It sets the X-Consul-* headers.
-func (a *Agent) blockingRead(w http.ResponseWriter, r *http.Request, query func(ws memdb.WatchSet) (uint64, error)) error {
-	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
-	if err != nil {
-		return err
-	}
-	ctx := r.Context()
-	if err := a.readReady(ctx, qo); err != nil {
-		return err
-	}
-	if qo.minIndex == 0 {
-		idx, err := query(nil)
-		if err != nil {
-			return err
-		}
-		a.setMeta(w, max(idx, 1))
-		return nil
-	}
-	wait := qo.wait
-	if wait == 0 {
-		wait = defaultWait
-	}
-	wait = min(wait, maxWait)
-	// Jitter so that watchers woken together do not all return together.
-	wait += rand.N(wait/16 + 1)
-	// One deadline for the whole query; it also ends when the client goes
-	// away or the agent shuts down (the request's context).
-	wctx, cancel := context.WithTimeout(ctx, wait)
-	defer cancel()
-	for {
-		ws := memdb.NewWatchSet()
-		idx, err := query(ws)
-		if err != nil {
-			return err
-		}
-		idx = max(idx, 1)
-		if idx != qo.minIndex || ws.WatchCtx(wctx) != nil {
-			// Changed, or the wait is over: answer with what is current.
-			a.setMeta(w, idx)
-			return nil
-		}
-	}
-}
-
-// readReady holds a read until this server's catalog has replayed its log
-// and, for ?consistent, until it has confirmed it still leads.
-func (a *Agent) readReady(ctx context.Context, qo queryOptions) error {
-	t := time.NewTimer(readyWait)
-	defer t.Stop()
-	select {
-	case <-a.raft.Ready():
-	case <-t.C:
-		return consensus.ErrNotReady
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if qo.consistent {
-		return a.raft.VerifyLeader(ctx)
-	}
-	if !qo.stale && !a.raft.IsLeader() {
-		return consensus.ErrNotLeader
-	}
-	return nil
-}
-
-func (a *Agent) setMeta(w http.ResponseWriter, idx uint64) {
+// setMeta writes an answer's X-Consul-* headers; the index is never below 1.
+func setMeta(w http.ResponseWriter, m rpc.QueryMeta) {
 	h := w.Header()
-	h.Set("X-Consul-Index", strconv.FormatUint(idx, 10))
-	h.Set("X-Consul-KnownLeader", strconv.FormatBool(a.raft.Leader() != ""))
-	h.Set("X-Consul-LastContact", strconv.FormatInt(a.raft.LastContact().Milliseconds(), 10))
+	h.Set("X-Consul-Index", strconv.FormatUint(max(m.Index, 1), 10))
+	h.Set("X-Consul-KnownLeader", strconv.FormatBool(m.KnownLeader))
+	h.Set("X-Consul-LastContact", strconv.FormatInt(m.LastContact.Milliseconds(), 10))
 }
 
 // orEmpty makes nil slices encode as [] rather than null.

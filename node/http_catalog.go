@@ -7,10 +7,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/checks"
 	"github.com/meshd/meshd/node/config"
+	"github.com/meshd/meshd/node/rpc"
 )
 
 // catalogRegisterBody is the body of PUT /v1/catalog/register, as
@@ -183,35 +183,39 @@ func (a *Agent) catalogDeregister(w http.ResponseWriter, r *http.Request) (any, 
 }
 
 func (a *Agent) catalogServices(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
 	filter := r.URL.Query().Get("filter")
 	meta, err := nodeMetaFilter(r)
 	if err != nil {
 		return nil, err
 	}
-	var out map[string][]string
-	err = a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
-		if filter == "" && meta == nil {
-			idx, svcs, err := a.store.Services(ws)
-			for name, tags := range svcs {
-				svcs[name] = orEmpty(tags)
-			}
-			out = svcs
-			return idx, err
-		}
-		// As Consul: the filter sees each instance (ServiceName,
-		// ServiceTags, NodeMeta...), the answer lists the names it kept.
-		idx, sns, err := a.store.AllServiceNodes(ws)
+	if filter == "" && meta == nil {
+		res, err := a.server.Services(r.Context(), &qo)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		kept, err := catalog.Filter(filter, flattenServiceNodes(keepNodeMeta(sns, meta)))
-		if err != nil {
-			return 0, err
+		setMeta(w, res.QueryMeta)
+		out := make(map[string][]string, len(res.Services))
+		for name, tags := range res.Services {
+			out[name] = orEmpty(tags)
 		}
-		out = serviceTags(kept)
-		return idx, nil
-	})
-	return out, err
+		return out, nil
+	}
+	// As Consul: the filter sees each instance (ServiceName, ServiceTags,
+	// NodeMeta...), the answer lists the names it kept.
+	res, err := a.server.AllServiceNodes(r.Context(), &qo)
+	if err != nil {
+		return nil, err
+	}
+	kept, err := catalog.Filter(filter, flattenServiceNodes(keepNodeMeta(res.Nodes, meta)))
+	if err != nil {
+		return nil, err
+	}
+	setMeta(w, res.QueryMeta)
+	return serviceTags(kept), nil
 }
 
 // keepNodeMeta keeps the instances whose node carries every pair of meta.
@@ -289,23 +293,27 @@ type catalogService struct {
 }
 
 func (a *Agent) catalogService(w http.ResponseWriter, r *http.Request) (any, error) {
-	name := r.PathValue("name")
-	tags := r.URL.Query()["tag"]
+	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
 	meta, err := nodeMetaFilter(r)
 	if err != nil {
 		return nil, err
 	}
-	var out []catalogService
-	err = a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
-		idx, sns, err := a.store.ServiceNodes(ws, name, tags)
-		if err != nil {
-			return 0, err
-		}
-		out, err = catalog.Filter(r.URL.Query().Get("filter"), flattenServiceNodes(keepNodeMeta(sns, meta)))
-		return idx, err
+	res, err := a.server.ServiceNodes(r.Context(), &rpc.ServiceQuery{
+		Service: r.PathValue("name"), Tags: r.URL.Query()["tag"], QueryOptions: qo,
 	})
+	if err != nil {
+		return nil, err
+	}
+	out, err := catalog.Filter(r.URL.Query().Get("filter"), flattenServiceNodes(keepNodeMeta(res.Nodes, meta)))
+	if err != nil {
+		return nil, err
+	}
+	setMeta(w, res.QueryMeta)
 	shuffle(out)
-	return out, err
+	return out, nil
 }
 
 // presentNode copies a node with empty maps for nil ones.
@@ -316,53 +324,52 @@ func presentNode(n *catalog.Node) *catalog.Node {
 }
 
 func (a *Agent) catalogNodes(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
 	meta, err := nodeMetaFilter(r)
 	if err != nil {
 		return nil, err
 	}
-	var out []*catalog.Node
-	err = a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
-		idx, nodes, err := a.store.Nodes(ws)
-		if err != nil {
-			return 0, err
-		}
-		out = make([]*catalog.Node, 0, len(nodes))
-		for _, n := range nodes {
-			if metaMatches(n.Meta, meta) {
-				out = append(out, presentNode(n))
-			}
-		}
-		out, err = catalog.Filter(r.URL.Query().Get("filter"), out)
-		return idx, err
-	})
-	return out, err
-}
-
-func (a *Agent) catalogNode(w http.ResponseWriter, r *http.Request) (any, error) {
-	name := r.PathValue("name")
-	var out any
-	err := a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
-		idx, n, svcs, err := a.store.NodeServices(ws, name)
-		if err != nil || n == nil {
-			out = nil
-			return idx, err
-		}
-		m := make(map[string]agentService, len(svcs))
-		for _, s := range svcs {
-			as := a.toAgentService(s)
-			as.Datacenter = ""
-			m[s.ID] = as
-		}
-		out = map[string]any{"Node": presentNode(n), "Services": m}
-		return idx, nil
-	})
+	res, err := a.server.Nodes(r.Context(), &qo)
 	if err != nil {
 		return nil, err
 	}
-	if out == nil {
+	out := make([]*catalog.Node, 0, len(res.Nodes))
+	for _, n := range res.Nodes {
+		if metaMatches(n.Meta, meta) {
+			out = append(out, presentNode(n))
+		}
+	}
+	out, err = catalog.Filter(r.URL.Query().Get("filter"), out)
+	if err != nil {
+		return nil, err
+	}
+	setMeta(w, res.QueryMeta)
+	return out, nil
+}
+
+func (a *Agent) catalogNode(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
+	res, err := a.server.NodeServices(r.Context(), &rpc.NodeQuery{Node: r.PathValue("name"), QueryOptions: qo})
+	if err != nil {
+		return nil, err
+	}
+	setMeta(w, res.QueryMeta)
+	if res.Node == nil {
 		return jsonNull{}, nil
 	}
-	return out, nil
+	m := make(map[string]agentService, len(res.Services))
+	for _, s := range res.Services {
+		as := a.toAgentService(s)
+		as.Datacenter = ""
+		m[s.ID] = as
+	}
+	return map[string]any{"Node": presentNode(res.Node), "Services": m}, nil
 }
 
 // jsonNull encodes as null: Consul answers an unknown node with null.

@@ -4,13 +4,15 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/hashicorp/go-memdb"
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/node/rpc"
 )
 
 func (a *Agent) healthService(w http.ResponseWriter, r *http.Request) (any, error) {
-	name := r.PathValue("name")
-	tags := r.URL.Query()["tag"]
+	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
 	passing, err := queryFlag(r, "passing")
 	if err != nil {
 		return nil, err
@@ -19,23 +21,25 @@ func (a *Agent) healthService(w http.ResponseWriter, r *http.Request) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	var out []catalog.CheckServiceNode
-	err = a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
-		idx, csns, err := a.store.CheckServiceNodes(ws, name, tags, passing)
-		if err != nil {
-			return 0, err
-		}
-		out = make([]catalog.CheckServiceNode, 0, len(csns))
-		for _, csn := range csns {
-			if metaMatches(csn.Node.Meta, meta) {
-				out = append(out, presentCheckServiceNode(csn))
-			}
-		}
-		out, err = catalog.Filter(r.URL.Query().Get("filter"), out)
-		return idx, err
+	res, err := a.server.HealthServiceNodes(r.Context(), &rpc.ServiceQuery{
+		Service: r.PathValue("name"), Tags: r.URL.Query()["tag"], PassingOnly: passing, QueryOptions: qo,
 	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]catalog.CheckServiceNode, 0, len(res.Nodes))
+	for _, csn := range res.Nodes {
+		if metaMatches(csn.Node.Meta, meta) {
+			out = append(out, presentCheckServiceNode(csn))
+		}
+	}
+	out, err = catalog.Filter(r.URL.Query().Get("filter"), out)
+	if err != nil {
+		return nil, err
+	}
+	setMeta(w, res.QueryMeta)
 	shuffle(out)
-	return out, err
+	return out, nil
 }
 
 // presentCheckServiceNode copies an entry with [] and {} for nil slices
@@ -57,34 +61,36 @@ func presentCatalogCheck(c *catalog.Check) *catalog.Check {
 }
 
 // checksRead answers a read of a check list.
-func (a *Agent) checksRead(w http.ResponseWriter, r *http.Request, query func(ws memdb.WatchSet) (uint64, []*catalog.Check, error)) (any, error) {
-	var out []*catalog.Check
-	err := a.blockingRead(w, r, func(ws memdb.WatchSet) (uint64, error) {
-		idx, chks, err := query(ws)
-		if err != nil {
-			return 0, err
-		}
-		out = make([]*catalog.Check, 0, len(chks))
-		for _, c := range chks {
-			out = append(out, presentCatalogCheck(c))
-		}
-		out, err = catalog.Filter(r.URL.Query().Get("filter"), out)
-		return idx, err
-	})
-	return out, err
+func (a *Agent) checksRead(w http.ResponseWriter, r *http.Request, read func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error)) (any, error) {
+	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
+	res, err := read(qo)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*catalog.Check, 0, len(res.Checks))
+	for _, c := range res.Checks {
+		out = append(out, presentCatalogCheck(c))
+	}
+	out, err = catalog.Filter(r.URL.Query().Get("filter"), out)
+	if err != nil {
+		return nil, err
+	}
+	setMeta(w, res.QueryMeta)
+	return out, nil
 }
 
 func (a *Agent) healthChecks(w http.ResponseWriter, r *http.Request) (any, error) {
-	name := r.PathValue("name")
-	return a.checksRead(w, r, func(ws memdb.WatchSet) (uint64, []*catalog.Check, error) {
-		return a.store.ServiceChecks(ws, name)
+	return a.checksRead(w, r, func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error) {
+		return a.server.ServiceChecks(r.Context(), &rpc.ServiceQuery{Service: r.PathValue("name"), QueryOptions: qo})
 	})
 }
 
 func (a *Agent) healthNode(w http.ResponseWriter, r *http.Request) (any, error) {
-	name := r.PathValue("name")
-	return a.checksRead(w, r, func(ws memdb.WatchSet) (uint64, []*catalog.Check, error) {
-		return a.store.NodeChecks(ws, name)
+	return a.checksRead(w, r, func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error) {
+		return a.server.NodeChecks(r.Context(), &rpc.NodeQuery{Node: r.PathValue("name"), QueryOptions: qo})
 	})
 }
 
@@ -93,8 +99,8 @@ func (a *Agent) healthState(w http.ResponseWriter, r *http.Request) (any, error)
 	if state != catalog.HealthAny && !catalog.ValidStatus(state) {
 		return nil, badRequest("state: unknown check state %q (want any, passing, warning or critical)", state)
 	}
-	return a.checksRead(w, r, func(ws memdb.WatchSet) (uint64, []*catalog.Check, error) {
-		return a.store.ChecksInState(ws, state)
+	return a.checksRead(w, r, func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error) {
+		return a.server.ChecksInState(r.Context(), &rpc.StateQuery{State: state, QueryOptions: qo})
 	})
 }
 

@@ -6,10 +6,11 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/dns"
+	"github.com/meshd/meshd/node/rpc"
 )
 
-// dnsResolver answers the DNS server from this server's catalog: stale
-// reads, as Consul's allow_stale default does.
+// dnsResolver answers the DNS server through the catalog endpoints with
+// stale reads, as Consul's allow_stale default does: any server answers.
 type dnsResolver struct {
 	a *Agent
 }
@@ -20,24 +21,26 @@ func (r dnsResolver) ServiceInstances(ctx context.Context, q dns.ServiceLookup) 
 	if !strings.EqualFold(q.Datacenter, r.a.cfg.Datacenter) {
 		return nil, nil // other datacenters arrive with federation
 	}
-	if err := r.a.readReady(ctx, queryOptions{stale: true}); err != nil {
-		return nil, err
-	}
 	var tags []string
 	if q.Tag != "" {
 		tags = []string{q.Tag}
 	}
-	_, out, err := r.a.store.CheckServiceNodes(nil, q.Service, tags, false)
-	return out, err
+	res, err := r.a.server.HealthServiceNodes(ctx, &rpc.ServiceQuery{
+		Service: q.Service, Tags: tags, QueryOptions: rpc.QueryOptions{AllowStale: true},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return res.Nodes, nil
 }
 
 func (r dnsResolver) Node(ctx context.Context, datacenter, name string) (*catalog.Node, error) {
 	if !strings.EqualFold(datacenter, r.a.cfg.Datacenter) {
 		return nil, nil
 	}
-	if err := r.a.readReady(ctx, queryOptions{stale: true}); err != nil {
+	res, err := r.a.server.NodeServices(ctx, &rpc.NodeQuery{Node: name, QueryOptions: rpc.QueryOptions{AllowStale: true}})
+	if err != nil {
 		return nil, err
 	}
-	_, n, _, err := r.a.store.NodeServices(nil, name)
-	return n, err
+	return res.Node, nil
 }

@@ -162,10 +162,11 @@ func (s *syncer) jitter() time.Duration {
 // syncFull compares the local state with the catalog, marks every
 // difference, and pushes them.
 func (s *syncer) syncFull(ctx context.Context) error {
-	node, svcs, chks, err := s.server.NodeState(ctx, s.node.Name)
+	state, err := s.server.NodeState(ctx, s.node.Name)
 	if err != nil {
 		return err
 	}
+	node, svcs, chks := state.Node, state.Services, state.Checks
 	remoteSvcs := map[string]*catalog.Service{}
 	for _, svc := range svcs {
 		remoteSvcs[svc.ID] = svc

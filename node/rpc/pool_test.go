@@ -1,0 +1,148 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/rpc"
+	"sync"
+	"testing"
+	"time"
+)
+
+type Echo struct{ release chan struct{} }
+
+type EchoArgs struct {
+	Text  string
+	Block bool
+}
+
+type EchoReply struct{ Text string }
+
+func (e *Echo) Say(args *EchoArgs, reply *EchoReply) error {
+	if args.Block {
+		<-e.release
+	}
+	if args.Text == "fail" {
+		return errors.New("invalid request: Text: fail")
+	}
+	reply.Text = "echo " + args.Text
+	return nil
+}
+
+// serve runs an RPC server the way the agent's server port does: read the
+// first byte, then serve the codec.
+func serve(t *testing.T, e *Echo) string {
+	t.Helper()
+	srv := rpc.NewServer()
+	if err := srv.RegisterName("Echo", e); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				b := make([]byte, 1)
+				if _, err := io.ReadFull(c, b); err != nil || b[0] != ConnByte {
+					c.Close()
+					return
+				}
+				srv.ServeCodec(NewServerCodec(c))
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+func TestPoolCalls(t *testing.T) {
+	e := &Echo{release: make(chan struct{})}
+	addr := serve(t, e)
+	p := NewPool(time.Second)
+	defer p.Close()
+	ctx := context.Background()
+
+	var reply EchoReply
+	if err := p.Call(ctx, addr, "Echo.Say", &EchoArgs{Text: "hi"}, &reply); err != nil || reply.Text != "echo hi" {
+		t.Fatalf("call = %q, %v", reply.Text, err)
+	}
+	// An endpoint's error is a RemoteError, not a transport failure.
+	err := p.Call(ctx, addr, "Echo.Say", &EchoArgs{Text: "fail"}, &reply)
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Msg != "invalid request: Text: fail" || IsTransportError(err) {
+		t.Fatalf("endpoint error = %v", err)
+	}
+
+	// Calls pipeline on one connection: a blocked call does not hold up
+	// others, and it completes when released.
+	done := make(chan error, 1)
+	go func() {
+		var r EchoReply
+		done <- p.Call(ctx, addr, "Echo.Say", &EchoArgs{Text: "slow", Block: true}, &r)
+	}()
+	for i := range 20 {
+		var r EchoReply
+		if err := p.Call(ctx, addr, "Echo.Say", &EchoArgs{Text: "fast"}, &r); err != nil {
+			t.Fatalf("call %d behind a blocked one: %v", i, err)
+		}
+	}
+	close(e.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	// A caller that gives up gets its context's error.
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := p.Call(cctx, addr, "Echo.Say", &EchoArgs{Text: "x"}, &reply); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call = %v", err)
+	}
+}
+
+func TestPoolRedialsAfterFailure(t *testing.T) {
+	p := NewPool(time.Second)
+	defer p.Close()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens yet
+	var reply EchoReply
+	err = p.Call(context.Background(), addr, "Echo.Say", &EchoArgs{Text: "x"}, &reply)
+	if !IsTransportError(err) {
+		t.Fatalf("call to a closed port = %v, want a transport error", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Call(context.Background(), addr, "Echo.Say", &EchoArgs{}, &reply); !errors.Is(err, ErrPoolClosed) {
+		t.Fatalf("call after Close = %v", err)
+	}
+}

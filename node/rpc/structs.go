@@ -1,0 +1,102 @@
+package rpc
+
+import (
+	"time"
+
+	"github.com/meshd/meshd/catalog"
+)
+
+// QueryOptions are what every read takes: blocking, and how stale an
+// answer may be.
+type QueryOptions struct {
+	// MinIndex makes the read block until the answer's index differs from
+	// it, or MaxWait passes. 0 answers at once.
+	MinIndex uint64
+	MaxWait  time.Duration
+	// AllowStale lets any server answer from its own copy; otherwise the
+	// leader answers. RequireConsistent has the leader confirm it still
+	// leads first.
+	AllowStale        bool
+	RequireConsistent bool
+}
+
+// QueryMeta describes an answer.
+type QueryMeta struct {
+	Index       uint64
+	KnownLeader bool
+	// LastContact is how long ago the answering server heard from the
+	// leader (0 on the leader).
+	LastContact time.Duration
+}
+
+// WriteResponse answers a write: the Raft index it was committed at.
+type WriteResponse struct {
+	Index uint64
+}
+
+// ServiceQuery asks for the instances of one service.
+type ServiceQuery struct {
+	Service     string
+	Tags        []string
+	PassingOnly bool
+	QueryOptions
+}
+
+// NodeQuery asks about one node.
+type NodeQuery struct {
+	Node string
+	QueryOptions
+}
+
+// StateQuery asks for the checks in one state ("any" for all).
+type StateQuery struct {
+	State string
+	QueryOptions
+}
+
+// CheckServiceNodesResponse answers Health.ServiceNodes.
+type CheckServiceNodesResponse struct {
+	QueryMeta
+	Nodes []catalog.CheckServiceNode
+}
+
+// ServiceNodesResponse answers Catalog.ServiceNodes and
+// Catalog.AllServiceNodes.
+type ServiceNodesResponse struct {
+	QueryMeta
+	Nodes []catalog.ServiceNode
+}
+
+// ServicesResponse answers Catalog.Services.
+type ServicesResponse struct {
+	QueryMeta
+	Services map[string][]string
+}
+
+// NodesResponse answers Catalog.Nodes.
+type NodesResponse struct {
+	QueryMeta
+	Nodes []*catalog.Node
+}
+
+// NodeServicesResponse answers Catalog.NodeServices; Node is nil for an
+// unknown node.
+type NodeServicesResponse struct {
+	QueryMeta
+	Node     *catalog.Node
+	Services []*catalog.Service
+}
+
+// ChecksResponse answers the Health check reads.
+type ChecksResponse struct {
+	QueryMeta
+	Checks []*catalog.Check
+}
+
+// NodeStateResponse answers Catalog.NodeState: what the catalog holds for
+// one node, for an agent's anti-entropy.
+type NodeStateResponse struct {
+	Node     *catalog.Node
+	Services []*catalog.Service
+	Checks   []*catalog.Check
+}

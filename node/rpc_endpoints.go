@@ -1,0 +1,175 @@
+package node
+
+import (
+	"context"
+	"sync"
+
+	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/node/rpc"
+)
+
+// The net/rpc endpoints a server offers on its server port: thin wrappers
+// over localServer, so a call from another host runs exactly the code an
+// in-process call runs. ctx ends when the agent shuts down, which ends the
+// blocking queries in flight.
+
+type catalogEndpoint struct {
+	s     *localServer
+	ctx   context.Context
+	calls *callTracker
+}
+
+func (e *catalogEndpoint) Register(args *catalog.RegisterRequest, reply *rpc.WriteResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	idx, err := e.s.Register(e.ctx, args)
+	reply.Index = idx
+	return err
+}
+
+func (e *catalogEndpoint) Deregister(args *catalog.DeregisterRequest, reply *rpc.WriteResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	idx, err := e.s.Deregister(e.ctx, args)
+	reply.Index = idx
+	return err
+}
+
+func (e *catalogEndpoint) UpdateCheck(args *catalog.CheckStatusUpdate, reply *rpc.WriteResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	idx, err := e.s.UpdateCheck(e.ctx, args)
+	reply.Index = idx
+	return err
+}
+
+func (e *catalogEndpoint) NodeState(args *rpc.NodeQuery, reply *rpc.NodeStateResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.NodeState(e.ctx, args.Node))
+}
+
+func (e *catalogEndpoint) ServiceNodes(args *rpc.ServiceQuery, reply *rpc.ServiceNodesResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.ServiceNodes(e.ctx, args))
+}
+
+func (e *catalogEndpoint) AllServiceNodes(args *rpc.QueryOptions, reply *rpc.ServiceNodesResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.AllServiceNodes(e.ctx, args))
+}
+
+func (e *catalogEndpoint) Services(args *rpc.QueryOptions, reply *rpc.ServicesResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.Services(e.ctx, args))
+}
+
+func (e *catalogEndpoint) Nodes(args *rpc.QueryOptions, reply *rpc.NodesResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.Nodes(e.ctx, args))
+}
+
+func (e *catalogEndpoint) NodeServices(args *rpc.NodeQuery, reply *rpc.NodeServicesResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.NodeServices(e.ctx, args))
+}
+
+type healthEndpoint struct {
+	s     *localServer
+	ctx   context.Context
+	calls *callTracker
+}
+
+func (e *healthEndpoint) ServiceNodes(args *rpc.ServiceQuery, reply *rpc.CheckServiceNodesResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.HealthServiceNodes(e.ctx, args))
+}
+
+func (e *healthEndpoint) NodeChecks(args *rpc.NodeQuery, reply *rpc.ChecksResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.NodeChecks(e.ctx, args))
+}
+
+func (e *healthEndpoint) ServiceChecks(args *rpc.ServiceQuery, reply *rpc.ChecksResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.ServiceChecks(e.ctx, args))
+}
+
+func (e *healthEndpoint) ChecksInState(args *rpc.StateQuery, reply *rpc.ChecksResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.ChecksInState(e.ctx, args))
+}
+
+// fill copies an answer into net/rpc's reply value.
+func fill[T any](reply *T) func(*T, error) error {
+	return func(v *T, err error) error {
+		if v != nil {
+			*reply = *v
+		}
+		return err
+	}
+}
+
+// callTracker counts the endpoint calls in flight, so Shutdown can wait for
+// them: net/rpc runs each call in a goroutine of its own.
+type callTracker struct {
+	mu     sync.RWMutex // guards closed against enter
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// enter records a call starting; false once the tracker is closed.
+func (t *callTracker) enter() bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
+		return false
+	}
+	t.wg.Add(1)
+	return true
+}
+
+func (t *callTracker) exit() { t.wg.Done() }
+
+// closeAndWait refuses new calls and waits for those in flight.
+func (t *callTracker) closeAndWait() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.wg.Wait()
+}
