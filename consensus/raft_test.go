@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -182,4 +183,87 @@ func TestRestartOnNewAddress(t *testing.T) {
 	}
 	// And it still commits.
 	registerN(t, s2, 5, 6)
+}
+
+func TestSnapshotPastThresholdAndOnShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes more than 16,384 entries")
+	}
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.NodeID = "11111111-2222-3333-4444-555555555555"
+	cfg.DataDir = dir
+	cfg.Bootstrap = true
+	cfg.Advertise = ln.Addr()
+	cfg.Raft = LANRaftConfig(5) // loose timings: -race on a loaded machine
+	cfg.Raft.SnapshotInterval = 200 * time.Millisecond
+	cfg.Logger = testLogger(t)
+	store := catalog.NewStore()
+	s, err := New(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, ln, s)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := s.WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Concurrent writers: Raft groups their entries into shared log writes.
+	const writers, each = 16, 1100
+	start := time.Now()
+	var wg sync.WaitGroup
+	errCh := make(chan error, writers)
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				req := &catalog.RegisterRequest{Node: fmt.Sprintf("n%d", w), Address: "10.0.0.1",
+					Service: &catalog.Service{ID: fmt.Sprintf("s%d-%d", w, i), Service: "web", Port: i}}
+				if _, err := s.Apply(ctx, RegisterType, req); err != nil {
+					errCh <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errCh)
+	if err := <-errCh; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d registrations from %d writers in %v", writers*each, writers, time.Since(start))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		snap, _ := strconv.ParseUint(s.Stats()["last_snapshot_index"], 10, 64)
+		if snap > 0 {
+			t.Logf("snapshot taken at index %d", snap)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no snapshot after passing the threshold")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Shutdown snapshotted the rest: the restart restores rather than
+	// replays, and everything is there.
+	store2 := catalog.NewStore()
+	s2 := startServer(t, dir, store2)
+	if snap, _ := strconv.ParseUint(s2.Stats()["last_snapshot_index"], 10, 64); snap < uint64(writers*each) {
+		t.Fatalf("last snapshot at %d after a graceful shutdown, want at least %d", snap, writers*each)
+	}
+	if _, got, _ := store2.ServiceNodes(nil, "web", nil); len(got) != writers*each {
+		t.Fatalf("after restart: %d instances, want %d", len(got), writers*each)
+	}
 }

@@ -205,6 +205,7 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	rcfg.Advertise = &net.TCPAddr{IP: a.advertise.AsSlice(), Port: port}
 	rcfg.Logger = a.root
 	rcfg.LeaderFunc = a.leaderDuties
+	rcfg.Raft = consensus.LANRaftConfig(a.cfg.RaftMultiplier)
 	if a.cfg.DevMode {
 		rcfg.Raft = consensus.DevRaftConfig()
 	}

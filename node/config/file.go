@@ -45,6 +45,8 @@ type File struct {
 	CheckUpdateInterval *time.Duration `mapstructure:"check_update_interval"`
 	ReconnectTimeout    *time.Duration `mapstructure:"reconnect_timeout"`
 
+	Performance FilePerformance `mapstructure:"performance"`
+
 	NodeMeta  map[string]string `mapstructure:"node_meta"`
 	DNS       FileDNS           `mapstructure:"dns_config"`
 	Recursors []string          `mapstructure:"recursors"`
@@ -66,6 +68,13 @@ type FilePorts struct {
 	Server  *int `mapstructure:"server"`
 	SerfLAN *int `mapstructure:"serf_lan"`
 	SerfWAN *int `mapstructure:"serf_wan"`
+}
+
+// FilePerformance is the `performance` block.
+type FilePerformance struct {
+	// RaftMultiplier scales the Raft timings (1 = fastest, for a LAN; up
+	// to 10 for slow or loaded machines), as Consul's raft_multiplier.
+	RaftMultiplier *int `mapstructure:"raft_multiplier"`
 }
 
 // FileDNS is the `dns_config` block.

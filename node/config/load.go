@@ -304,6 +304,7 @@ const (
 	DefaultLogLevel            = "info"
 	DefaultCheckUpdateInterval = 5 * time.Minute
 	DefaultReconnectTimeout    = 72 * time.Hour
+	DefaultRaftMultiplier      = 1
 	DefaultDNSMaxStale         = 87600 * time.Hour
 	DefaultDNSTTL              = 5 * time.Second
 )
@@ -326,6 +327,7 @@ func defaultFile(hostname string, hostErr error) *File {
 		EnableLocalScriptChecks: ptr(false),
 		CheckUpdateInterval:     ptr(DefaultCheckUpdateInterval),
 		ReconnectTimeout:        ptr(DefaultReconnectTimeout),
+		Performance:             FilePerformance{RaftMultiplier: ptr(DefaultRaftMultiplier)},
 		Ports: FilePorts{
 			HTTP:    ptr(DefaultHTTPPort),
 			DNS:     ptr(DefaultDNSPort),

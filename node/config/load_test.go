@@ -72,6 +72,7 @@ func TestLoadDefaults(t *testing.T) {
 		SkipLeaveOnInterrupt: false,
 		CheckUpdateInterval:  5 * time.Minute,
 		ReconnectTimeout:     72 * time.Hour,
+		RaftMultiplier:       1,
 		DNS: DNSConfig{
 			AllowStale:     true,
 			MaxStale:       87600 * time.Hour,

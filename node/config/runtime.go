@@ -79,6 +79,9 @@ type Runtime struct {
 	CheckUpdateInterval time.Duration
 	// ReconnectTimeout is how long a failed node stays before it is reaped.
 	ReconnectTimeout time.Duration
+	// RaftMultiplier scales the Raft timings: 1 (the default) suits a LAN,
+	// up to 10 for slow or loaded machines.
+	RaftMultiplier int
 
 	DNS DNSConfig
 
@@ -299,6 +302,11 @@ func (b *builder) build(dev bool, hostErr error) (*Runtime, error) {
 		return nil, b.origin("reconnect_timeout").errorf("must be positive")
 	case r.ReconnectTimeout < 8*time.Hour:
 		b.warn("reconnect_timeout = %s: Consul requires at least 8h; a node away for longer is forgotten", r.ReconnectTimeout)
+	}
+
+	r.RaftMultiplier = *m.Performance.RaftMultiplier
+	if r.RaftMultiplier < 1 || r.RaftMultiplier > 10 {
+		return nil, b.origin("performance.raft_multiplier").errorf("must be between 1 and 10, got %d", r.RaftMultiplier)
 	}
 
 	if err := b.buildDNS(r); err != nil {

@@ -1,0 +1,69 @@
+package consensus
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/meshd/meshd/catalog"
+)
+
+// BenchmarkApply measures commits on one server with the log on disk
+// (raft-wal, fsync per log write), from one writer and from many: Raft
+// groups concurrent applies into one log write, so many writers must not
+// cost one fsync each.
+func BenchmarkApply(b *testing.B) {
+	for _, writers := range []int{1, 16, 64} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			cfg := DefaultConfig()
+			cfg.NodeID = "11111111-2222-3333-4444-555555555555"
+			cfg.DataDir = b.TempDir()
+			cfg.Bootstrap = true
+			cfg.Advertise = ln.Addr()
+			cfg.Raft = LANRaftConfig(1)
+			cfg.Logger = testLogger(b)
+			s, err := New(cfg, catalog.NewStore())
+			if err != nil {
+				b.Fatal(err)
+			}
+			serve(b, ln, s)
+			if err := s.Start(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			defer s.Shutdown(context.Background())
+			if err := s.WaitForLeader(context.Background()); err != nil {
+				b.Fatal(err)
+			}
+			var next atomic.Int64
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for range writers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						i := next.Add(1)
+						if i > int64(b.N) {
+							return
+						}
+						req := &catalog.RegisterRequest{Node: "n", Address: "10.0.0.1",
+							Service: &catalog.Service{ID: fmt.Sprintf("s%d", i), Service: "web", Port: 80}}
+						if _, err := s.Apply(context.Background(), RegisterType, req); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
+		})
+	}
+}
