@@ -140,6 +140,7 @@ type Server struct {
 	transport *raft.NetworkTransport
 	wal       *wal.WAL
 	walMeta   *metadb.BoltMetaDB
+	snaps     raft.SnapshotStore
 	started   bool
 	shutdown  bool
 
@@ -262,6 +263,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fail(fmt.Errorf("start raft: %w", err))
 	}
 	s.raft = r
+	s.snaps = snaps
 	s.started = true
 	s.wg.Add(2)
 	go s.waitReady(target, logs)
@@ -630,4 +632,34 @@ func (s *Server) Stats() map[string]string {
 		return map[string]string{}
 	}
 	return r.Stats()
+}
+
+// ServerInfo is one server of the Raft configuration.
+type ServerInfo struct {
+	ID      string
+	Address string
+	Voter   bool
+	Leader  bool
+}
+
+// Configuration returns the servers of the current Raft configuration and
+// the index it was committed at.
+func (s *Server) Configuration() ([]ServerInfo, uint64, error) {
+	r := s.raftOrNil()
+	if r == nil {
+		return nil, 0, ErrShutdown
+	}
+	f := r.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, 0, fmt.Errorf("raft configuration: %w", err)
+	}
+	leader, _ := r.LeaderWithID()
+	var out []ServerInfo
+	for _, srv := range f.Configuration().Servers {
+		out = append(out, ServerInfo{
+			ID: string(srv.ID), Address: string(srv.Address),
+			Voter: srv.Suffrage == raft.Voter, Leader: srv.Address == leader,
+		})
+	}
+	return out, f.Index(), nil
 }

@@ -78,6 +78,10 @@ func (a *Agent) routes() http.Handler {
 	handle(read, "/v1/health/node/{name...}", a.healthNode)
 	handle(read, "/v1/health/state/{state...}", a.healthState)
 
+	handle(read, "/v1/operator/raft/configuration", a.operatorRaftConfiguration)
+	handle(read, "/v1/snapshot", a.snapshotSave)
+	handle("PUT", "/v1/snapshot", a.snapshotRestore)
+
 	handle(read, "/v1/status/leader", a.statusLeader)
 	handle(read, "/v1/status/peers", a.statusPeers)
 	return mux

@@ -13,8 +13,10 @@ type command func(args []string, stdout, stderr io.Writer) int
 
 func commands() map[string]command {
 	return map[string]command{
-		"agent":   runAgent,
-		"version": runVersion,
+		"agent":    runAgent,
+		"operator": runOperator,
+		"snapshot": runSnapshot,
+		"version":  runVersion,
 	}
 }
 
@@ -23,7 +25,12 @@ func usage(w io.Writer) {
 
 Commands:
   agent     Run a meshd agent (meshd agent -dev to try it out)
+  operator  Operate the cluster: operator raft list-peers
+  snapshot  Save or restore the catalog: snapshot save|restore <file>
   version   Print the version
+
+Every command but agent talks to an agent's HTTP API at -http-addr
+(default 127.0.0.1:8500, or the MESHD_HTTP_ADDR environment variable).
 `)
 }
 

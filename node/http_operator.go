@@ -1,0 +1,86 @@
+package node
+
+import (
+	"errors"
+	"io"
+	"net/http"
+
+	"github.com/meshd/meshd/consensus"
+)
+
+// raftServer is one entry of operator/raft/configuration, as Consul's.
+type raftServer struct {
+	ID              string
+	Node            string
+	Address         string
+	Leader          bool
+	ProtocolVersion string
+	Voter           bool
+}
+
+func (a *Agent) operatorRaftConfiguration(w http.ResponseWriter, r *http.Request) (any, error) {
+	if a.raft == nil {
+		return nil, &httpError{http.StatusInternalServerError, "not a server"}
+	}
+	servers, index, err := a.raft.Configuration()
+	if err != nil {
+		return nil, err
+	}
+	out := struct {
+		Servers []raftServer
+		Index   uint64
+	}{Index: index}
+	for _, s := range servers {
+		node := ""
+		if s.ID == a.nodeID {
+			node = a.cfg.NodeName
+		}
+		out.Servers = append(out.Servers, raftServer{ID: s.ID, Node: node, Address: s.Address,
+			Leader: s.Leader, ProtocolVersion: "3", Voter: s.Voter})
+	}
+	return out, nil
+}
+
+// snapshotSave streams a snapshot of this server's state.
+func (a *Agent) snapshotSave(w http.ResponseWriter, r *http.Request) (any, error) {
+	if a.raft == nil {
+		return nil, &httpError{http.StatusInternalServerError, "not a server"}
+	}
+	w.Header().Set("Content-Type", "application/x-gzip")
+	cw := &countingWriter{w: w}
+	if _, err := a.raft.SaveSnapshot(cw); err != nil {
+		if cw.n == 0 {
+			return nil, err
+		}
+		// Already streaming: the archive is cut short, which its
+		// checksum catches on restore.
+		a.logger.Error("snapshot save cut short", "error", err)
+	}
+	return nil, nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (a *Agent) snapshotRestore(w http.ResponseWriter, r *http.Request) (any, error) {
+	if a.raft == nil {
+		return nil, &httpError{http.StatusInternalServerError, "not a server"}
+	}
+	err := a.raft.RestoreSnapshot(http.MaxBytesReader(w, r.Body, 4<<30))
+	switch {
+	case errors.Is(err, consensus.ErrBadSnapshot):
+		return nil, badRequest("%v", err)
+	case err != nil:
+		return nil, err
+	}
+	return nil, nil
+}
