@@ -1,0 +1,134 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+
+	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/node/rpc"
+)
+
+// ErrNoServers means a client agent knows no server to ask.
+var ErrNoServers = errors.New("no known servers")
+
+// remoteServer answers catalogServer calls for a client agent by RPC to a
+// server of its datacenter. It sticks to one server (its connection and
+// blocking queries stay there) and moves to another when that one cannot
+// be reached; the servers a follower cannot answer for, it forwards to the
+// leader itself.
+type remoteServer struct {
+	pool    *rpc.Pool
+	servers func() []string // RPC addresses of the alive servers
+
+	mu      sync.Mutex // guards current
+	current string
+}
+
+// order lists the servers to try: the current one first (its connection
+// and blocking queries live there), then the others in random order.
+func (s *remoteServer) order() []string {
+	list := append([]string(nil), s.servers()...)
+	rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
+	s.mu.Lock()
+	cur := s.current
+	s.mu.Unlock()
+	for i, addr := range list {
+		if addr == cur {
+			list[0], list[i] = list[i], list[0]
+		}
+	}
+	return list
+}
+
+// call invokes method on a server, moving to the next one while a server
+// cannot be reached at all; an answer, error or not, ends the search.
+func (s *remoteServer) call(ctx context.Context, method string, args, reply any) error {
+	list := s.order()
+	if len(list) == 0 {
+		return ErrNoServers
+	}
+	var lastErr error
+	for _, addr := range list {
+		err := s.pool.Call(ctx, addr, method, args, reply)
+		if !rpc.IsTransportError(err) {
+			s.mu.Lock()
+			s.current = addr
+			s.mu.Unlock()
+			return fromRemote(err)
+		}
+		lastErr = err
+	}
+	return fmt.Errorf("no server answered: %w", lastErr)
+}
+
+func (s *remoteServer) write(ctx context.Context, method string, args any) (uint64, error) {
+	var reply rpc.WriteResponse
+	err := s.call(ctx, method, args, &reply)
+	return reply.Index, err
+}
+
+func (s *remoteServer) Register(ctx context.Context, req *catalog.RegisterRequest) (uint64, error) {
+	return s.write(ctx, "Catalog.Register", req)
+}
+
+func (s *remoteServer) Deregister(ctx context.Context, req *catalog.DeregisterRequest) (uint64, error) {
+	return s.write(ctx, "Catalog.Deregister", req)
+}
+
+func (s *remoteServer) UpdateCheck(ctx context.Context, u *catalog.CheckStatusUpdate) (uint64, error) {
+	return s.write(ctx, "Catalog.UpdateCheck", u)
+}
+
+// read invokes a read method and returns its typed reply.
+func read[T any](ctx context.Context, s *remoteServer, method string, args any) (*T, error) {
+	reply := new(T)
+	if err := s.call(ctx, method, args, reply); err != nil {
+		return nil, err
+	}
+	return reply, nil
+}
+
+func (s *remoteServer) NodeState(ctx context.Context, node string) (*rpc.NodeStateResponse, error) {
+	return read[rpc.NodeStateResponse](ctx, s, "Catalog.NodeState", &rpc.NodeQuery{Node: node})
+}
+
+func (s *remoteServer) HealthServiceNodes(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error) {
+	return read[rpc.CheckServiceNodesResponse](ctx, s, "Health.ServiceNodes", q)
+}
+
+func (s *remoteServer) ServiceNodes(ctx context.Context, q *rpc.ServiceQuery) (*rpc.ServiceNodesResponse, error) {
+	return read[rpc.ServiceNodesResponse](ctx, s, "Catalog.ServiceNodes", q)
+}
+
+func (s *remoteServer) AllServiceNodes(ctx context.Context, q *rpc.QueryOptions) (*rpc.ServiceNodesResponse, error) {
+	return read[rpc.ServiceNodesResponse](ctx, s, "Catalog.AllServiceNodes", q)
+}
+
+func (s *remoteServer) Services(ctx context.Context, q *rpc.QueryOptions) (*rpc.ServicesResponse, error) {
+	return read[rpc.ServicesResponse](ctx, s, "Catalog.Services", q)
+}
+
+func (s *remoteServer) Nodes(ctx context.Context, q *rpc.QueryOptions) (*rpc.NodesResponse, error) {
+	return read[rpc.NodesResponse](ctx, s, "Catalog.Nodes", q)
+}
+
+func (s *remoteServer) NodeServices(ctx context.Context, q *rpc.NodeQuery) (*rpc.NodeServicesResponse, error) {
+	return read[rpc.NodeServicesResponse](ctx, s, "Catalog.NodeServices", q)
+}
+
+func (s *remoteServer) NodeChecks(ctx context.Context, q *rpc.NodeQuery) (*rpc.ChecksResponse, error) {
+	return read[rpc.ChecksResponse](ctx, s, "Health.NodeChecks", q)
+}
+
+func (s *remoteServer) ServiceChecks(ctx context.Context, q *rpc.ServiceQuery) (*rpc.ChecksResponse, error) {
+	return read[rpc.ChecksResponse](ctx, s, "Health.ServiceChecks", q)
+}
+
+func (s *remoteServer) ChecksInState(ctx context.Context, q *rpc.StateQuery) (*rpc.ChecksResponse, error) {
+	return read[rpc.ChecksResponse](ctx, s, "Health.ChecksInState", q)
+}
+
+var _ catalogServer = (*remoteServer)(nil)
