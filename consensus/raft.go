@@ -143,6 +143,7 @@ type Server struct {
 	snaps     raft.SnapshotStore
 	started   bool
 	shutdown  bool
+	hadState  bool // Raft state existed when the server started
 
 	readyCh    chan struct{}
 	shutdownCh chan struct{}
@@ -241,6 +242,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fail(fmt.Errorf("read raft state: %w", err))
 	}
+	s.hadState = existing
 	if s.cfg.Bootstrap && !existing {
 		conf := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter,

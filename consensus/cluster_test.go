@@ -1,0 +1,157 @@
+package consensus
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd/catalog"
+)
+
+type testNode struct {
+	s     *Server
+	store *catalog.Store
+	id    string
+	addr  string
+}
+
+// newNode starts a server that has not bootstrapped.
+func newNode(t *testing.T, i int) *testNode {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.NodeID = fmt.Sprintf("00000000-0000-0000-0000-%012d", i)
+	cfg.DataDir = t.TempDir()
+	cfg.Advertise = ln.Addr()
+	cfg.Raft = LANRaftConfig(5) // loose: -race on a loaded 2-core machine
+	cfg.Logger = testLogger(t)
+	store := catalog.NewStore()
+	s, err := New(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, ln, s)
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	return &testNode{s: s, store: store, id: cfg.NodeID, addr: ln.Addr().String()}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func leaderOf(nodes []*testNode) *testNode {
+	for _, n := range nodes {
+		if n.s.IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+func TestClusterBootstrapReplicateFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-server cluster")
+	}
+	var nodes []*testNode
+	var infos []ServerInfo
+	for i := range 3 {
+		n := newNode(t, i)
+		nodes = append(nodes, n)
+		infos = append(infos, ServerInfo{ID: n.id, Address: n.addr})
+	}
+	// Every server bootstraps with the same set, as -bootstrap-expect does.
+	for _, n := range nodes {
+		if err := n.s.BootstrapWith(infos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nodes[0].s.BootstrapWith(infos); err != ErrExistingState {
+		t.Fatalf("second bootstrap = %v, want ErrExistingState", err)
+	}
+	waitFor(t, 30*time.Second, "a leader", func() bool { return leaderOf(nodes) != nil })
+	leader := leaderOf(nodes)
+	for i := range 20 {
+		req := &catalog.RegisterRequest{Node: "n", Address: "10.0.0.1", Service: &catalog.Service{ID: fmt.Sprint(i), Service: "web"}}
+		if _, err := leader.s.Apply(context.Background(), RegisterType, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range nodes {
+		waitFor(t, 10*time.Second, "replication to "+n.id, func() bool {
+			_, got, _ := n.store.ServiceNodes(nil, "web", nil)
+			return len(got) == 20
+		})
+	}
+	// A follower refuses writes: they must go to the leader.
+	for _, n := range nodes {
+		if n != leader {
+			if _, err := n.s.Apply(context.Background(), RegisterType, &catalog.RegisterRequest{Node: "x"}); err == nil {
+				t.Fatal("a follower applied a write")
+			}
+			break
+		}
+	}
+
+	// Kill the leader without a word: a new one is elected.
+	start := time.Now()
+	leader.s.Shutdown(context.Background())
+	var rest []*testNode
+	for _, n := range nodes {
+		if n != leader {
+			rest = append(rest, n)
+		}
+	}
+	waitFor(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
+	t.Logf("new leader after %v (raft_multiplier 5)", time.Since(start))
+	newLeader := leaderOf(rest)
+
+	// A new server joins as a non-voter, catches up, and is promoted.
+	n4 := newNode(t, 4)
+	if err := newLeader.s.AddNonvoter(n4.id, n4.addr); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the new server to catch up", func() bool {
+		return n4.s.AppliedIndex() >= newLeader.s.AppliedIndex() && n4.s.AppliedIndex() > 0
+	})
+	if err := newLeader.s.Promote(n4.id, n4.addr); err != nil {
+		t.Fatal(err)
+	}
+	// The dead server is removed; the configuration is the three live ones.
+	if err := newLeader.s.RemoveServer(leader.id); err != nil {
+		t.Fatal(err)
+	}
+	conf, _, err := newLeader.s.Configuration()
+	if err != nil {
+		t.Fatal(err)
+	}
+	voters := 0
+	for _, c := range conf {
+		if c.Voter {
+			voters++
+		}
+		if c.ID == leader.id {
+			t.Fatal("the removed server is still in the configuration")
+		}
+	}
+	if voters != 3 {
+		t.Fatalf("configuration = %+v, want 3 voters", conf)
+	}
+	if _, got, _ := n4.store.ServiceNodes(nil, "web", nil); len(got) != 20 {
+		t.Fatalf("the new server has %d instances, want 20", len(got))
+	}
+}
