@@ -217,6 +217,7 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	a.rpcServer = netrpc.NewServer()
 	a.rpcServer.RegisterName("Catalog", &catalogEndpoint{s: local, ctx: bg, calls: &a.rpcCalls})
 	a.rpcServer.RegisterName("Health", &healthEndpoint{s: local, ctx: bg, calls: &a.rpcCalls})
+	a.rpcServer.RegisterName("Status", &statusEndpoint{s: local, ctx: bg, calls: &a.rpcCalls})
 	a.node = nodeInfo{
 		ID: a.nodeID, Name: a.cfg.NodeName, Address: a.advertise.String(), Datacenter: a.cfg.Datacenter,
 		TaggedAddresses: map[string]string{"lan": a.advertise.String(), "wan": a.advertise.String()},

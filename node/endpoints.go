@@ -38,6 +38,11 @@ type catalogServer interface {
 	NodeChecks(ctx context.Context, q *rpc.NodeQuery) (*rpc.ChecksResponse, error)
 	ServiceChecks(ctx context.Context, q *rpc.ServiceQuery) (*rpc.ChecksResponse, error)
 	ChecksInState(ctx context.Context, q *rpc.StateQuery) (*rpc.ChecksResponse, error)
+
+	// Leader is the leader's server address ("" when none is known);
+	// Peers the voters' addresses.
+	Leader(ctx context.Context) (string, error)
+	Peers(ctx context.Context) ([]string, error)
 }
 
 // Blocking query bounds, as Consul's.
@@ -326,4 +331,13 @@ func fromRemote(err error) error {
 		}
 	}
 	return err
+}
+
+func (s *localServer) Leader(ctx context.Context) (string, error) { return s.raft.Leader(), nil }
+
+func (s *localServer) Peers(ctx context.Context) ([]string, error) { return s.raft.Peers() }
+
+// RaftStats is how far this server's log and catalog are.
+func (s *localServer) RaftStats() *rpc.RaftStats {
+	return &rpc.RaftStats{LastIndex: s.raft.LastIndex(), AppliedIndex: s.raft.AppliedIndex()}
 }

@@ -105,11 +105,11 @@ func (a *Agent) healthState(w http.ResponseWriter, r *http.Request) (any, error)
 }
 
 func (a *Agent) statusLeader(w http.ResponseWriter, r *http.Request) (any, error) {
-	return a.raft.Leader(), nil
+	return a.server.Leader(r.Context())
 }
 
 func (a *Agent) statusPeers(w http.ResponseWriter, r *http.Request) (any, error) {
-	peers, err := a.raft.Peers()
+	peers, err := a.server.Peers(r.Context())
 	return orEmpty(peers), err
 }
 

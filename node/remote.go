@@ -131,4 +131,16 @@ func (s *remoteServer) ChecksInState(ctx context.Context, q *rpc.StateQuery) (*r
 	return read[rpc.ChecksResponse](ctx, s, "Health.ChecksInState", q)
 }
 
+func (s *remoteServer) Leader(ctx context.Context) (string, error) {
+	var reply string
+	err := s.call(ctx, "Status.Leader", &rpc.Empty{}, &reply)
+	return reply, err
+}
+
+func (s *remoteServer) Peers(ctx context.Context) ([]string, error) {
+	var reply []string
+	err := s.call(ctx, "Status.Peers", &rpc.Empty{}, &reply)
+	return reply, err
+}
+
 var _ catalogServer = (*remoteServer)(nil)

@@ -135,6 +135,41 @@ func (e *healthEndpoint) ChecksInState(args *rpc.StateQuery, reply *rpc.ChecksRe
 	return fill(reply)(e.s.ChecksInState(e.ctx, args))
 }
 
+type statusEndpoint struct {
+	s     *localServer
+	ctx   context.Context
+	calls *callTracker
+}
+
+func (e *statusEndpoint) Leader(args *rpc.Empty, reply *string) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	leader, err := e.s.Leader(e.ctx)
+	*reply = leader
+	return err
+}
+
+func (e *statusEndpoint) Peers(args *rpc.Empty, reply *[]string) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	peers, err := e.s.Peers(e.ctx)
+	*reply = peers
+	return err
+}
+
+func (e *statusEndpoint) RaftStats(args *rpc.Empty, reply *rpc.RaftStats) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	*reply = *e.s.RaftStats()
+	return nil
+}
+
 // fill copies an answer into net/rpc's reply value.
 func fill[T any](reply *T) func(*T, error) error {
 	return func(v *T, err error) error {

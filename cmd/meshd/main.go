@@ -13,10 +13,14 @@ type command func(args []string, stdout, stderr io.Writer) int
 
 func commands() map[string]command {
 	return map[string]command{
-		"agent":    runAgent,
-		"operator": runOperator,
-		"snapshot": runSnapshot,
-		"version":  runVersion,
+		"agent":       runAgent,
+		"force-leave": runForceLeave,
+		"join":        runJoin,
+		"leave":       runLeave,
+		"members":     runMembers,
+		"operator":    runOperator,
+		"snapshot":    runSnapshot,
+		"version":     runVersion,
 	}
 }
 
@@ -24,10 +28,14 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `Usage: meshd <command> [flags]
 
 Commands:
-  agent     Run a meshd agent (meshd agent -dev to try it out)
-  operator  Operate the cluster: operator raft list-peers
-  snapshot  Save or restore the catalog: snapshot save|restore <file>
-  version   Print the version
+  agent        Run a meshd agent (meshd agent -dev to try it out)
+  join         Tell the agent to join the cluster through <address>
+  members      List the cluster's members (-detailed for every tag)
+  leave        Make the agent leave the cluster gracefully and stop
+  force-leave  Mark a failed node as left (-prune forgets it entirely)
+  operator     Operate the cluster: operator raft list-peers
+  snapshot     Save or restore the catalog: snapshot save|restore <file>
+  version      Print the version
 
 Every command but agent talks to an agent's HTTP API at -http-addr
 (default 127.0.0.1:8500, or the MESHD_HTTP_ADDR environment variable).

@@ -100,3 +100,12 @@ type NodeStateResponse struct {
 	Services []*catalog.Service
 	Checks   []*catalog.Check
 }
+
+// Empty is the argument of calls that take none.
+type Empty struct{}
+
+// RaftStats answers Status.RaftStats: how far a server has caught up.
+type RaftStats struct {
+	LastIndex    uint64
+	AppliedIndex uint64
+}
