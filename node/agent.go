@@ -20,6 +20,7 @@ import (
 	"github.com/meshd/meshd/checks"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/dns"
+	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
 )
@@ -78,6 +79,14 @@ type Agent struct {
 	started  bool
 	shutdown bool
 
+	opts          options
+	gossip        *gossip.Pool
+	memberEvents  chan gossip.Event // for the leader's reconciliation
+	eventsDropped atomic.Bool       // the queue overflowed: reconcile all
+	membersCh     chan struct{}     // a token per membership change
+	leftCh        chan struct{}     // closed by Leave
+	leftOnce      sync.Once
+
 	cancel         context.CancelFunc // ends the background loops
 	cancelRequests context.CancelFunc // ends the HTTP requests in flight
 	wg             sync.WaitGroup
@@ -85,24 +94,21 @@ type Agent struct {
 
 // New checks cfg and prepares an agent; it opens nothing and starts
 // nothing. A nil logger discards logs.
-func New(cfg *config.Runtime, logger *slog.Logger) (*Agent, error) {
+func New(cfg *config.Runtime, logger *slog.Logger, opts ...Option) (*Agent, error) {
 	if logger == nil {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	if !cfg.ServerMode {
-		return nil, fmt.Errorf("%w: client agents need the cluster support; run with -server (and -bootstrap-expect 1) or -dev", ErrUnsupported)
-	}
-	if cfg.BootstrapExpect > 1 {
-		return nil, fmt.Errorf("%w: bootstrap_expect %d needs servers that find each other over gossip; use 1 for a single server", ErrUnsupported, cfg.BootstrapExpect)
-	}
-	if !cfg.Bootstrap && cfg.BootstrapExpect != 1 {
-		return nil, fmt.Errorf("%w: a lone server must be started with -bootstrap or -bootstrap-expect 1", ErrUnsupported)
-	}
 	a := &Agent{
-		cfg:    cfg,
-		logger: logger.With("component", "agent"),
-		root:   logger,
-		store:  catalog.NewStore(),
+		cfg:          cfg,
+		logger:       logger.With("component", "agent"),
+		root:         logger,
+		store:        catalog.NewStore(),
+		memberEvents: make(chan gossip.Event, memberEventBuffer),
+		membersCh:    make(chan struct{}, 1),
+		leftCh:       make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(&a.opts)
 	}
 	if !cfg.InMemory {
 		a.persist = &persister{dir: cfg.DataDir, logger: a.logger}
@@ -138,8 +144,30 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		}
 	}
 	a.pool = rpc.NewPool(10 * time.Second)
-	if err := a.startServer(ctx, bg); err != nil {
+	if a.advertise, err = advertiseAddr(a.cfg); err != nil {
 		return err
+	}
+	a.node = nodeInfo{
+		ID: a.nodeID, Name: a.cfg.NodeName, Address: a.advertise.String(), Datacenter: a.cfg.Datacenter,
+		TaggedAddresses: map[string]string{"lan": a.advertise.String(), "wan": a.advertise.String()},
+		Meta:            a.cfg.NodeMeta,
+	}
+	if a.cfg.ServerMode {
+		if err := a.startServer(ctx, bg); err != nil {
+			return err
+		}
+	} else {
+		a.server = &remoteServer{pool: a.pool, servers: a.serverAddrs}
+	}
+	if err := a.startGossip(ctx, bg); err != nil {
+		return err
+	}
+	if a.cfg.ServerMode && a.cfg.BootstrapExpect > 1 {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.bootstrapLoop(bg)
+		}()
 	}
 	a.states = newStateSaver(a.persist, a.logger)
 	a.local = newLocalState(a.cfg.CheckUpdateInterval, func() { a.sync.trigger() })
@@ -151,14 +179,16 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
-	if a.external, err = newExternalChecks(a); err != nil {
-		return err
+	if a.cfg.ServerMode {
+		if a.external, err = newExternalChecks(a); err != nil {
+			return err
+		}
 	}
 	a.sync = newSyncer(a.local, a.server, a.node, fullSyncInterval, a.root.With("component", "sync"))
 	if err := a.loadLocalState(); err != nil {
 		return err
 	}
-	a.wg.Add(4)
+	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()
 		a.sync.run(bg)
@@ -171,10 +201,13 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		defer a.wg.Done()
 		a.states.run(bg)
 	}()
-	go func() {
-		defer a.wg.Done()
-		a.external.run(bg)
-	}()
+	if a.external != nil {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.external.run(bg)
+		}()
+	}
 	if err := a.startDNS(); err != nil {
 		return err
 	}
@@ -194,9 +227,6 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 		return fmt.Errorf("server port: %w", err)
 	}
 	a.serverLn = ln
-	if a.advertise, err = advertiseAddr(a.cfg); err != nil {
-		return err
-	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	rcfg := consensus.DefaultConfig()
 	rcfg.NodeID = a.nodeID
@@ -218,11 +248,6 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	a.rpcServer.RegisterName("Catalog", &catalogEndpoint{s: local, ctx: bg, calls: &a.rpcCalls})
 	a.rpcServer.RegisterName("Health", &healthEndpoint{s: local, ctx: bg, calls: &a.rpcCalls})
 	a.rpcServer.RegisterName("Status", &statusEndpoint{s: local, ctx: bg, calls: &a.rpcCalls})
-	a.node = nodeInfo{
-		ID: a.nodeID, Name: a.cfg.NodeName, Address: a.advertise.String(), Datacenter: a.cfg.Datacenter,
-		TaggedAddresses: map[string]string{"lan": a.advertise.String(), "wan": a.advertise.String()},
-		Meta:            a.cfg.NodeMeta,
-	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -521,6 +546,11 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("external checks: %w", err))
 		}
 	}
+	if a.gossip != nil {
+		if err := a.gossip.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("gossip: %w", err))
+		}
+	}
 	if a.serverLn != nil {
 		a.serverLn.Close()
 	}
@@ -543,21 +573,22 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// WaitReady blocks until the agent's catalog has a leader and has replayed
-// its log, and the first sync of the local state is done, or ctx ends.
+// WaitReady blocks until the agent can answer: a server's catalog has a
+// leader and has replayed its log; and the first sync of the local state
+// (which needs a server) is done. It returns ctx's error if ctx ends
+// first.
 func (a *Agent) WaitReady(ctx context.Context) error {
-	if err := a.raft.WaitForLeader(ctx); err != nil {
-		return err
+	if a.raft != nil {
+		if err := a.raft.WaitForLeader(ctx); err != nil {
+			return err
+		}
+		select {
+		case <-a.raft.Ready():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
-	select {
-	case <-a.raft.Ready():
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	a.local.mu.Lock()
-	gen := a.local.gen
-	a.local.mu.Unlock()
-	if !a.sync.waitFor(ctx, gen) {
+	if !a.sync.waitFor(ctx, a.local.currentGen()) {
 		return ctx.Err()
 	}
 	return nil

@@ -64,6 +64,10 @@ func (a *Agent) routes() http.Handler {
 	handle(read, "/v1/agent/self", a.agentSelf)
 	handle(write, "/v1/agent/service/maintenance/{id...}", a.agentServiceMaintenance)
 	handle(write, "/v1/agent/maintenance", a.agentNodeMaintenance)
+	handle(read, "/v1/agent/members", a.agentMembers)
+	handle(write, "/v1/agent/join/{address...}", a.agentJoin)
+	handle(write, "/v1/agent/leave", a.agentLeave)
+	handle(write, "/v1/agent/force-leave/{node...}", a.agentForceLeave)
 
 	handle(write, "/v1/catalog/register", a.catalogRegister)
 	handle(write, "/v1/catalog/deregister", a.catalogDeregister)

@@ -27,10 +27,14 @@ func (a *Agent) leaderDuties(ctx context.Context) {
 		now:    time.Now,
 	}
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		r.run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		a.reconcileLoop(ctx)
 	}()
 	defer wg.Wait()
 	// The own node's serfHealth is what tells the reaper a live agent looks

@@ -18,7 +18,7 @@ func startInternal(t *testing.T) *Agent {
 	zero, lo, name := 0, "127.0.0.1", "server1"
 	opts := config.LoadOptions{Dev: true}
 	opts.Flags.NodeName = &name
-	opts.Flags.Ports.HTTP, opts.Flags.Ports.DNS, opts.Flags.Ports.Server = &zero, &zero, &zero
+	opts.Flags.Ports.HTTP, opts.Flags.Ports.DNS, opts.Flags.Ports.Server, opts.Flags.Ports.SerfLAN = &zero, &zero, &zero, &zero
 	opts.Flags.BindAddr, opts.Flags.ClientAddr = &lo, &lo
 	cfg, _, err := config.Load(opts)
 	if err != nil {

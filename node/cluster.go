@@ -1,0 +1,173 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshd/meshd/gossip"
+)
+
+// Option changes how New builds an agent; for tests and embedding.
+type Option func(*options)
+
+type options struct {
+	gossip func(*gossip.Config)
+}
+
+// WithGossipConfig edits the LAN gossip settings before the pool starts,
+// e.g. to gossip.TestConfig timings in in-process clusters.
+func WithGossipConfig(f func(*gossip.Config)) Option {
+	return func(o *options) { o.gossip = f }
+}
+
+// memberEventBuffer bounds the gossip events queued for the leader; past
+// it events are dropped and the leader reconciles everything instead.
+const memberEventBuffer = 1024
+
+// startGossip joins this agent to its datacenter's LAN pool.
+func (a *Agent) startGossip(ctx, bg context.Context) error {
+	gcfg := gossip.DefaultLANConfig()
+	gcfg.NodeName = a.cfg.NodeName
+	gcfg.BindAddr = a.cfg.BindAddr.String()
+	gcfg.BindPort = max(a.cfg.SerfLANPort, 0)
+	gcfg.AdvertiseAddr = a.advertise.String()
+	gcfg.ReconnectTimeout = a.cfg.ReconnectTimeout
+	gcfg.Tags = gossip.Tags{Role: gossip.RoleClient, Datacenter: a.cfg.Datacenter, NodeID: a.nodeID, Build: Version}
+	if a.cfg.ServerMode {
+		gcfg.Tags.Role = gossip.RoleServer
+		gcfg.Tags.ServerPort = a.serverLn.Addr().(*net.TCPAddr).Port
+		gcfg.Tags.BootstrapExpect = a.cfg.BootstrapExpect
+	}
+	if !a.cfg.InMemory {
+		dir := filepath.Join(a.cfg.DataDir, "serf")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("gossip snapshot dir: %w", err)
+		}
+		gcfg.SnapshotPath = filepath.Join(dir, "local.snapshot")
+	}
+	gcfg.EventHandler = a.onMemberEvent
+	gcfg.Logger = a.root
+	if a.opts.gossip != nil {
+		a.opts.gossip(&gcfg)
+	}
+	pool, err := gossip.New(gcfg)
+	if err != nil {
+		return err
+	}
+	if err := pool.Start(ctx); err != nil {
+		return fmt.Errorf("gossip: %w", err)
+	}
+	a.gossip = pool
+	if len(a.cfg.StartJoin) > 0 {
+		if _, err := pool.Join(a.cfg.StartJoin); err != nil {
+			return fmt.Errorf("join %v: %w", a.cfg.StartJoin, err)
+		}
+	}
+	if len(a.cfg.RetryJoin) > 0 {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			err := gossip.RetryJoin(bg, pool, a.cfg.RetryJoin, 0, a.logger)
+			if err != nil && bg.Err() == nil {
+				a.logger.Warn("retry join gave up", "error", err)
+			}
+		}()
+	}
+	return nil
+}
+
+// onMemberEvent receives gossip events (from the pool's one event
+// goroutine) and queues them for the leader without blocking.
+func (a *Agent) onMemberEvent(e gossip.Event) {
+	select {
+	case a.memberEvents <- e:
+	default:
+		a.eventsDropped.Store(true) // the leader will reconcile everyone
+	}
+	a.membershipChanged()
+}
+
+// membershipChanged wakes whoever waits for the member list to change.
+func (a *Agent) membershipChanged() {
+	select {
+	case a.membersCh <- struct{}{}:
+	default:
+	}
+}
+
+// serverAddrs lists the RPC addresses of this datacenter's alive servers.
+func (a *Agent) serverAddrs() []string {
+	var out []string
+	for _, m := range a.gossip.Servers(a.cfg.Datacenter) {
+		if s, ok := gossip.ServerFromMember(m); ok {
+			out = append(out, s.Addr.String())
+		}
+	}
+	return out
+}
+
+// toMember converts a gossip member for reconciliation.
+func toMember(m gossip.Member) member {
+	mm := member{Name: m.Name, ID: m.Tags.NodeID, Addr: m.Addr.String(), Status: memberStatus(m.Status)}
+	if s, ok := gossip.ServerFromMember(m); ok {
+		mm.Server, mm.RPCAddr = true, s.Addr.String()
+	}
+	return mm
+}
+
+// agentMember is one entry of agent/members, as Consul's api.AgentMember.
+type agentMember struct {
+	Name        string
+	Addr        string
+	Port        uint16
+	Tags        map[string]string
+	Status      int
+	ProtocolMin uint8
+	ProtocolMax uint8
+	ProtocolCur uint8
+	DelegateMin uint8
+	DelegateMax uint8
+	DelegateCur uint8
+}
+
+// serfStatus is serf's numeric member status, which agent/members carries.
+var serfStatus = map[gossip.MemberStatus]int{
+	gossip.StatusNone: 0, gossip.StatusAlive: 1, gossip.StatusLeaving: 2, gossip.StatusLeft: 3, gossip.StatusFailed: 4,
+}
+
+func toAgentMember(m gossip.Member) agentMember {
+	tags := m.RawTags
+	if tags == nil {
+		tags = m.Tags.Encode()
+	}
+	return agentMember{Name: m.Name, Addr: m.Addr.String(), Port: uint16(m.Port), Tags: tags,
+		Status: serfStatus[m.Status], ProtocolMin: 1, ProtocolMax: 5, ProtocolCur: 2, DelegateMin: 2, DelegateMax: 5, DelegateCur: 4}
+}
+
+// joinAddr normalises a join address: a bare host gets the LAN port.
+func joinAddr(addr string) string {
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	return net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(8301))
+}
+
+var errNoGossip = errors.New("gossip is not running")
+
+// waitMembers blocks until the member list changes or d passes.
+func (a *Agent) waitMembers(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-a.membersCh:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}

@@ -1,0 +1,318 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/meshd/meshd/consensus"
+	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/node/rpc"
+)
+
+const (
+	// reconcileInterval is how often the leader reconciles every member,
+	// besides reacting to each gossip event.
+	reconcileInterval = 30 * time.Second
+	// promoteInterval is how often the leader looks for non-voting servers
+	// that have caught up.
+	promoteInterval = time.Second
+	// promoteLag is how many commands behind the leader a new server may
+	// be and still be promoted to voter.
+	promoteLag = 64
+	// serverFailGrace is how long a failed server keeps its vote before
+	// the leader removes it from the Raft configuration.
+	serverFailGrace = 30 * time.Second
+	// leaveWait bounds how long a leaving server waits for the leader to
+	// take it out of the Raft configuration.
+	leaveWait = 10 * time.Second
+)
+
+// bootstrapLoop forms the cluster of a -bootstrap-expect N datacenter: once
+// N servers with the same expectation see each other, each bootstraps
+// Raft with the same set. It stops once Raft has state or a leader.
+func (a *Agent) bootstrapLoop(ctx context.Context) {
+	for {
+		if a.raft.HasState() || a.raft.Leader() != "" || a.tryBootstrap(ctx) {
+			return
+		}
+		a.waitMembers(ctx, time.Second)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// tryBootstrap bootstraps when enough servers are there; it reports
+// whether the loop is done (bootstrapped, or found an existing cluster).
+func (a *Agent) tryBootstrap(ctx context.Context) bool {
+	expect := a.cfg.BootstrapExpect
+	var servers []gossip.Server
+	for _, m := range a.gossip.Servers(a.cfg.Datacenter) {
+		s, ok := gossip.ServerFromMember(m)
+		if !ok || s.ID == "" {
+			continue
+		}
+		if s.Expect != 0 && s.Expect != expect {
+			a.logger.Error("servers disagree on bootstrap_expect; not bootstrapping", "server", s.Name, "its_expect", s.Expect, "ours", expect)
+			return false
+		}
+		servers = append(servers, s)
+	}
+	if len(servers) < expect {
+		return false
+	}
+	// A server that joins a datacenter that already has a cluster must be
+	// added by its leader, never start a second cluster: ask the others.
+	for _, s := range servers {
+		if s.ID == a.nodeID {
+			continue
+		}
+		var peers []string
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := a.pool.Call(cctx, s.Addr.String(), "Status.Peers", &rpc.Empty{}, &peers)
+		cancel()
+		if err != nil {
+			a.logger.Debug("cannot ask a server for its peers yet", "server", s.Name, "error", err)
+			return false
+		}
+		if len(peers) > 0 {
+			a.logger.Info("found an existing cluster; waiting for its leader to add this server", "server", s.Name)
+			return true
+		}
+	}
+	infos := make([]consensus.ServerInfo, 0, len(servers))
+	for _, s := range servers {
+		infos = append(infos, consensus.ServerInfo{ID: s.ID, Address: s.Addr.String()})
+	}
+	slices.SortFunc(infos, func(x, y consensus.ServerInfo) int { return strings.Compare(x.ID, y.ID) })
+	if err := a.raft.BootstrapWith(infos); err != nil && !errors.Is(err, consensus.ErrExistingState) {
+		a.logger.Warn("bootstrap", "error", err)
+		return false
+	}
+	return true
+}
+
+// reconcileLoop runs on the leader: it makes the catalog and the Raft
+// configuration agree with gossip, member by member as events arrive and
+// in full at an interval (and whenever events were dropped).
+func (a *Agent) reconcileLoop(ctx context.Context) {
+	full := time.NewTicker(reconcileInterval)
+	defer full.Stop()
+	promote := time.NewTicker(promoteInterval)
+	defer promote.Stop()
+	failedSince := map[string]time.Time{}
+	a.reconcileAll(ctx, failedSince)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-a.memberEvents:
+			for _, m := range e.Members {
+				if e.Type == gossip.MemberReap {
+					m.Status = gossip.StatusLeft // forgotten: as good as left
+				}
+				a.reconcileOne(ctx, m, failedSince)
+			}
+		case <-full.C:
+			a.reconcileAll(ctx, failedSince)
+		case <-promote.C:
+			if a.eventsDropped.Swap(false) {
+				a.reconcileAll(ctx, failedSince)
+			}
+			a.promoteCaughtUp(ctx)
+		}
+	}
+}
+
+func (a *Agent) reconcileAll(ctx context.Context, failedSince map[string]time.Time) {
+	known := map[string]bool{}
+	for _, m := range a.gossip.Members() {
+		if m.Tags.Datacenter != a.cfg.Datacenter {
+			continue
+		}
+		known[strings.ToLower(m.Name)] = true
+		a.reconcileOne(ctx, m, failedSince)
+	}
+	if err := a.reapUnknownNodes(ctx, known); err != nil && ctx.Err() == nil {
+		a.logger.Warn("reap unknown nodes", "error", err)
+	}
+	a.promoteCaughtUp(ctx)
+}
+
+func (a *Agent) reconcileOne(ctx context.Context, m gossip.Member, failedSince map[string]time.Time) {
+	if m.Tags.Datacenter != a.cfg.Datacenter {
+		return
+	}
+	if err := a.reconcileMember(ctx, toMember(m)); err != nil && ctx.Err() == nil {
+		a.logger.Warn("reconcile member", "member", m.Name, "error", err)
+	}
+	if s, ok := gossip.ServerFromMember(m); ok && s.ID != "" && s.ID != a.nodeID {
+		a.reconcileServer(ctx, s, failedSince)
+	}
+}
+
+// reconcileServer keeps a server's place in the Raft configuration: a new
+// alive server joins as a non-voter (promoted once caught up), one that
+// left is removed at once, a failed one after serverFailGrace if the
+// voters that remain still make a majority.
+func (a *Agent) reconcileServer(ctx context.Context, s gossip.Server, failedSince map[string]time.Time) {
+	conf, _, err := a.raft.Configuration()
+	if err != nil {
+		return
+	}
+	var in *consensus.ServerInfo
+	voters, failedVoters := 0, 0
+	for i, c := range conf {
+		if c.ID == s.ID {
+			in = &conf[i]
+		}
+		if c.Voter {
+			voters++
+			if _, failed := failedSince[c.ID]; failed {
+				failedVoters++
+			}
+		}
+	}
+	switch s.Status {
+	case gossip.StatusAlive:
+		delete(failedSince, s.ID)
+		if in == nil || in.Address != s.Addr.String() {
+			a.logger.Info("adding a server to raft as a non-voter", "server", s.Name, "addr", s.Addr)
+			if err := a.raft.AddNonvoter(s.ID, s.Addr.String()); err != nil {
+				a.logger.Warn("add server", "server", s.Name, "error", err)
+			}
+		}
+	case gossip.StatusLeft:
+		delete(failedSince, s.ID)
+		if in != nil {
+			a.logger.Info("removing a server that left", "server", s.Name)
+			if err := a.raft.RemoveServer(s.ID); err != nil {
+				a.logger.Warn("remove server", "server", s.Name, "error", err)
+			}
+		}
+	case gossip.StatusFailed:
+		if in == nil {
+			return
+		}
+		since, ok := failedSince[s.ID]
+		if !ok {
+			failedSince[s.ID] = time.Now()
+			return
+		}
+		// Removing it must leave a majority of healthy voters.
+		if time.Since(since) >= serverFailGrace && voters-failedVoters > (voters-1)/2 {
+			a.logger.Info("removing a server failed for longer than the grace period", "server", s.Name, "grace", serverFailGrace)
+			if err := a.raft.RemoveServer(s.ID); err == nil {
+				delete(failedSince, s.ID)
+			}
+		}
+	}
+}
+
+// promoteCaughtUp makes voters of the non-voting servers whose catalog is
+// within promoteLag commands of the leader's: a new server votes only once
+// it is healthy and caught up.
+func (a *Agent) promoteCaughtUp(ctx context.Context) {
+	conf, _, err := a.raft.Configuration()
+	if err != nil {
+		return
+	}
+	for _, c := range conf {
+		if c.Voter {
+			continue
+		}
+		var st rpc.RaftStats
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := a.pool.Call(cctx, c.Address, "Status.RaftStats", &rpc.Empty{}, &st)
+		cancel()
+		if err != nil || st.AppliedIndex+promoteLag < a.raft.AppliedIndex() {
+			continue
+		}
+		a.logger.Info("promoting a caught-up server to voter", "id", c.ID, "applied", st.AppliedIndex)
+		if err := a.raft.Promote(c.ID, c.Address); err != nil {
+			a.logger.Warn("promote server", "id", c.ID, "error", err)
+		}
+	}
+}
+
+// Leave leaves the cluster gracefully: a server gives up its Raft vote
+// (stepping down first if it leads), then the agent leaves gossip, so the
+// leader deregisters its node. The agent should be shut down afterwards;
+// LeftCh is closed when the leave is done.
+func (a *Agent) Leave(ctx context.Context) error {
+	if a.raft != nil && a.raft.IsLeader() {
+		if ids, err := a.raft.ServerIDs(); err == nil && len(ids) > 1 {
+			if err := a.raft.RemoveServer(a.nodeID); err != nil {
+				a.logger.Warn("leave raft", "error", err)
+			}
+		}
+	}
+	var err error
+	if a.gossip != nil {
+		err = a.gossip.Leave(ctx)
+	}
+	if a.raft != nil {
+		// A follower waits for the leader to see it leave and remove it.
+		deadline := time.Now().Add(leaveWait)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			ids, cerr := a.raft.ServerIDs()
+			if cerr != nil || !slices.Contains(ids, a.nodeID) || len(ids) == 1 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	a.leftOnce.Do(func() { close(a.leftCh) })
+	return err
+}
+
+// LeftCh is closed once the agent has left the cluster (agent/leave):
+// whoever runs the agent should shut it down then.
+func (a *Agent) LeftCh() <-chan struct{} { return a.leftCh }
+
+func (a *Agent) agentMembers(w http.ResponseWriter, r *http.Request) (any, error) {
+	if a.gossip == nil {
+		return nil, errNoGossip
+	}
+	members := a.gossip.Members()
+	out := make([]agentMember, 0, len(members))
+	for _, m := range members {
+		out = append(out, toAgentMember(m))
+	}
+	return out, nil
+}
+
+func (a *Agent) agentJoin(w http.ResponseWriter, r *http.Request) (any, error) {
+	if a.gossip == nil {
+		return nil, errNoGossip
+	}
+	if _, err := a.gossip.Join([]string{joinAddr(r.PathValue("address"))}); err != nil {
+		return nil, &httpError{http.StatusInternalServerError, err.Error()}
+	}
+	return nil, nil
+}
+
+func (a *Agent) agentLeave(w http.ResponseWriter, r *http.Request) (any, error) {
+	return nil, a.Leave(r.Context())
+}
+
+func (a *Agent) agentForceLeave(w http.ResponseWriter, r *http.Request) (any, error) {
+	if a.gossip == nil {
+		return nil, errNoGossip
+	}
+	prune, err := queryFlag(r, "prune")
+	if err != nil {
+		return nil, err
+	}
+	if err := a.gossip.ForceLeave(r.PathValue("node"), prune); err != nil {
+		if errors.Is(err, gossip.ErrUnknownMember) {
+			return nil, notFound("%v", err)
+		}
+		return nil, err
+	}
+	return nil, nil
+}
