@@ -171,3 +171,15 @@ func (a *Agent) waitMembers(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	}
 }
+
+// GossipAddr is the address of the LAN gossip listener ("" before Start).
+func (a *Agent) GossipAddr() string {
+	if a.gossip == nil {
+		return ""
+	}
+	host, port := a.gossip.Addr()
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// IsLeader reports whether this agent is the Raft leader.
+func (a *Agent) IsLeader() bool { return a.raft != nil && a.raft.IsLeader() }

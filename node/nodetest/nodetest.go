@@ -4,6 +4,7 @@ package nodetest
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -29,6 +30,18 @@ type Options struct {
 	// Quiet discards the agent's logs: fuzz targets may not call t.Log
 	// from the agent's goroutines.
 	Quiet bool
+
+	// Cluster starts a cluster member instead of a -dev server: a server
+	// (or, with Client, a client agent) with its state in DataDir (a temp
+	// dir when empty) that joins Join at start and, as a server, forms
+	// Raft with BootstrapExpect servers.
+	Cluster         bool
+	Client          bool
+	BootstrapExpect int
+	Join            []string
+	// RaftMultiplier for cluster servers; 0 means 2, loose enough for
+	// -race on a loaded 2-core machine.
+	RaftMultiplier int
 }
 
 // Agent is a started agent with its addresses.
@@ -40,9 +53,23 @@ type Agent struct {
 	DNS string
 }
 
-// Start starts a dev-mode server agent on 127.0.0.1 with ephemeral ports
-// and waits until it leads and answers. It is shut down at test cleanup.
+// Start starts an agent on 127.0.0.1 with ephemeral ports (a -dev server
+// unless opts.Cluster) and waits until it answers. It is shut down at test
+// cleanup.
 func Start(t testing.TB, opts Options) *Agent {
+	t.Helper()
+	a := Launch(t, opts)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := a.WaitReady(ctx); err != nil {
+		t.Fatalf("agent %s not ready: %v", a.HTTP, err)
+	}
+	return a
+}
+
+// Launch starts an agent like Start but does not wait for it to be ready:
+// cluster servers are ready only once enough of them run.
+func Launch(t testing.TB, opts Options) *Agent {
 	t.Helper()
 	cfg := Config(t, opts)
 	logger := Logger(t, opts.LogLevel)
@@ -63,12 +90,35 @@ func Start(t testing.TB, opts Options) *Agent {
 			t.Errorf("shutdown: %v", err)
 		}
 	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := a.WaitReady(ctx); err != nil {
-		t.Fatalf("agent not ready: %v", err)
-	}
 	return &Agent{Agent: a, HTTP: "http://" + a.HTTPAddr(), DNS: a.DNSAddr()}
+}
+
+// StartCluster starts servers servers (bootstrapping from
+// -bootstrap-expect) and clients client agents, all joined through the
+// first server, and waits until every one answers. Names are server1...
+// and client1...
+func StartCluster(t testing.TB, servers, clients int) []*Agent {
+	t.Helper()
+	var all []*Agent
+	var join []string
+	for i := range servers {
+		a := Launch(t, Options{Cluster: true, NodeName: fmt.Sprintf("server%d", i+1), BootstrapExpect: servers, Join: join})
+		if join == nil {
+			join = []string{a.GossipAddr()}
+		}
+		all = append(all, a)
+	}
+	for i := range clients {
+		all = append(all, Launch(t, Options{Cluster: true, Client: true, NodeName: fmt.Sprintf("client%d", i+1), Join: join}))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, a := range all {
+		if err := a.WaitReady(ctx); err != nil {
+			t.Fatalf("agent %s not ready: %v", a.HTTP, err)
+		}
+	}
+	return all
 }
 
 // Config builds the runtime config Start uses.
@@ -79,8 +129,24 @@ func Config(t testing.TB, opts Options) *config.Runtime {
 	if name == "" {
 		name = "node1"
 	}
-	lo := config.LoadOptions{Dev: true, ConfigFiles: opts.ConfigFiles}
+	lo := config.LoadOptions{Dev: !opts.Cluster, ConfigFiles: opts.ConfigFiles}
 	f := &lo.Flags
+	if opts.Cluster {
+		server := !opts.Client
+		f.Server = &server
+		if opts.DataDir == "" {
+			opts.DataDir = t.TempDir()
+		}
+		if server && opts.BootstrapExpect > 0 {
+			f.BootstrapExpect = &opts.BootstrapExpect
+		}
+		f.StartJoin = opts.Join
+		mult := opts.RaftMultiplier
+		if mult == 0 {
+			mult = 2
+		}
+		f.Performance.RaftMultiplier = &mult
+	}
 	f.NodeName = &name
 	f.Ports.HTTP, f.Ports.DNS, f.Ports.Server, f.Ports.SerfLAN = &zero, &zero, &zero, &zero
 	f.BindAddr, f.ClientAddr = &loopback, &loopback
