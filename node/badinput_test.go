@@ -71,6 +71,7 @@ func TestBadInput(t *testing.T) {
 		{"catalog bad interval", "PUT", "/v1/catalog/register", `{"Node":"n","Address":"1.2.3.4","Check":{"CheckID":"c","Definition":{"Interval":"often"}}}`, 400, "Interval"},
 		{"catalog check interval too short", "PUT", "/v1/catalog/register", `{"Node":"n","Address":"1.2.3.4","Check":{"CheckID":"c","Definition":{"TCP":"1.2.3.4:1","Interval":"10ms"}}}`, 400, "Interval"},
 		{"catalog check bad URL", "PUT", "/v1/catalog/register", `{"Node":"n","Address":"1.2.3.4","Check":{"CheckID":"c","Definition":{"HTTP":"nope","Interval":"10s"}}}`, 400, "HTTP"},
+		{"catalog write onto an agent's node", "PUT", "/v1/catalog/register", `{"Node":"node1","Address":"127.0.0.1","Service":{"Service":"sneaky","Port":1}}`, 409, "runs a meshd agent"},
 		{"deregister no node", "PUT", "/v1/catalog/deregister", `{}`, 400, "Node"},
 		{"unknown state", "GET", "/v1/health/state/sleepy", ``, 400, "state"},
 		{"bad index", "GET", "/v1/health/service/web?index=abc", ``, 400, "index"},

@@ -77,28 +77,49 @@ func (s *localServer) UpdateCheck(ctx context.Context, u *catalog.CheckStatusUpd
 }
 
 // write applies a command on the leader: here, or forwarded to it. It
-// waits out an election in progress rather than fail a write that arrives
-// while the cluster is electing, but not for ever.
+// waits out an election, and a leader that cannot be reached (killed, but
+// not yet noticed), for up to leaderWait before it fails with ErrNotLeader.
 func (s *localServer) write(ctx context.Context, t consensus.MessageType, body any, method string) (uint64, error) {
-	leader, err := s.leader(ctx)
-	if err != nil {
-		return 0, err
-	}
-	if leader == "" {
-		idx, err := s.raft.Apply(ctx, t, body)
-		if !errors.Is(err, consensus.ErrNotLeader) {
-			return idx, err
-		}
-		// Lost the leadership between the check and the apply: forward.
-		if leader, err = s.leader(ctx); err != nil || leader == "" {
-			return 0, fmt.Errorf("%w: leadership changed during the write", consensus.ErrNotLeader)
-		}
-	}
 	var reply rpc.WriteResponse
-	if err := s.pool.Call(ctx, leader, method, body, &reply); err != nil {
-		return 0, fromRemote(err)
+	err := s.onLeader(ctx, method, body, &reply, func() error {
+		idx, err := s.raft.Apply(ctx, t, body)
+		reply.Index = idx
+		return err
+	})
+	return reply.Index, err
+}
+
+// onLeader runs local when this server leads, or calls method on the
+// leader, retrying while there is none or it cannot be reached, until
+// leaderWait has passed.
+func (s *localServer) onLeader(ctx context.Context, method string, args, reply any, local func() error) error {
+	deadline := time.Now().Add(leaderWait)
+	for {
+		leader, err := s.leader(ctx)
+		if err != nil {
+			return err
+		}
+		if leader == "" {
+			err := local()
+			if !errors.Is(err, consensus.ErrNotLeader) {
+				return err
+			}
+			// Leadership moved between the check and the call: ask again.
+		} else {
+			err = s.pool.Call(ctx, leader, method, args, reply)
+			if !rpc.IsTransportError(err) {
+				return fromRemote(err)
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%w: no reachable leader after %v: %v", consensus.ErrNotLeader, leaderWait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
 	}
-	return reply.Index, nil
 }
 
 // leader waits (bounded) for a leader and returns "" when it is this
@@ -126,11 +147,12 @@ func (s *localServer) read(ctx context.Context, opts *rpc.QueryOptions, method s
 	if opts.AllowStale {
 		return true, nil
 	}
-	leader, err := s.leader(ctx)
-	if err != nil || leader == "" {
-		return true, err
-	}
-	return false, fromRemote(s.pool.Call(ctx, leader, method, args, reply))
+	here := false
+	err := s.onLeader(ctx, method, args, reply, func() error {
+		here = true
+		return nil
+	})
+	return here, err
 }
 
 // blockingQuery runs query once, or, with MinIndex, until its index moves

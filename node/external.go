@@ -87,7 +87,9 @@ func (e *externalChecks) reconcile(ws memdb.WatchSet) error {
 	select {
 	case <-e.a.raft.Ready():
 	default:
-		return nil // not caught up yet; the next round will do it
+		// Not caught up yet: wake when it is, not at the next recheck.
+		ws.Add(e.a.raft.Ready())
+		return nil
 	}
 	_, all, err := e.a.store.ChecksInState(ws, catalog.HealthAny)
 	if err != nil {

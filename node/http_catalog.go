@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"fmt"
 	"maps"
 	"net/http"
 	"slices"
@@ -71,6 +73,9 @@ func (a *Agent) catalogRegister(w http.ResponseWriter, r *http.Request) (any, er
 	}
 	req, err := a.toRegisterRequest(&b)
 	if err != nil {
+		return nil, err
+	}
+	if err := a.refuseAgentNode(r.Context(), req.Node); err != nil {
 		return nil, err
 	}
 	if _, err := a.server.Register(r.Context(), req); err != nil {
@@ -395,6 +400,25 @@ func validateExternalDefinition(field string, d *catalogCheckDefinition) error {
 		TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP, GRPC: d.GRPC, Interval: d.Interval, Timeout: d.Timeout}
 	if err := def.Validate(); err != nil {
 		return badRequest("%s.Definition.%v", field, err)
+	}
+	return nil
+}
+
+// refuseAgentNode refuses a catalog write onto a node that runs an agent
+// (it carries serfHealth): that agent's anti-entropy owns the node and
+// would silently remove what the write added within a minute, a known
+// Consul surprise. Such services belong in the agent's own API.
+func (a *Agent) refuseAgentNode(ctx context.Context, node string) error {
+	res, err := a.server.NodeChecks(ctx, &rpc.NodeQuery{Node: node, QueryOptions: rpc.QueryOptions{AllowStale: true}})
+	if err != nil {
+		return err
+	}
+	for _, c := range res.Checks {
+		if c.CheckID == catalog.SerfCheckID {
+			return &httpError{http.StatusConflict, fmt.Sprintf(
+				"Node: %q runs a meshd agent, which owns what is registered on it; register through that agent "+
+					"(PUT /v1/agent/service/register on %s) or use a node name no agent runs under", node, node)}
+		}
 	}
 	return nil
 }

@@ -54,12 +54,23 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 	if cfg.DevMode {
 		fmt.Fprintf(stdout, "meshd agent running in dev mode: HTTP on %s, DNS on %s (state in memory)\n", a.HTTPAddr(), a.DNSAddr())
 	}
-	sig := <-sigCh
-	logger.Info("caught signal, shutting down", "signal", sig.String())
-	// A server only shuts down on a signal (it keeps its place in the
-	// cluster); leaving arrives with the cluster support.
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
+	select {
+	case sig := <-sigCh:
+		// As DESIGN.md says: a client leaves on SIGTERM and SIGINT, a server
+		// only shuts down (keeping its place and data for a restart), unless
+		// leave_on_terminate / skip_leave_on_interrupt say otherwise.
+		leave := (sig == syscall.SIGTERM && cfg.LeaveOnTerminate) || (sig == syscall.SIGINT && !cfg.SkipLeaveOnInterrupt)
+		logger.Info("caught signal", "signal", sig.String(), "leave", leave)
+		if leave {
+			if err := a.Leave(ctx); err != nil {
+				logger.Warn("leave", "error", err)
+			}
+		}
+	case <-a.LeftCh():
+		logger.Info("left the cluster (agent/leave); shutting down")
+	}
 	done := make(chan error, 1)
 	go func() { done <- a.Shutdown(ctx) }()
 	select {
