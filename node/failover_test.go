@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -161,4 +162,59 @@ func TestQuorum(t *testing.T) {
 			t.Fatalf("write with 3 of 5 servers: %d %v", code, err)
 		}
 	})
+}
+
+// With the production tunings (raft_multiplier 1, the LAN gossip timings):
+// a leader killed without a word is replaced in under 2 s, and a client
+// killed without leave is out of every agent's healthy answers in under
+// 10 s.
+func TestFailoverWithDefaultTunings(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-server, 1-client cluster with production timings")
+	}
+	agents := nodetest.StartClusterWith(t, 3, 1, nodetest.Options{RaftMultiplier: 1, LANGossip: true})
+	servers, client := agents[:3], agents[3]
+	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	c := newClient(t, client)
+	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{Name: "app", Port: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range servers {
+		sc := newClient(t, s)
+		nodetest.Eventually(t, 30*time.Second, "app on "+s.HTTP, func() bool {
+			e, _, err := sc.Health().Service("app", "", true, nil)
+			return err == nil && len(e) == 1
+		})
+	}
+
+	old := leaderOf(servers)
+	start := time.Now()
+	old.Shutdown(t.Context())
+	var rest []*nodetest.Agent
+	for _, s := range servers {
+		if s != old {
+			rest = append(rest, s)
+		}
+	}
+	nodetest.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
+	elected := time.Since(start)
+	t.Logf("raft_multiplier 1: new leader %v after the leader was killed", elected)
+	if elected > 2*time.Second {
+		t.Fatalf("failover took %v, target under 2s", elected)
+	}
+
+	start = time.Now()
+	client.Shutdown(t.Context())
+	for _, s := range rest {
+		sc := newClient(t, s)
+		nodetest.Eventually(t, 30*time.Second, "the dead client's instance to leave "+s.HTTP, func() bool {
+			e, _, err := sc.Health().Service("app", "", true, nil)
+			return err == nil && len(e) == 0
+		})
+	}
+	gone := time.Since(start)
+	t.Logf("LAN gossip timings: a killed client's instance left every server's healthy answers after %v", gone)
+	if gone > 10*time.Second {
+		t.Fatalf("a dead host's instance stayed healthy for %v, budget 10s", gone)
+	}
 }

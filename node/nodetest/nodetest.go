@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,6 +43,9 @@ type Options struct {
 	// RaftMultiplier for cluster servers; 0 means 2, loose enough for
 	// -race on a loaded 2-core machine.
 	RaftMultiplier int
+	// LANGossip keeps the production LAN gossip timings instead of the
+	// fast test ones, to measure failure detection as deployed.
+	LANGossip bool
 }
 
 // Agent is a started agent with its addresses.
@@ -76,7 +80,11 @@ func Launch(t testing.TB, opts Options) *Agent {
 	if opts.Quiet {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	a, err := node.New(cfg, logger, node.WithGossipConfig(FastGossip))
+	var nopts []node.Option
+	if !opts.LANGossip {
+		nopts = append(nopts, node.WithGossipConfig(FastGossip))
+	}
+	a, err := node.New(cfg, logger, nopts...)
 	if err != nil {
 		t.Fatalf("new agent: %v", err)
 	}
@@ -98,18 +106,28 @@ func Launch(t testing.TB, opts Options) *Agent {
 // first server, and waits until every one answers. Names are server1...
 // and client1...
 func StartCluster(t testing.TB, servers, clients int) []*Agent {
+	return StartClusterWith(t, servers, clients, Options{})
+}
+
+// StartClusterWith is StartCluster with base options for every agent
+// (RaftMultiplier, LANGossip...).
+func StartClusterWith(t testing.TB, servers, clients int, base Options) []*Agent {
 	t.Helper()
 	var all []*Agent
 	var join []string
 	for i := range servers {
-		a := Launch(t, Options{Cluster: true, NodeName: fmt.Sprintf("server%d", i+1), BootstrapExpect: servers, Join: join})
+		o := base
+		o.Cluster, o.NodeName, o.BootstrapExpect, o.Join = true, fmt.Sprintf("server%d", i+1), servers, join
+		a := Launch(t, o)
 		if join == nil {
 			join = []string{a.GossipAddr()}
 		}
 		all = append(all, a)
 	}
 	for i := range clients {
-		all = append(all, Launch(t, Options{Cluster: true, Client: true, NodeName: fmt.Sprintf("client%d", i+1), Join: join}))
+		o := base
+		o.Cluster, o.Client, o.NodeName, o.Join = true, true, fmt.Sprintf("client%d", i+1), join
+		all = append(all, Launch(t, o))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -163,19 +181,37 @@ func Config(t testing.TB, opts Options) *config.Runtime {
 	return cfg
 }
 
-// Logger sends records at level and above to t.Log.
+// Logger sends records at level and above to t.Log until the test ends;
+// later records are dropped (memberlist's probe goroutines can log after
+// its Shutdown returns, and t.Log after a test ends panics).
 func Logger(t testing.TB, level slog.Level) *slog.Logger {
 	if level == 0 {
 		level = slog.LevelWarn
 	}
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: level}))
+	w := &tWriter{t: t}
+	t.Cleanup(w.close) // registered first, so it runs after the agents stop
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
 
-type tWriter struct{ t testing.TB }
+type tWriter struct {
+	t      testing.TB
+	mu     sync.Mutex // guards closed
+	closed bool
+}
 
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
 	return len(p), nil
+}
+
+func (w *tWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
 }
 
 // Eventually polls cond every 10 ms until it holds or timeout passes.
