@@ -601,3 +601,6 @@ func (a *Agent) ServerAddr() string {
 	}
 	return a.serverLn.Addr().String()
 }
+
+// Config is the configuration the agent runs with.
+func (a *Agent) Config() *config.Runtime { return a.cfg }

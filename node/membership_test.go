@@ -1,0 +1,159 @@
+package node_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/node/nodetest"
+)
+
+func raftVoters(t *testing.T, a *nodetest.Agent) (voters, nonvoters int) {
+	t.Helper()
+	code, body := do(t, "GET", a.HTTP+"/v1/operator/raft/configuration", "")
+	var conf struct{ Servers []struct{ Voter bool } }
+	if code != 200 || json.Unmarshal([]byte(body), &conf) != nil {
+		return 0, 0
+	}
+	for _, s := range conf.Servers {
+		if s.Voter {
+			voters++
+		} else {
+			nonvoters++
+		}
+	}
+	return voters, nonvoters
+}
+
+func nodeRegistered(t *testing.T, a *nodetest.Agent, name string) bool {
+	t.Helper()
+	code, body := do(t, "GET", a.HTTP+"/v1/catalog/node/"+name, "")
+	return code == 200 && strings.TrimSpace(body) != "null"
+}
+
+func TestServersJoinAndLeave(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a growing and shrinking cluster")
+	}
+	agents := nodetest.StartCluster(t, 3, 1)
+	servers, client := agents[:3], agents[3]
+	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+
+	// A fourth server joins an existing cluster: it must not bootstrap a
+	// second one; the leader adds it as a non-voter and promotes it once it
+	// has caught up.
+	s4 := nodetest.Launch(t, nodetest.Options{Cluster: true, NodeName: "server4", BootstrapExpect: 3,
+		Join: []string{servers[0].GossipAddr()}})
+	nodetest.Eventually(t, 30*time.Second, "server4 promoted to voter", func() bool {
+		v, nv := raftVoters(t, servers[0])
+		return v == 4 && nv == 0
+	})
+	if s4.IsLeader() && leaderOf(servers) != nil {
+		t.Fatal("two leaders: server4 started a cluster of its own")
+	}
+
+	// A client leaves gracefully: its node is deregistered everywhere.
+	if !nodeRegistered(t, servers[1], "client1") {
+		t.Fatal("client1 not registered")
+	}
+	if code, body := do(t, "PUT", client.HTTP+"/v1/agent/leave", ""); code != 200 {
+		t.Fatalf("client leave: %d %s", code, body)
+	}
+	nodetest.Eventually(t, 30*time.Second, "client1 deregistered", func() bool {
+		return !nodeRegistered(t, servers[1], "client1")
+	})
+
+	// A server leaves gracefully (the leader, the hardest case): it leaves
+	// Raft cleanly, a new leader takes over, and its node is deregistered.
+	leader := leaderOf(append(servers, s4))
+	if code, body := do(t, "PUT", leader.HTTP+"/v1/agent/leave", ""); code != 200 {
+		t.Fatalf("server leave: %d %s", code, body)
+	}
+	leader.Shutdown(t.Context())
+	var rest []*nodetest.Agent
+	for _, s := range append(servers, s4) {
+		if s != leader {
+			rest = append(rest, s)
+		}
+	}
+	nodetest.Eventually(t, 30*time.Second, "3 voters after the leader left", func() bool {
+		l := leaderOf(rest)
+		if l == nil {
+			return false
+		}
+		v, nv := raftVoters(t, l)
+		return v == 3 && nv == 0
+	})
+	nodetest.Eventually(t, 30*time.Second, "the departed server deregistered", func() bool {
+		return !nodeRegistered(t, leaderOf(rest), leader.Config().NodeName)
+	})
+}
+
+// A follower stopped and restarted from its data dir catches up on what it
+// missed, over a log of more than 16,384 entries.
+func TestRestartedServerCatchesUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes more than 16,384 entries to a 3-server cluster")
+	}
+	servers := nodetest.StartCluster(t, 3, 0)
+	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	leader := leaderOf(servers)
+	var follower *nodetest.Agent
+	for _, s := range servers {
+		if s != leader {
+			follower = s
+			break
+		}
+	}
+	write := func(from, to int) {
+		t.Helper()
+		var next atomic.Int64
+		next.Store(int64(from))
+		var wg sync.WaitGroup
+		var failed atomic.Int64
+		client := &http.Client{Timeout: 30 * time.Second}
+		for range 32 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= to {
+						return
+					}
+					if code, err := registerExt(client, leader.HTTP, fmt.Sprintf("i%d", i)); err != nil || code != 200 {
+						failed.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if failed.Load() > 0 {
+			t.Fatalf("%d writes failed", failed.Load())
+		}
+	}
+	start := time.Now()
+	write(0, 17000)
+	t.Logf("17,000 registrations through the leader in %v", time.Since(start))
+
+	dataDir, name := follower.Config().DataDir, follower.Config().NodeName
+	if err := follower.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	write(17000, 17500) // while the follower is down
+	back := nodetest.Launch(t, nodetest.Options{Cluster: true, NodeName: name, DataDir: dataDir, BootstrapExpect: 3,
+		Join: []string{leader.GossipAddr()}})
+	c := newClient(t, back)
+	start = time.Now()
+	nodetest.Eventually(t, 60*time.Second, "the restarted follower to catch up", func() bool {
+		entries, _, err := c.Catalog().Service("w", "", &api.QueryOptions{AllowStale: true})
+		return err == nil && len(entries) == 17500
+	})
+	t.Logf("restarted follower caught up in %v", time.Since(start))
+}
