@@ -144,7 +144,7 @@ func (s *localServer) leader(ctx context.Context) (string, error) {
 // stale and this server does not lead. It returns false when it forwarded
 // (the reply is then filled by the leader).
 func (s *localServer) read(ctx context.Context, opts *rpc.QueryOptions, method string, args, reply any) (bool, error) {
-	if opts.AllowStale {
+	if opts.AllowStale && (opts.MaxStale <= 0 || s.raft.LastContact() <= opts.MaxStale) {
 		return true, nil
 	}
 	here := false

@@ -143,6 +143,12 @@ func TestQuorum(t *testing.T) {
 		if code != 200 || !strings.Contains(body, "before") {
 			t.Fatalf("stale read without quorum = %d %q", code, body)
 		}
+		// max_stale bounds staleness: this server has not heard from a
+		// leader for longer than 1ms, so the read needs one, and fails.
+		code, body = do(t, "GET", last.HTTP+"/v1/catalog/service/w?stale&max_stale=1ms", "")
+		if code != 500 || !strings.Contains(body, "No cluster leader") {
+			t.Fatalf("stale read past max_stale without quorum = %d %q", code, body)
+		}
 	})
 	t.Run("5 servers, 2 down", func(t *testing.T) {
 		servers := nodetest.StartCluster(t, 5, 0)

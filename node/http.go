@@ -207,6 +207,13 @@ func parseQueryOptions(r *http.Request, dc string) (rpc.QueryOptions, error) {
 	if qo.RequireConsistent, err = queryFlag(r, "consistent"); err != nil {
 		return qo, err
 	}
+	if v := q.Get("max_stale"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return qo, badRequest("Invalid max_stale: %q", v)
+		}
+		qo.MaxStale = d
+	}
 	if qo.AllowStale && qo.RequireConsistent {
 		return qo, badRequest("Cannot specify ?stale with ?consistent, conflicting semantics.")
 	}

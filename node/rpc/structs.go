@@ -18,6 +18,9 @@ type QueryOptions struct {
 	// leads first.
 	AllowStale        bool
 	RequireConsistent bool
+	// MaxStale bounds a stale read: a server that has not heard from the
+	// leader for longer passes the read to the leader. 0: no bound.
+	MaxStale time.Duration
 }
 
 // QueryMeta describes an answer.
