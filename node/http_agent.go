@@ -441,6 +441,14 @@ func (a *Agent) agentCheckUpdate(w http.ResponseWriter, r *http.Request) (any, e
 }
 
 func (a *Agent) agentSelf(w http.ResponseWriter, r *http.Request) (any, error) {
+	var member any = map[string]any{"Name": a.cfg.NodeName, "Addr": a.advertise.String(), "Port": a.cfg.SerfLANPort, "Status": 1}
+	if a.gossip != nil {
+		member = toAgentMember(a.gossip.LocalMember())
+	}
+	stats := map[string]any{}
+	if a.raft != nil {
+		stats["raft"] = a.raft.Stats()
+	}
 	return map[string]any{
 		"Config": map[string]any{
 			"Datacenter":        a.cfg.Datacenter,
@@ -451,15 +459,9 @@ func (a *Agent) agentSelf(w http.ResponseWriter, r *http.Request) (any, error) {
 			"Version":           Version,
 			"Revision":          "",
 		},
-		"Member": map[string]any{
-			"Name":   a.cfg.NodeName,
-			"Addr":   a.advertise.String(),
-			"Port":   a.cfg.SerfLANPort,
-			"Tags":   map[string]string{"role": "consul", "dc": a.cfg.Datacenter, "id": a.nodeID, "build": Version},
-			"Status": 1,
-		},
-		"Meta":  orEmptyMap(a.cfg.NodeMeta),
-		"Stats": map[string]any{"raft": a.raft.Stats()},
+		"Member": member,
+		"Meta":   orEmptyMap(a.cfg.NodeMeta),
+		"Stats":  stats,
 	}, nil
 }
 
