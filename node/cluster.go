@@ -18,7 +18,14 @@ import (
 type Option func(*options)
 
 type options struct {
-	gossip func(*gossip.Config)
+	gossip          func(*gossip.Config)
+	serverFailGrace time.Duration
+}
+
+// WithServerFailGrace sets how long a failed server keeps its Raft vote
+// before the leader removes it (default serverFailGrace).
+func WithServerFailGrace(d time.Duration) Option {
+	return func(o *options) { o.serverFailGrace = d }
 }
 
 // WithGossipConfig edits the LAN gossip settings before the pool starts,

@@ -124,6 +124,9 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 				a.reconcileAll(ctx, failedSince)
 			}
 			a.promoteCaughtUp(ctx)
+			if len(failedSince) > 0 {
+				a.recheckFailedServers(ctx, failedSince)
+			}
 		}
 	}
 }
@@ -204,10 +207,27 @@ func (a *Agent) reconcileServer(ctx context.Context, s gossip.Server, failedSinc
 			return
 		}
 		// Removing it must leave a majority of healthy voters.
-		if time.Since(since) >= serverFailGrace && voters-failedVoters > (voters-1)/2 {
-			a.logger.Info("removing a server failed for longer than the grace period", "server", s.Name, "grace", serverFailGrace)
+		grace := serverFailGrace
+		if a.opts.serverFailGrace > 0 {
+			grace = a.opts.serverFailGrace
+		}
+		if time.Since(since) >= grace && voters-failedVoters > (voters-1)/2 {
+			a.logger.Info("removing a server failed for longer than the grace period", "server", s.Name, "grace", grace)
 			if err := a.raft.RemoveServer(s.ID); err == nil {
 				delete(failedSince, s.ID)
+			}
+		}
+	}
+}
+
+// recheckFailedServers looks again at the servers being timed out, so a
+// failed server loses its vote when its grace ends, not at the next full
+// reconcile.
+func (a *Agent) recheckFailedServers(ctx context.Context, failedSince map[string]time.Time) {
+	for _, m := range a.gossip.Members() {
+		if s, ok := gossip.ServerFromMember(m); ok {
+			if _, timing := failedSince[s.ID]; timing && s.Datacenter == a.cfg.Datacenter {
+				a.reconcileServer(ctx, s, failedSince)
 			}
 		}
 	}

@@ -157,3 +157,36 @@ func TestRestartedServerCatchesUp(t *testing.T) {
 	})
 	t.Logf("restarted follower caught up in %v", time.Since(start))
 }
+
+// A failed server loses its vote after the grace period, which keeps the
+// cluster able to lose another one.
+func TestFailedServerRemovedAfterGrace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-server cluster")
+	}
+	servers := nodetest.StartClusterWith(t, 3, 0, nodetest.Options{ServerFailGrace: time.Second})
+	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	leader := leaderOf(servers)
+	var victim *nodetest.Agent
+	for _, s := range servers {
+		if s != leader {
+			victim = s
+			break
+		}
+	}
+	start := time.Now()
+	victim.Shutdown(t.Context()) // no leave: gossip declares it failed
+	nodetest.Eventually(t, 30*time.Second, "the failed server removed from Raft", func() bool {
+		v, nv := raftVoters(t, leader)
+		return v == 2 && nv == 0
+	})
+	took := time.Since(start)
+	t.Logf("failed server removed %v after it stopped (grace 1s)", took)
+	if took > 10*time.Second {
+		t.Fatalf("removal took %v: the grace is checked too late", took)
+	}
+	// Its node stays, critical, until reconnect_timeout.
+	if !nodeRegistered(t, leader, victim.Config().NodeName) {
+		t.Fatal("a failed server's node was deregistered before reconnect_timeout")
+	}
+}

@@ -46,6 +46,9 @@ type Options struct {
 	// LANGossip keeps the production LAN gossip timings instead of the
 	// fast test ones, to measure failure detection as deployed.
 	LANGossip bool
+	// ServerFailGrace, when set, is how long a failed server keeps its
+	// Raft vote.
+	ServerFailGrace time.Duration
 }
 
 // Agent is a started agent with its addresses.
@@ -83,6 +86,9 @@ func Launch(t testing.TB, opts Options) *Agent {
 	var nopts []node.Option
 	if !opts.LANGossip {
 		nopts = append(nopts, node.WithGossipConfig(FastGossip))
+	}
+	if opts.ServerFailGrace > 0 {
+		nopts = append(nopts, node.WithServerFailGrace(opts.ServerFailGrace))
 	}
 	a, err := node.New(cfg, logger, nopts...)
 	if err != nil {
