@@ -96,3 +96,24 @@ func (s *Server) HasState() bool {
 	defer s.mu.Unlock()
 	return s.hadState
 }
+
+// RaftAppliedIndex is Raft's own applied index: entries handed to the FSM,
+// snapshot installs included. It tells how far a server has caught up.
+func (s *Server) RaftAppliedIndex() uint64 {
+	r := s.raftOrNil()
+	if r == nil {
+		return 0
+	}
+	return r.AppliedIndex()
+}
+
+// HasLeaderContact reports whether this server leads or has heard from a
+// leader: one that never has (just joined, cut off since it started)
+// holds nothing worth serving, even stale.
+func (s *Server) HasLeaderContact() bool {
+	r := s.raftOrNil()
+	if r == nil {
+		return false
+	}
+	return r.State() == raft.Leader || !r.LastContact().IsZero()
+}

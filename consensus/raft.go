@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -145,8 +146,9 @@ type Server struct {
 	shutdown  bool
 	hadState  bool // Raft state existed when the server started
 
-	readyCh    chan struct{}
-	shutdownCh chan struct{}
+	readyCh     chan struct{}
+	leaderReady atomic.Bool // leading, with the barrier through
+	shutdownCh  chan struct{}
 	wg         sync.WaitGroup
 }
 
@@ -288,6 +290,7 @@ func (s *Server) leaderLoop(leaderCh <-chan bool) {
 	for {
 		select {
 		case isLeader := <-leaderCh:
+			s.leaderReady.Store(false)
 			stopLeading()
 			if isLeader && s.establishLeadership() && s.cfg.LeaderFunc != nil {
 				ctx, cancel := context.WithCancel(context.Background())
@@ -309,12 +312,24 @@ func (s *Server) leaderLoop(leaderCh <-chan bool) {
 // another address (a new port, a new IP) would otherwise be listed, and
 // dialled by its peers, at the old one.
 //
-// It reports whether leadership was established.
+// The barrier is retried while this server still leads. It reports
+// whether leadership was established.
 func (s *Server) establishLeadership() bool {
 	r := s.raft
-	if err := r.Barrier(time.Minute).Error(); err != nil {
+	for {
+		err := r.Barrier(time.Minute).Error()
+		if err == nil {
+			break
+		}
 		s.logger.Warn("leader barrier failed", "error", err)
-		return false
+		if r.State() != raft.Leader {
+			return false
+		}
+		select {
+		case <-s.shutdownCh:
+			return false
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 	f := r.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -331,7 +346,15 @@ func (s *Server) establishLeadership() bool {
 			}
 		}
 	}
+	s.leaderReady.Store(true)
 	return true
+}
+
+// LeaderReady reports whether this server leads and has applied every
+// entry of earlier terms (its barrier is through): only then may a
+// consistent read trust its catalog.
+func (s *Server) LeaderReady() bool {
+	return s.leaderReady.Load() && s.IsLeader()
 }
 
 // waitReady closes readyCh once the FSM has applied the last command of

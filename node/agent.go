@@ -159,16 +159,6 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	} else {
 		a.server = &remoteServer{pool: a.pool, servers: a.serverAddrs}
 	}
-	if err := a.startGossip(ctx, bg); err != nil {
-		return err
-	}
-	if a.cfg.ServerMode && a.cfg.BootstrapExpect > 1 {
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			a.bootstrapLoop(bg)
-		}()
-	}
 	a.states = newStateSaver(a.persist, a.logger)
 	a.local = newLocalState(a.cfg.CheckUpdateInterval, func() { a.sync.trigger() })
 	if a.runner, err = checks.NewRunner(checks.Config{
@@ -185,6 +175,23 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		}
 	}
 	a.sync = newSyncer(a.local, a.server, a.node, fullSyncInterval, a.root.With("component", "sync"))
+	// Gossip before Raft: the leader's duties read the member list from
+	// the moment this server is elected.
+	if err := a.startGossip(ctx, bg); err != nil {
+		return err
+	}
+	if a.raft != nil {
+		if err := a.raft.Start(ctx); err != nil {
+			return err
+		}
+	}
+	if a.cfg.ServerMode && a.cfg.BootstrapExpect > 1 {
+		a.wg.Add(1)
+		go func() {
+			defer a.wg.Done()
+			a.bootstrapLoop(bg)
+		}()
+	}
 	if err := a.loadLocalState(); err != nil {
 		return err
 	}
@@ -219,8 +226,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-// startServer binds the server port and starts Raft and the RPC
-// endpoints on it; bg ends the endpoints' blocking calls at shutdown.
+// startServer binds the server port, prepares Raft (Start runs it once
+// gossip is up) and serves the RPC endpoints; bg ends the endpoints'
+// blocking calls at shutdown.
 func (a *Agent) startServer(ctx, bg context.Context) error {
 	ln, err := net.Listen("tcp", net.JoinHostPort(a.cfg.BindAddr.String(), strconv.Itoa(max(a.cfg.ServerPort, 0))))
 	if err != nil {
@@ -253,7 +261,7 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 		defer a.wg.Done()
 		a.serveServerPort(ln)
 	}()
-	return a.raft.Start(ctx)
+	return nil
 }
 
 // serveServerPort accepts connections on the server port and routes each

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/go-memdb"
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/checks"
+	"github.com/meshd/meshd/node/rpc"
 )
 
 // aliasSource answers alias checks from the catalog: the health of the
@@ -24,6 +25,9 @@ var _ checks.AliasSource = aliasSource{}
 func (s aliasSource) AliasHealth(ctx context.Context, node, serviceID string, lastIndex uint64) (string, string, uint64, error) {
 	if node == "" {
 		node = s.a.cfg.NodeName
+	}
+	if s.a.raft == nil {
+		return s.remoteAliasHealth(ctx, node, serviceID, lastIndex)
 	}
 	for {
 		ws := memdb.NewWatchSet()
@@ -49,8 +53,21 @@ func (s aliasSource) aliasStatus(ws memdb.WatchSet, node, serviceID string) (str
 	if err != nil {
 		return "", "", err
 	}
+	var all []*catalog.Check
+	if n != nil {
+		if _, all, err = s.a.store.NodeChecks(ws, node); err != nil {
+			return "", "", err
+		}
+	}
+	status, output := aliasFrom(node, serviceID, n, svcs, all)
+	return status, output, nil
+}
+
+// aliasFrom computes an alias check's result from what the catalog holds
+// of the aliased node.
+func aliasFrom(node, serviceID string, n *catalog.Node, svcs []*catalog.Service, all []*catalog.Check) (string, string) {
 	if n == nil {
-		return catalog.HealthCritical, fmt.Sprintf("Aliased node %q is not registered", node), nil
+		return catalog.HealthCritical, fmt.Sprintf("Aliased node %q is not registered", node)
 	}
 	found := serviceID == "" // an alias of the node alone
 	for _, svc := range svcs {
@@ -59,11 +76,7 @@ func (s aliasSource) aliasStatus(ws memdb.WatchSet, node, serviceID string) (str
 		}
 	}
 	if !found {
-		return catalog.HealthCritical, fmt.Sprintf("Aliased service %q is not registered on node %q", serviceID, node), nil
-	}
-	_, all, err := s.a.store.NodeChecks(ws, node)
-	if err != nil {
-		return "", "", err
+		return catalog.HealthCritical, fmt.Sprintf("Aliased service %q is not registered on node %q", serviceID, node)
 	}
 	var worst *catalog.Check
 	status := catalog.HealthPassing
@@ -78,7 +91,31 @@ func (s aliasSource) aliasStatus(ws memdb.WatchSet, node, serviceID string) (str
 		}
 	}
 	if worst == nil {
-		return catalog.HealthPassing, "All checks passing.", nil
+		return catalog.HealthPassing, "All checks passing."
 	}
-	return status, fmt.Sprintf("Aliased check %q is %s: %s", worst.CheckID, worst.Status, worst.Output), nil
+	return status, fmt.Sprintf("Aliased check %q is %s: %s", worst.CheckID, worst.Status, worst.Output)
+}
+
+// remoteAliasHealth is AliasHealth on a client agent, which has no catalog
+// of its own: blocking reads of the node's checks through a server.
+func (s aliasSource) remoteAliasHealth(ctx context.Context, node, serviceID string, lastIndex uint64) (string, string, uint64, error) {
+	var minIndex uint64
+	for {
+		checksRes, err := s.a.server.NodeChecks(ctx, &rpc.NodeQuery{Node: node,
+			QueryOptions: rpc.QueryOptions{MinIndex: minIndex, AllowStale: true}})
+		if err != nil {
+			return "", "", 0, err
+		}
+		svcRes, err := s.a.server.NodeServices(ctx, &rpc.NodeQuery{Node: node, QueryOptions: rpc.QueryOptions{AllowStale: true}})
+		if err != nil {
+			return "", "", 0, err
+		}
+		status, output := aliasFrom(node, serviceID, svcRes.Node, svcRes.Services, checksRes.Checks)
+		h := fnv.New64a()
+		fmt.Fprintf(h, "%s\x00%s", status, output)
+		if idx := h.Sum64() | 1; idx != lastIndex {
+			return status, output, idx, nil
+		}
+		minIndex = checksRes.Index
+	}
 }

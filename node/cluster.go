@@ -99,6 +99,14 @@ func (a *Agent) onMemberEvent(e gossip.Event) {
 		a.eventsDropped.Store(true) // the leader will reconcile everyone
 	}
 	a.membershipChanged()
+	if !a.cfg.ServerMode && e.Type == gossip.MemberJoin {
+		for _, m := range e.Members {
+			if m.IsServer() {
+				a.sync.trigger() // a server to sync with: do not wait for the retry
+				break
+			}
+		}
+	}
 }
 
 // membershipChanged wakes whoever waits for the member list to change.

@@ -144,7 +144,7 @@ func (s *localServer) leader(ctx context.Context) (string, error) {
 // stale and this server does not lead. It returns false when it forwarded
 // (the reply is then filled by the leader).
 func (s *localServer) read(ctx context.Context, opts *rpc.QueryOptions, method string, args, reply any) (bool, error) {
-	if opts.AllowStale && (opts.MaxStale <= 0 || s.raft.LastContact() <= opts.MaxStale) {
+	if opts.AllowStale && s.raft.HasLeaderContact() && (opts.MaxStale <= 0 || s.raft.LastContact() <= opts.MaxStale) {
 		return true, nil
 	}
 	here := false
@@ -204,7 +204,23 @@ func (s *localServer) readReady(ctx context.Context, opts *rpc.QueryOptions) err
 		return ctx.Err()
 	}
 	if opts.RequireConsistent {
-		return s.raft.VerifyLeader(ctx)
+		if err := s.raft.VerifyLeader(ctx); err != nil {
+			return err
+		}
+		// A new leader must have applied what earlier leaders committed
+		// before a consistent read may look at its catalog.
+		for !s.raft.LeaderReady() {
+			if !s.raft.IsLeader() {
+				return fmt.Errorf("%w: lost the leadership", consensus.ErrNotLeader)
+			}
+			select {
+			case <-t.C:
+				return consensus.ErrNotReady
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
 	}
 	return nil
 }
@@ -338,7 +354,7 @@ func (s *localServer) checks(ctx context.Context, opts *rpc.QueryOptions, method
 // sentinel errors the HTTP layer maps to status codes.
 var remoteSentinels = []error{
 	catalog.ErrInvalid, catalog.ErrNotFound, catalog.ErrBadFilter,
-	consensus.ErrNotLeader, consensus.ErrNotReady,
+	consensus.ErrNotLeader, consensus.ErrNotReady, ErrShutdown,
 }
 
 // fromRemote turns an endpoint's error text back into its sentinel.
@@ -359,7 +375,8 @@ func (s *localServer) Leader(ctx context.Context) (string, error) { return s.raf
 
 func (s *localServer) Peers(ctx context.Context) ([]string, error) { return s.raft.Peers() }
 
-// RaftStats is how far this server's log and catalog are.
+// RaftStats is how far this server's log and catalog are, by Raft's own
+// count (which a snapshot install moves too).
 func (s *localServer) RaftStats() *rpc.RaftStats {
-	return &rpc.RaftStats{LastIndex: s.raft.LastIndex(), AppliedIndex: s.raft.AppliedIndex()}
+	return &rpc.RaftStats{LastIndex: s.raft.LastIndex(), AppliedIndex: s.raft.RaftAppliedIndex()}
 }

@@ -29,6 +29,11 @@ const (
 	// leaveWait bounds how long a leaving server waits for the leader to
 	// take it out of the Raft configuration.
 	leaveWait = 10 * time.Second
+	// unknownGrace is how long an agent node must stay unknown to gossip,
+	// under one leader, before that leader deregisters it: a leader that
+	// has just started (after a restart of the whole cluster, say) has not
+	// met everyone again yet.
+	unknownGrace = time.Minute
 )
 
 // bootstrapLoop forms the cluster of a -bootstrap-expect N datacenter: once
@@ -63,6 +68,12 @@ func (a *Agent) tryBootstrap(ctx context.Context) bool {
 		servers = append(servers, s)
 	}
 	if len(servers) < expect {
+		return false
+	}
+	if len(servers) > expect {
+		// Servers seeing different sets would bootstrap different first
+		// configurations: only an exact match is safe.
+		a.logger.Error("more servers than bootstrap_expect; not bootstrapping", "seen", len(servers), "expect", expect)
 		return false
 	}
 	// A server that joins a datacenter that already has a cluster must be
@@ -105,23 +116,43 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	promote := time.NewTicker(promoteInterval)
 	defer promote.Stop()
 	failedSince := map[string]time.Time{}
-	a.reconcileAll(ctx, failedSince)
+	unknownSince := map[string]time.Time{}
+	// Events queued before this server led are history: the full
+	// reconcile below reads the current state instead.
+	for drained := false; !drained; {
+		select {
+		case <-a.memberEvents:
+		default:
+			drained = true
+		}
+	}
+	a.reconcileAll(ctx, failedSince, unknownSince)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case e := <-a.memberEvents:
+			// Act on each member's state now, not on the event's copy,
+			// which may be old news.
+			current := map[string]gossip.Member{}
+			for _, m := range a.gossip.Members() {
+				current[m.Name] = m
+			}
 			for _, m := range e.Members {
-				if e.Type == gossip.MemberReap {
-					m.Status = gossip.StatusLeft // forgotten: as good as left
+				cur, ok := current[m.Name]
+				if !ok {
+					if e.Type != gossip.MemberReap {
+						continue
+					}
+					cur, cur.Status = m, gossip.StatusLeft // forgotten: as good as left
 				}
-				a.reconcileOne(ctx, m, failedSince)
+				a.reconcileOne(ctx, cur, failedSince)
 			}
 		case <-full.C:
-			a.reconcileAll(ctx, failedSince)
+			a.reconcileAll(ctx, failedSince, unknownSince)
 		case <-promote.C:
 			if a.eventsDropped.Swap(false) {
-				a.reconcileAll(ctx, failedSince)
+				a.reconcileAll(ctx, failedSince, unknownSince)
 			}
 			a.promoteCaughtUp(ctx)
 			if len(failedSince) > 0 {
@@ -131,7 +162,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	}
 }
 
-func (a *Agent) reconcileAll(ctx context.Context, failedSince map[string]time.Time) {
+func (a *Agent) reconcileAll(ctx context.Context, failedSince, unknownSince map[string]time.Time) {
 	known := map[string]bool{}
 	for _, m := range a.gossip.Members() {
 		if m.Tags.Datacenter != a.cfg.Datacenter {
@@ -140,7 +171,22 @@ func (a *Agent) reconcileAll(ctx context.Context, failedSince map[string]time.Ti
 		known[strings.ToLower(m.Name)] = true
 		a.reconcileOne(ctx, m, failedSince)
 	}
-	if err := a.reapUnknownNodes(ctx, known); err != nil && ctx.Err() == nil {
+	now := time.Now()
+	for name := range unknownSince {
+		if known[name] {
+			delete(unknownSince, name)
+		}
+	}
+	due := func(node string) bool {
+		key := strings.ToLower(node)
+		t0, ok := unknownSince[key]
+		if !ok {
+			unknownSince[key] = now
+			return false
+		}
+		return now.Sub(t0) >= unknownGrace
+	}
+	if err := a.reapUnknownNodes(ctx, known, due); err != nil && ctx.Err() == nil {
 		a.logger.Warn("reap unknown nodes", "error", err)
 	}
 	a.promoteCaughtUp(ctx)
@@ -249,7 +295,7 @@ func (a *Agent) promoteCaughtUp(ctx context.Context) {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := a.pool.Call(cctx, c.Address, "Status.RaftStats", &rpc.Empty{}, &st)
 		cancel()
-		if err != nil || st.AppliedIndex+promoteLag < a.raft.AppliedIndex() {
+		if err != nil || st.AppliedIndex == 0 || st.AppliedIndex+promoteLag < a.raft.RaftAppliedIndex() {
 			continue
 		}
 		a.logger.Info("promoting a caught-up server to voter", "id", c.ID, "applied", st.AppliedIndex)
@@ -264,6 +310,12 @@ func (a *Agent) promoteCaughtUp(ctx context.Context) {
 // leader deregisters its node. The agent should be shut down afterwards;
 // LeftCh is closed when the leave is done.
 func (a *Agent) Leave(ctx context.Context) error {
+	// Stop syncing and running checks first: a push after the leader has
+	// deregistered this node would put it back.
+	a.sync.frozen.Store(true)
+	if err := a.runner.Shutdown(ctx); err != nil {
+		a.logger.Warn("stop checks", "error", err)
+	}
 	if a.raft != nil && a.raft.IsLeader() {
 		if ids, err := a.raft.ServerIDs(); err == nil && len(ids) > 1 {
 			if err := a.raft.RemoveServer(a.nodeID); err != nil {

@@ -66,9 +66,10 @@ func (a *Agent) setSerfHealth(ctx context.Context, m member, status, output stri
 	}
 	req := &catalog.RegisterRequest{
 		ID: m.ID, Node: m.Name, Address: m.Addr, Datacenter: a.cfg.Datacenter,
-		// An existing node keeps what its agent registered (meta, tagged
-		// addresses): only the check is the leader's to write.
-		SkipNodeUpdate: res.Node != nil,
+		// The node keeps what its agent registered (meta, tagged
+		// addresses): only the check is the leader's to write. The catalog
+		// creates the node when it has none yet.
+		SkipNodeUpdate: true,
 		Checks: []*catalog.Check{{
 			CheckID: catalog.SerfCheckID, Name: serfHealthName, Status: status, Output: output, Type: "serf",
 		}},
@@ -90,15 +91,16 @@ func (a *Agent) deregisterMember(ctx context.Context, name string) error {
 }
 
 // reapUnknownNodes deregisters the agent nodes (those carrying serfHealth)
-// that gossip no longer knows at all: they left or were reaped while no
-// leader was looking. External nodes, without serfHealth, are left alone.
-func (a *Agent) reapUnknownNodes(ctx context.Context, known map[string]bool) error {
+// that gossip no longer knows at all and whose time has come (due): they
+// left or were reaped while no leader was looking. External nodes,
+// without serfHealth, are left alone.
+func (a *Agent) reapUnknownNodes(ctx context.Context, known map[string]bool, due func(node string) bool) error {
 	res, err := a.server.ChecksInState(ctx, &rpc.StateQuery{State: catalog.HealthAny})
 	if err != nil {
 		return err
 	}
 	for _, c := range res.Checks {
-		if c.CheckID != catalog.SerfCheckID || known[strings.ToLower(c.Node)] {
+		if c.CheckID != catalog.SerfCheckID || known[strings.ToLower(c.Node)] || !due(c.Node) {
 			continue
 		}
 		if err := a.deregisterMember(ctx, c.Node); err != nil {

@@ -104,7 +104,8 @@ func TestReconcileMembers(t *testing.T) {
 	// Agent nodes gossip forgot are reaped; external nodes are not.
 	a.reconcileMember(ctx, member{Name: "ghost", Addr: "10.0.0.8", Status: memberAlive})
 	a.server.Register(ctx, &catalog.RegisterRequest{Node: "external", Address: "10.0.0.9"})
-	if err := a.reapUnknownNodes(ctx, map[string]bool{"server1": true}); err != nil {
+	always := func(string) bool { return true }
+	if err := a.reapUnknownNodes(ctx, map[string]bool{"server1": true}, always); err != nil {
 		t.Fatal(err)
 	}
 	for node, want := range map[string]bool{"ghost": false, "external": true, "server1": true} {

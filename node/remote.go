@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/node/rpc"
 )
 
@@ -53,13 +54,21 @@ func (s *remoteServer) call(ctx context.Context, method string, args, reply any)
 	var lastErr error
 	for _, addr := range list {
 		err := s.pool.Call(ctx, addr, method, args, reply)
-		if !rpc.IsTransportError(err) {
-			s.mu.Lock()
-			s.current = addr
-			s.mu.Unlock()
-			return fromRemote(err)
+		if rpc.IsTransportError(err) {
+			lastErr = err
+			continue
 		}
-		lastErr = err
+		err = fromRemote(err)
+		if errors.Is(err, consensus.ErrNotLeader) || errors.Is(err, consensus.ErrNotReady) || errors.Is(err, ErrShutdown) {
+			// This server cannot answer for the cluster now (cut off from
+			// the quorum, replaying, stopping): another may.
+			lastErr = err
+			continue
+		}
+		s.mu.Lock()
+		s.current = addr
+		s.mu.Unlock()
+		return err
 	}
 	return fmt.Errorf("no server answered: %w", lastErr)
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshd/meshd/catalog"
@@ -30,6 +31,9 @@ type syncer struct {
 	interval time.Duration // full sync period, before jitter
 
 	triggerCh chan struct{}
+	// frozen stops all pushes: a leaving agent must not put back the node
+	// the leader deregisters.
+	frozen atomic.Bool
 
 	doneMu  sync.Mutex // guards doneGen and doneCh
 	doneGen uint64
@@ -162,6 +166,9 @@ func (s *syncer) jitter() time.Duration {
 // syncFull compares the local state with the catalog, marks every
 // difference, and pushes them.
 func (s *syncer) syncFull(ctx context.Context) error {
+	if s.frozen.Load() {
+		return nil
+	}
 	state, err := s.server.NodeState(ctx, s.node.Name)
 	if err != nil {
 		return err
@@ -228,6 +235,9 @@ type pushChk struct {
 // lock while it talks to the servers; an item changed meanwhile stays
 // marked and goes in the next round.
 func (s *syncer) syncChanges(ctx context.Context) error {
+	if s.frozen.Load() {
+		return nil
+	}
 	l := s.local
 	l.mu.Lock()
 	gen := l.gen

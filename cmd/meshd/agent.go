@@ -54,22 +54,24 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 	if cfg.DevMode {
 		fmt.Fprintf(stdout, "meshd agent running in dev mode: HTTP on %s, DNS on %s (state in memory)\n", a.HTTPAddr(), a.DNSAddr())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
+	var leave bool
 	select {
 	case sig := <-sigCh:
 		// As DESIGN.md says: a client leaves on SIGTERM and SIGINT, a server
 		// only shuts down (keeping its place and data for a restart), unless
 		// leave_on_terminate / skip_leave_on_interrupt say otherwise.
-		leave := (sig == syscall.SIGTERM && cfg.LeaveOnTerminate) || (sig == syscall.SIGINT && !cfg.SkipLeaveOnInterrupt)
+		leave = (sig == syscall.SIGTERM && cfg.LeaveOnTerminate) || (sig == syscall.SIGINT && !cfg.SkipLeaveOnInterrupt)
 		logger.Info("caught signal", "signal", sig.String(), "leave", leave)
-		if leave {
-			if err := a.Leave(ctx); err != nil {
-				logger.Warn("leave", "error", err)
-			}
-		}
 	case <-a.LeftCh():
 		logger.Info("left the cluster (agent/leave); shutting down")
+	}
+	// The stop gets its own time from now, not from the agent's start.
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if leave {
+		if err := a.Leave(ctx); err != nil {
+			logger.Warn("leave", "error", err)
+		}
 	}
 	done := make(chan error, 1)
 	go func() { done <- a.Shutdown(ctx) }()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/rpc"
+	"reflect"
 	"sync"
 	"time"
 )
@@ -37,21 +38,34 @@ type RemoteError struct{ Msg string }
 func (e *RemoteError) Error() string { return e.Msg }
 
 // Call invokes method on the server at addr. It returns when the reply
-// arrives or ctx ends (the call is then abandoned; its reply is dropped).
-// An error from the endpoint comes back as *RemoteError; anything else is
-// a transport failure, after which the connection is redialled.
+// arrives, ctx ends (the call is then abandoned), or the call's own
+// deadline passes: a few seconds, or for a blocking query its wait plus a
+// margin. A server that does not answer in time is treated as unreachable:
+// the connection is dropped and the error is a transport error, so the
+// caller can try another server. An error from the endpoint comes back as
+// *RemoteError.
 func (p *Pool) Call(ctx context.Context, addr, method string, args, reply any) error {
 	c, err := p.client(ctx, addr)
 	if err != nil {
 		return err
 	}
-	call := c.Go(method, args, reply, make(chan *rpc.Call, 1))
+	timeout := CallTimeout(args)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	// Decode into a value of its own: an abandoned call may still be
+	// answered later, and must not write into the caller's.
+	fresh := reflect.New(reflect.TypeOf(reply).Elem())
+	call := c.Go(method, args, fresh.Interface(), make(chan *rpc.Call, 1))
 	select {
 	case <-call.Done:
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-timer.C:
+		p.drop(addr, c)
+		return fmt.Errorf("rpc %s to %s: no answer within %v", method, addr, timeout)
 	}
 	if call.Error == nil {
+		reflect.ValueOf(reply).Elem().Set(fresh.Elem())
 		return nil
 	}
 	var se rpc.ServerError
@@ -60,6 +74,32 @@ func (p *Pool) Call(ctx context.Context, addr, method string, args, reply any) e
 	}
 	p.drop(addr, c)
 	return fmt.Errorf("rpc %s to %s: %w", method, addr, call.Error)
+}
+
+// Call deadlines.
+const (
+	// DefaultCallTimeout bounds a call that does not block.
+	DefaultCallTimeout = 10 * time.Second
+	// blockingMargin is added to a blocking query's wait.
+	blockingMargin = 10 * time.Second
+	defaultMaxWait = 5 * time.Minute
+)
+
+// queryOptioner is implemented by every argument that embeds QueryOptions.
+type queryOptioner interface{ Options() *QueryOptions }
+
+// CallTimeout is how long a call with args may take: a blocking query its
+// wait (default 5 m) plus the server's jitter (1/16) plus a margin, any
+// other call DefaultCallTimeout.
+func CallTimeout(args any) time.Duration {
+	if q, ok := args.(queryOptioner); ok && q.Options().MinIndex > 0 {
+		wait := q.Options().MaxWait
+		if wait <= 0 {
+			wait = defaultMaxWait
+		}
+		return wait + wait/16 + blockingMargin
+	}
+	return DefaultCallTimeout
 }
 
 func (p *Pool) client(ctx context.Context, addr string) (*rpc.Client, error) {

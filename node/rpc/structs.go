@@ -23,6 +23,10 @@ type QueryOptions struct {
 	MaxStale time.Duration
 }
 
+// Options returns q itself; every argument embedding QueryOptions has it,
+// which is how the pool finds a blocking query's wait.
+func (q *QueryOptions) Options() *QueryOptions { return q }
+
 // QueryMeta describes an answer.
 type QueryMeta struct {
 	Index       uint64
