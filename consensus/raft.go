@@ -149,7 +149,7 @@ type Server struct {
 	readyCh     chan struct{}
 	leaderReady atomic.Bool // leading, with the barrier through
 	shutdownCh  chan struct{}
-	wg         sync.WaitGroup
+	wg          sync.WaitGroup
 }
 
 // New validates cfg and prepares a server applying to store. It opens no
