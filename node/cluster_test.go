@@ -131,3 +131,33 @@ func TestClusterFormsServesAndFailsOver(t *testing.T) {
 		t.Fatalf("instances of a dead host stayed healthy for %v", gone)
 	}
 }
+
+// An alias check on a client agent (a sidecar beside its app) follows the
+// app's health through the servers.
+func TestAliasOnClient(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a server and a client")
+	}
+	agents := nodetest.StartCluster(t, 1, 1)
+	client := agents[1]
+	c := newClient(t, client)
+	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "app", Name: "app", Port: 80,
+		Check: &api.AgentServiceCheck{CheckID: "app-ttl", TTL: "1m"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{ID: "sidecar", Name: "sidecar", Port: 21000,
+		Check: &api.AgentServiceCheck{CheckID: "sidecar-alias", AliasService: "app"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{api.HealthCritical, api.HealthPassing} {
+		if want == api.HealthPassing {
+			if err := c.Agent().PassTTL("app-ttl", ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		nodetest.Eventually(t, 15*time.Second, "the client's alias to mirror "+want, func() bool {
+			checks, err := c.Agent().Checks()
+			return err == nil && checks["sidecar-alias"] != nil && checks["sidecar-alias"].Status == want
+		})
+	}
+}
