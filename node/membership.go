@@ -229,6 +229,18 @@ func (a *Agent) reconcileServer(ctx context.Context, s gossip.Server, failedSinc
 	switch s.Status {
 	case gossip.StatusAlive:
 		delete(failedSince, s.ID)
+		// A server that lost its data dir comes back at its address with a
+		// new ID: its old entry is dead (the address is the new one's) and
+		// would block the new one and count against the quorum forever.
+		for _, c := range conf {
+			if c.Address == s.Addr.String() && c.ID != s.ID && c.ID != a.nodeID {
+				a.logger.Info("removing a stale raft entry at a rejoining server's address", "old_id", c.ID, "new_id", s.ID, "addr", c.Address)
+				if err := a.raft.RemoveServer(c.ID); err != nil {
+					a.logger.Warn("remove stale server", "id", c.ID, "error", err)
+					return
+				}
+			}
+		}
 		if in == nil || in.Address != s.Addr.String() {
 			a.logger.Info("adding a server to raft as a non-voter", "server", s.Name, "addr", s.Addr)
 			if err := a.raft.AddNonvoter(s.ID, s.Addr.String()); err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -189,4 +190,84 @@ func TestFailedServerRemovedAfterGrace(t *testing.T) {
 	if !nodeRegistered(t, leader, victim.Config().NodeName) {
 		t.Fatal("a failed server's node was deregistered before reconnect_timeout")
 	}
+}
+
+// A server that lost its data dir rejoins at its address under a new ID:
+// its old Raft entry is replaced, not left to count against the quorum.
+func TestServerRejoinsWithNewIdentity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a 3-server cluster")
+	}
+	servers := nodetest.StartCluster(t, 3, 0)
+	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	leader := leaderOf(servers)
+	var victim *nodetest.Agent
+	for _, s := range servers {
+		if s != leader {
+			victim = s
+			break
+		}
+	}
+	name := victim.Config().NodeName
+	oldID := agentNodeID(t, victim)
+	_, port, _ := strings.Cut(victim.ServerAddr(), ":")
+	victim.Shutdown(t.Context())
+	// Gossip must see the old one gone before a new one can take its name.
+	nodetest.Eventually(t, 30*time.Second, name+" failed", func() bool {
+		code, body := do(t, "GET", leader.HTTP+"/v1/agent/members", "")
+		var ms []struct {
+			Name   string
+			Status int
+		}
+		if code != 200 || json.Unmarshal([]byte(body), &ms) != nil {
+			return false
+		}
+		for _, m := range ms {
+			if m.Name == name {
+				return m.Status == 4
+			}
+		}
+		return false
+	})
+	// Same name and server address, empty data dir: a new node ID.
+	p := 0
+	fmt.Sscan(port, &p)
+	back := nodetest.Launch(t, nodetest.Options{Cluster: true, NodeName: name, BootstrapExpect: 3,
+		Join: []string{leader.GossipAddr()}, Edit: func(f *config.File) { f.Ports.Server = &p }})
+	newID := agentNodeID(t, back)
+	if newID == oldID {
+		t.Fatal("the rejoining server kept its node ID")
+	}
+	nodetest.Eventually(t, 30*time.Second, "the new identity voting and the old one gone", func() bool {
+		code, body := do(t, "GET", leader.HTTP+"/v1/operator/raft/configuration", "")
+		var conf struct {
+			Servers []struct {
+				ID    string
+				Voter bool
+			}
+		}
+		if code != 200 || json.Unmarshal([]byte(body), &conf) != nil || len(conf.Servers) != 3 {
+			return false
+		}
+		newVotes := false
+		for _, s := range conf.Servers {
+			if s.ID == oldID {
+				return false
+			}
+			if s.ID == newID && s.Voter {
+				newVotes = true
+			}
+		}
+		return newVotes
+	})
+}
+
+func agentNodeID(t *testing.T, a *nodetest.Agent) string {
+	t.Helper()
+	code, body := do(t, "GET", a.HTTP+"/v1/agent/self", "")
+	var self struct{ Config struct{ NodeID string } }
+	if code != 200 || json.Unmarshal([]byte(body), &self) != nil || self.Config.NodeID == "" {
+		t.Fatalf("agent/self = %d %s", code, body)
+	}
+	return self.Config.NodeID
 }
