@@ -81,15 +81,7 @@ func TestClusterFormsServesAndFailsOver(t *testing.T) {
 	// Kill the leader without a word: a new one is elected and writes go on.
 	old := leaderOf(servers)
 	start := time.Now()
-	if err := old.Shutdown(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	var rest []*nodetest.Agent
-	for _, s := range servers {
-		if s != old {
-			rest = append(rest, s)
-		}
-	}
+	rest := stopAgent(t, old, servers)
 	nodetest.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
 	elected := time.Since(start)
 	t.Logf("new leader %v after the old one was killed (raft_multiplier 2)", elected)
@@ -160,4 +152,20 @@ func TestAliasOnClient(t *testing.T) {
 			return err == nil && checks["sidecar-alias"] != nil && checks["sidecar-alias"].Status == want
 		})
 	}
+}
+
+// stopAgent shuts a down without a leave (as a crash looks to the others)
+// and returns the agents of group other than a.
+func stopAgent(t *testing.T, a *nodetest.Agent, group []*nodetest.Agent) []*nodetest.Agent {
+	t.Helper()
+	if err := a.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var rest []*nodetest.Agent
+	for _, s := range group {
+		if s != a {
+			rest = append(rest, s)
+		}
+	}
+	return rest
 }

@@ -70,13 +70,7 @@ func TestNoAcknowledgedWriteIsLost(t *testing.T) {
 	}
 	time.Sleep(time.Second) // writes flow before the kill (load, not a wait for a condition)
 	killed.Store(true)
-	leader.Shutdown(t.Context())
-	var rest []*nodetest.Agent
-	for _, s := range servers {
-		if s != leader {
-			rest = append(rest, s)
-		}
-	}
+	rest := stopAgent(t, leader, servers)
 	nodetest.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
 	// Keep writing for a while under the new leader, bounded in time.
 	nodetest.Eventually(t, 30*time.Second, "writes under the new leader", func() bool {
@@ -154,13 +148,7 @@ func TestQuorum(t *testing.T) {
 		servers := nodetest.StartCluster(t, 5, 0)
 		nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 		leader := leaderOf(servers)
-		leader.Shutdown(t.Context())
-		var rest []*nodetest.Agent
-		for _, s := range servers {
-			if s != leader {
-				rest = append(rest, s)
-			}
-		}
+		rest := stopAgent(t, leader, servers)
 		rest[0].Shutdown(t.Context())
 		rest = rest[1:]
 		nodetest.Eventually(t, 30*time.Second, "a leader among the 3 left", func() bool { return leaderOf(rest) != nil })
@@ -195,13 +183,7 @@ func TestFailoverWithDefaultTunings(t *testing.T) {
 
 	old := leaderOf(servers)
 	start := time.Now()
-	old.Shutdown(t.Context())
-	var rest []*nodetest.Agent
-	for _, s := range servers {
-		if s != old {
-			rest = append(rest, s)
-		}
-	}
+	rest := stopAgent(t, old, servers)
 	nodetest.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
 	elected := time.Since(start)
 	t.Logf("raft_multiplier 1: new leader %v after the leader was killed", elected)

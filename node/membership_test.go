@@ -76,13 +76,7 @@ func TestServersJoinAndLeave(t *testing.T) {
 	if code, body := do(t, "PUT", leader.HTTP+"/v1/agent/leave", ""); code != 200 {
 		t.Fatalf("server leave: %d %s", code, body)
 	}
-	leader.Shutdown(t.Context())
-	var rest []*nodetest.Agent
-	for _, s := range append(servers, s4) {
-		if s != leader {
-			rest = append(rest, s)
-		}
-	}
+	rest := stopAgent(t, leader, append(servers, s4))
 	nodetest.Eventually(t, 30*time.Second, "3 voters after the leader left", func() bool {
 		l := leaderOf(rest)
 		if l == nil {
