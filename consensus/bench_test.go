@@ -3,7 +3,6 @@ package consensus
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,26 +17,10 @@ import (
 func BenchmarkApply(b *testing.B) {
 	for _, writers := range []int{1, 16, 64} {
 		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			cfg := DefaultConfig()
-			cfg.NodeID = "11111111-2222-3333-4444-555555555555"
-			cfg.DataDir = b.TempDir()
-			cfg.Bootstrap = true
-			cfg.Advertise = ln.Addr()
-			cfg.Raft = LANRaftConfig(1)
-			cfg.Logger = testLogger(b)
-			s, err := New(cfg, catalog.NewStore())
-			if err != nil {
-				b.Fatal(err)
-			}
-			serve(b, ln, s)
-			if err := s.Start(context.Background()); err != nil {
-				b.Fatal(err)
-			}
-			defer s.Shutdown(context.Background())
+			s := launch(b, catalog.NewStore(), func(c *Config) {
+				c.DataDir, c.Bootstrap = b.TempDir(), true
+				c.Raft = LANRaftConfig(1)
+			})
 			if err := s.WaitForLeader(context.Background()); err != nil {
 				b.Fatal(err)
 			}

@@ -3,7 +3,6 @@ package consensus
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -20,27 +19,13 @@ type testNode struct {
 // newNode starts a server that has not bootstrapped.
 func newNode(t *testing.T, i int) *testNode {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := DefaultConfig()
-	cfg.NodeID = fmt.Sprintf("00000000-0000-0000-0000-%012d", i)
-	cfg.DataDir = t.TempDir()
-	cfg.Advertise = ln.Addr()
-	cfg.Raft = LANRaftConfig(5) // loose: -race on a loaded 2-core machine
-	cfg.Logger = testLogger(t)
 	store := catalog.NewStore()
-	s, err := New(cfg, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serve(t, ln, s)
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Shutdown(context.Background()) })
-	return &testNode{s: s, store: store, id: cfg.NodeID, addr: ln.Addr().String()}
+	id := fmt.Sprintf("00000000-0000-0000-0000-%012d", i)
+	s := launch(t, store, func(c *Config) {
+		c.NodeID, c.DataDir = id, t.TempDir()
+		c.Raft = LANRaftConfig(5) // loose: -race on a loaded 2-core machine
+	})
+	return &testNode{s: s, store: store, id: id, addr: s.cfg.Advertise.String()}
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {

@@ -49,7 +49,10 @@ func serve(t testing.TB, ln net.Listener, s *Server) {
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 }
 
-func startServer(t testing.TB, dir string, store *catalog.Store) *Server {
+// launch starts a server on a fresh loopback listener with the settings
+// edit makes to a test config (ID, data dir, Raft timings...). It is shut
+// down at cleanup.
+func launch(t testing.TB, store *catalog.Store, edit func(*Config)) *Server {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -57,11 +60,10 @@ func startServer(t testing.TB, dir string, store *catalog.Store) *Server {
 	}
 	cfg := DefaultConfig()
 	cfg.NodeID = "11111111-2222-3333-4444-555555555555"
-	cfg.DataDir = dir
-	cfg.Bootstrap = true
 	cfg.Advertise = ln.Addr()
 	cfg.Raft = DevRaftConfig()
 	cfg.Logger = testLogger(t)
+	edit(&cfg)
 	s, err := New(cfg, store)
 	if err != nil {
 		t.Fatal(err)
@@ -71,6 +73,14 @@ func startServer(t testing.TB, dir string, store *catalog.Store) *Server {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Shutdown(context.Background()) })
+	return s
+}
+
+// startServer starts a lone server that bootstraps itself and waits until
+// it leads and has replayed its log.
+func startServer(t testing.TB, dir string, store *catalog.Store) *Server {
+	t.Helper()
+	s := launch(t, store, func(c *Config) { c.DataDir, c.Bootstrap = dir, true })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.WaitForLeader(ctx); err != nil {
@@ -190,27 +200,11 @@ func TestSnapshotPastThresholdAndOnShutdown(t *testing.T) {
 		t.Skip("writes more than 16,384 entries")
 	}
 	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := DefaultConfig()
-	cfg.NodeID = "11111111-2222-3333-4444-555555555555"
-	cfg.DataDir = dir
-	cfg.Bootstrap = true
-	cfg.Advertise = ln.Addr()
-	cfg.Raft = LANRaftConfig(5) // loose timings: -race on a loaded machine
-	cfg.Raft.SnapshotInterval = 200 * time.Millisecond
-	cfg.Logger = testLogger(t)
-	store := catalog.NewStore()
-	s, err := New(cfg, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serve(t, ln, s)
-	if err := s.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	s := launch(t, catalog.NewStore(), func(c *Config) {
+		c.DataDir, c.Bootstrap = dir, true
+		c.Raft = LANRaftConfig(5) // loose timings: -race on a loaded machine
+		c.Raft.SnapshotInterval = 200 * time.Millisecond
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := s.WaitForLeader(ctx); err != nil {
