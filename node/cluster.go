@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/meshd/meshd/gossip"
@@ -164,14 +163,6 @@ func toAgentMember(m gossip.Member) agentMember {
 	}
 	return agentMember{Name: m.Name, Addr: m.Addr.String(), Port: uint16(m.Port), Tags: tags,
 		Status: serfStatus[m.Status], ProtocolMin: 1, ProtocolMax: 5, ProtocolCur: 2, DelegateMin: 2, DelegateMax: 5, DelegateCur: 4}
-}
-
-// joinAddr normalises a join address: a bare host gets the LAN port.
-func joinAddr(addr string) string {
-	if _, _, err := net.SplitHostPort(addr); err == nil {
-		return addr
-	}
-	return net.JoinHostPort(strings.Trim(addr, "[]"), strconv.Itoa(8301))
 }
 
 var errNoGossip = errors.New("gossip is not running")

@@ -26,51 +26,16 @@ func (a *Agent) leaderDuties(ctx context.Context) {
 		since:  map[reapKey]time.Time{},
 		now:    time.Now,
 	}
+	// The reconcile loop also keeps this server's own node and its
+	// serfHealth in the catalog, as for every member.
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		r.run(ctx)
 	}()
-	go func() {
-		defer wg.Done()
-		a.reconcileLoop(ctx)
-	}()
-	defer wg.Wait()
-	// The own node's serfHealth is what tells the reaper a live agent looks
-	// after it: put it back if a write failed or someone removed it.
-	t := time.NewTicker(selfHealthInterval)
-	defer t.Stop()
-	for {
-		a.ensureSelfHealth(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-// selfHealthInterval is how often the leader makes sure its own node
-// carries serfHealth.
-const selfHealthInterval = 10 * time.Second
-
-// ensureSelfHealth marks this server's own node alive. Every agent node
-// carries serfHealth, which gossip drives once agents form a cluster; a
-// node without it is an external one, registered through the catalog.
-func (a *Agent) ensureSelfHealth(ctx context.Context) {
-	c, err := a.store.Check(a.cfg.NodeName, catalog.SerfCheckID)
-	if err == nil && c != nil && c.Status == catalog.HealthPassing {
-		return
-	}
-	req := registration(a.node, false)
-	req.Checks = []*catalog.Check{{
-		CheckID: catalog.SerfCheckID, Name: serfHealthName, Status: catalog.HealthPassing,
-		Output: serfHealthOutput, Type: "serf",
-	}}
-	if _, err := a.server.Register(ctx, req); err != nil && ctx.Err() == nil {
-		a.logger.Warn("register own serfHealth", "error", err)
-	}
+	a.reconcileLoop(ctx)
+	wg.Wait()
 }
 
 // reapKey names a check whose service may be reaped.

@@ -374,7 +374,8 @@ func (a *Agent) agentJoin(w http.ResponseWriter, r *http.Request) (any, error) {
 	if a.gossip == nil {
 		return nil, errNoGossip
 	}
-	if _, err := a.gossip.Join([]string{joinAddr(r.PathValue("address"))}); err != nil {
+	// A bare host gets the LAN port (gossip's default).
+	if _, err := a.gossip.Join([]string{r.PathValue("address")}); err != nil {
 		return nil, &httpError{http.StatusInternalServerError, err.Error()}
 	}
 	return nil, nil

@@ -60,7 +60,8 @@ func (p *persister) saveCheck(def *config.CheckDefinition) error {
 	return writeJSONAtomic(filepath.Join(p.dir, checksDir, fileName(def.ID)), def)
 }
 
-// removeCheck forgets a check's definition and its saved state.
+// removeCheck forgets a check's definition (or maintenance record). Its
+// saved status goes through the state saver, in order with its saves.
 func (p *persister) removeCheck(id string) error {
 	if p == nil {
 		return nil
@@ -68,10 +69,7 @@ func (p *persister) removeCheck(id string) error {
 	if err := removeIfExists(filepath.Join(p.dir, checksDir, fileName(id))); err != nil {
 		return err
 	}
-	if err := p.removeMaintenance(id); err != nil {
-		return err
-	}
-	return p.removeCheckState(id)
+	return p.removeMaintenance(id)
 }
 
 // decodeStrictJSON decodes a file this agent wrote itself.
