@@ -96,16 +96,7 @@ func TestRestartedServerCatchesUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes more than 16,384 entries to a 3-server cluster")
 	}
-	servers := nodetest.StartCluster(t, 3, 0)
-	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
-	leader := leaderOf(servers)
-	var follower *nodetest.Agent
-	for _, s := range servers {
-		if s != leader {
-			follower = s
-			break
-		}
-	}
+	_, leader, follower := threeServers(t, nodetest.Options{})
 	write := func(from, to int) {
 		t.Helper()
 		var next atomic.Int64
@@ -159,16 +150,7 @@ func TestFailedServerRemovedAfterGrace(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 3-server cluster")
 	}
-	servers := nodetest.StartClusterWith(t, 3, 0, nodetest.Options{ServerFailGrace: time.Second})
-	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
-	leader := leaderOf(servers)
-	var victim *nodetest.Agent
-	for _, s := range servers {
-		if s != leader {
-			victim = s
-			break
-		}
-	}
+	_, leader, victim := threeServers(t, nodetest.Options{ServerFailGrace: time.Second})
 	start := time.Now()
 	victim.Shutdown(t.Context()) // no leave: gossip declares it failed
 	nodetest.Eventually(t, 30*time.Second, "the failed server removed from Raft", func() bool {
@@ -192,16 +174,7 @@ func TestServerRejoinsWithNewIdentity(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a 3-server cluster")
 	}
-	servers := nodetest.StartCluster(t, 3, 0)
-	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
-	leader := leaderOf(servers)
-	var victim *nodetest.Agent
-	for _, s := range servers {
-		if s != leader {
-			victim = s
-			break
-		}
-	}
+	_, leader, victim := threeServers(t, nodetest.Options{})
 	name := victim.Config().NodeName
 	oldID := agentNodeID(t, victim)
 	_, port, _ := strings.Cut(victim.ServerAddr(), ":")
@@ -264,4 +237,20 @@ func agentNodeID(t *testing.T, a *nodetest.Agent) string {
 		t.Fatalf("agent/self = %d %s", code, body)
 	}
 	return self.Config.NodeID
+}
+
+// threeServers starts a 3-server cluster with base options and returns
+// its servers, its leader and one follower.
+func threeServers(t *testing.T, base nodetest.Options) (servers []*nodetest.Agent, leader, follower *nodetest.Agent) {
+	t.Helper()
+	servers = nodetest.StartClusterWith(t, 3, 0, base)
+	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	leader = leaderOf(servers)
+	for _, s := range servers {
+		if s != leader {
+			return servers, leader, s
+		}
+	}
+	t.Fatal("no follower")
+	return nil, nil, nil
 }
