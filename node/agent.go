@@ -253,9 +253,15 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	local := &localServer{raft: a.raft, store: a.store, pool: a.pool}
 	a.server = local
 	a.rpcServer = netrpc.NewServer()
-	a.rpcServer.RegisterName("Catalog", &catalogEndpoint{s: local, ctx: bg, calls: &a.rpcCalls})
-	a.rpcServer.RegisterName("Health", &healthEndpoint{s: local, ctx: bg, calls: &a.rpcCalls})
-	a.rpcServer.RegisterName("Status", &statusEndpoint{s: local, ctx: bg, calls: &a.rpcCalls})
+	for name, endpoint := range map[string]any{
+		"Catalog": &catalogEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
+		"Health":  &healthEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
+		"Status":  &statusEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
+	} {
+		if err := a.rpcServer.RegisterName(name, endpoint); err != nil {
+			return fmt.Errorf("rpc endpoint %s: %w", name, err)
+		}
+	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
