@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -275,6 +276,34 @@ func (s *Store) NodeServices(ws memdb.WatchSet, name string) (uint64, *Node, []*
 		svcs = append(svcs, r.(*Service))
 	}
 	return idx, node, svcs, nil
+}
+
+// AddressOwners returns what has address ip: the nodes whose address it is
+// and the service instances that have it as their own address. Addresses
+// compare as IPs, not as strings.
+func (s *Store) AddressOwners(ws memdb.WatchSet, ip netip.Addr) (uint64, []*Node, []*Service, error) {
+	s.watchAbandon(ws)
+	tx := s.readTxn()
+	idx := maxIndex(tx, tableNodes, tableServices)
+	it, err := tx.Get(tableNodes, indexAddress, ip)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("nodes by address: %w", err)
+	}
+	addWatch(ws, it.WatchCh())
+	var nodes []*Node
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		nodes = append(nodes, raw.(*Node))
+	}
+	it, err = tx.Get(tableServices, indexAddress, ip)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("services by address: %w", err)
+	}
+	addWatch(ws, it.WatchCh())
+	var svcs []*Service
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		svcs = append(svcs, raw.(*Service))
+	}
+	return idx, nodes, svcs, nil
 }
 
 // NodeChecks returns every check on a node, node-level and service-level.

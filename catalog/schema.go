@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"net/netip"
 
 	"github.com/hashicorp/go-memdb"
 )
@@ -23,6 +24,7 @@ const (
 	indexServiceTag  = "service_tag"
 	indexNodeService = "node_service"
 	indexStatus      = "status"
+	indexAddress     = "address"
 )
 
 // serviceIndexPrefix prefixes the per-service rows of the index table. Those
@@ -68,6 +70,11 @@ func nodesTableSchema() *memdb.TableSchema {
 				Unique:       true,
 				Indexer:      &memdb.StringFieldIndex{Field: "ID", Lowercase: true},
 			},
+			indexAddress: {
+				Name:         indexAddress,
+				AllowMissing: true,
+				Indexer:      addressIndex{field: func(o any) string { return o.(*Node).Address }},
+			},
 		},
 	}
 }
@@ -99,6 +106,11 @@ func servicesTableSchema() *memdb.TableSchema {
 					&memdb.StringFieldIndex{Field: "Service", Lowercase: true},
 					&memdb.StringSliceFieldIndex{Field: "Tags", Lowercase: true},
 				}},
+			},
+			indexAddress: {
+				Name:         indexAddress,
+				AllowMissing: true,
+				Indexer:      addressIndex{field: func(o any) string { return o.(*Service).Address }},
 			},
 		},
 	}
@@ -152,4 +164,44 @@ func indexTableSchema() *memdb.TableSchema {
 			},
 		},
 	}
+}
+
+// addressIndex indexes rows by the IP address in a string field, in its
+// canonical form, so that "10.0.0.1" and "::ffff:10.0.0.1", or "2001:DB8::1"
+// and "2001:db8:0::1", are one key. A field holding no IP (empty, or a
+// hostname) is not indexed. Lookups take a netip.Addr.
+type addressIndex struct {
+	field func(obj any) string
+}
+
+func (x addressIndex) FromObject(obj any) (bool, []byte, error) {
+	ip, err := netip.ParseAddr(x.field(obj))
+	if err != nil {
+		return false, nil, nil
+	}
+	return true, addressKey(ip), nil
+}
+
+func (addressIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("address index: want 1 argument, got %d", len(args))
+	}
+	ip, ok := args[0].(netip.Addr)
+	if !ok || !ip.IsValid() {
+		return nil, fmt.Errorf("address index: argument %v is not an IP address", args[0])
+	}
+	return addressKey(ip), nil
+}
+
+// addressKey is the index key of ip: IPv4-mapped IPv6 as IPv4, zone
+// dropped, then a family byte (4 or 6) and the 4 or 16 address bytes.
+// memdb finds non-unique keys by prefix; the family byte keeps an IPv4 key
+// from being the prefix of an IPv6 one.
+func addressKey(ip netip.Addr) []byte {
+	ip = ip.Unmap().WithZone("")
+	family := byte(6)
+	if ip.Is4() {
+		family = 4
+	}
+	return append([]byte{family}, ip.AsSlice()...)
 }

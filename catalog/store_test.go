@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -362,5 +363,49 @@ func BenchmarkRegister(b *testing.B) {
 	for b.Loop() {
 		i++
 		register(b, s, uint64(i), fmt.Sprintf("node%d", i%1000), fmt.Sprintf("web%d", i), "web", nil)
+	}
+}
+
+// TestAddressOwners finds nodes and instances by IP, whatever way the
+// address was written, and never confuses IPv4 with IPv6 keys.
+func TestAddressOwners(t *testing.T) {
+	s := NewStore()
+	for i, r := range []*RegisterRequest{
+		{Node: "n1", Address: "10.0.0.1", Datacenter: "dc1"},
+		{Node: "n2", Address: "::ffff:10.0.0.2", Datacenter: "dc1",
+			Service: &Service{ID: "db1", Service: "db", Address: "2001:DB8::1"}},
+		{Node: "n3", Address: "host.example", Datacenter: "dc1",
+			Service: &Service{ID: "web1", Service: "web", Address: "10.0.0.1"}},
+		// 0a00:0001:0000:... starts with the bytes of 10.0.0.1.
+		{Node: "n4", Address: "a00:1::", Datacenter: "dc1"},
+	} {
+		if err := s.EnsureRegistration(uint64(i+1), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := func(nodes []*Node, svcs []*Service) string {
+		var out []string
+		for _, n := range nodes {
+			out = append(out, "node:"+n.Node)
+		}
+		for _, sv := range svcs {
+			out = append(out, "svc:"+sv.Service)
+		}
+		return fmt.Sprint(out)
+	}
+	for _, tc := range []struct{ ip, want string }{
+		{"10.0.0.1", "[node:n1 svc:web]"},
+		{"10.0.0.2", "[node:n2]"},
+		{"2001:db8:0::1", "[svc:db]"},
+		{"a00:1::", "[node:n4]"},
+		{"10.9.9.9", "[]"},
+	} {
+		idx, nodes, svcs, err := s.AddressOwners(nil, netip.MustParseAddr(tc.ip))
+		if err != nil || idx != 4 {
+			t.Fatalf("%s: idx %d err %v", tc.ip, idx, err)
+		}
+		if got := names(nodes, svcs); got != tc.want {
+			t.Errorf("AddressOwners(%s) = %s, want %s", tc.ip, got, tc.want)
+		}
 	}
 }

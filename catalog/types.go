@@ -70,8 +70,20 @@ type Service struct {
 	Port              int               `json:"Port"`
 	Weights           Weights           `json:"Weights"`
 	EnableTagOverride bool              `json:"EnableTagOverride"`
-	CreateIndex       uint64            `json:"CreateIndex"`
-	ModifyIndex       uint64            `json:"ModifyIndex"`
+	// DNS holds meshd's DNS options for the instance; absent from the JSON
+	// when unset, so Consul's clients see the object they know.
+	DNS         ServiceDNS `json:"DNS,omitzero"`
+	CreateIndex uint64     `json:"CreateIndex"`
+	ModifyIndex uint64     `json:"ModifyIndex"`
+}
+
+// ServiceDNS are an instance's DNS options (a meshd extension).
+type ServiceDNS struct {
+	// Single asks DNS to answer questions about the service with one
+	// record, picked by weight, instead of the shuffled list: server-side
+	// balancing for clients that always take the first record. Set on
+	// any healthy instance, it applies to the service's answers.
+	Single bool `json:"Single,omitzero"`
 }
 
 // HasTag reports whether the instance carries tag, case-insensitively as
@@ -183,6 +195,24 @@ func (c *CheckServiceNode) Healthy(onlyPassing bool) bool {
 		return !onlyPassing
 	}
 	return true
+}
+
+// Weight is the instance's load-balancing weight in its current state:
+// Weights.Passing, or Weights.Warning while a check warns; 0 when
+// critical. Unset weights (both zero) are DefaultWeights, as an instance
+// registered without them gets.
+func (c *CheckServiceNode) Weight() int {
+	w := c.Service.Weights
+	if w == (Weights{}) {
+		w = DefaultWeights
+	}
+	switch c.AggregatedStatus() {
+	case HealthCritical:
+		return 0
+	case HealthWarning:
+		return max(w.Warning, 0)
+	}
+	return max(w.Passing, 0)
 }
 
 // RegisterRequest writes a node and, optionally, one service instance and

@@ -2,6 +2,7 @@ package dns
 
 import (
 	"context"
+	"net/netip"
 
 	"github.com/meshd/meshd/catalog"
 )
@@ -29,4 +30,21 @@ type Resolver interface {
 	ServiceInstances(ctx context.Context, q ServiceLookup) ([]catalog.CheckServiceNode, error)
 	// Node returns the node or nil when unknown.
 	Node(ctx context.Context, datacenter, name string) (*catalog.Node, error)
+}
+
+// Reverse is what a reverse (PTR) lookup found at an address in the local
+// datacenter.
+type Reverse struct {
+	// Nodes are the names of the nodes whose address it is.
+	Nodes []string
+	// Services are the names of the services with an instance that has
+	// the address as its own (Service.Address).
+	Services []string
+}
+
+// NameServer is a server of the local datacenter, named in NS and SOA
+// records as <Node>.node.<dc>.<domain> with Address as its glue record.
+type NameServer struct {
+	Node    string
+	Address netip.Addr
 }

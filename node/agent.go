@@ -17,6 +17,7 @@ import (
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/catalog/balance"
 	"github.com/meshd/meshd/checks"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/dns"
@@ -79,8 +80,11 @@ type Agent struct {
 	started  bool
 	shutdown bool
 
-	opts          options
-	gossip        *gossip.Pool
+	opts   options
+	gossip *gossip.Pool
+	// balancer remembers round-robin and least-recent turns for
+	// /v1/lb/service.
+	balancer      *balance.Balancer
 	memberEvents  chan gossip.Event // for the leader's reconciliation
 	eventsDropped atomic.Bool       // the queue overflowed: reconcile all
 	membersCh     chan struct{}     // a token per membership change
@@ -106,6 +110,7 @@ func New(cfg *config.Runtime, logger *slog.Logger, opts ...Option) (*Agent, erro
 		memberEvents: make(chan gossip.Event, memberEventBuffer),
 		membersCh:    make(chan struct{}, 1),
 		leftCh:       make(chan struct{}),
+		balancer:     balance.New(0),
 	}
 	for _, o := range opts {
 		o(&a.opts)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -35,6 +36,7 @@ type catalogServer interface {
 	Services(ctx context.Context, q *rpc.QueryOptions) (*rpc.ServicesResponse, error)
 	Nodes(ctx context.Context, q *rpc.QueryOptions) (*rpc.NodesResponse, error)
 	NodeServices(ctx context.Context, q *rpc.NodeQuery) (*rpc.NodeServicesResponse, error)
+	AddressOwners(ctx context.Context, q *rpc.AddressQuery) (*rpc.AddressOwnersResponse, error)
 	NodeChecks(ctx context.Context, q *rpc.NodeQuery) (*rpc.ChecksResponse, error)
 	ServiceChecks(ctx context.Context, q *rpc.ServiceQuery) (*rpc.ChecksResponse, error)
 	ChecksInState(ctx context.Context, q *rpc.StateQuery) (*rpc.ChecksResponse, error)
@@ -144,7 +146,7 @@ func (s *localServer) leader(ctx context.Context) (string, error) {
 // stale and this server does not lead. It returns false when it forwarded
 // (the reply is then filled by the leader).
 func (s *localServer) read(ctx context.Context, opts *rpc.QueryOptions, method string, args, reply any) (bool, error) {
-	if opts.AllowStale && s.raft.HasLeaderContact() && (opts.MaxStale <= 0 || s.raft.LastContact() <= opts.MaxStale) {
+	if s.staleOK(opts) {
 		return true, nil
 	}
 	here := false
@@ -153,6 +155,50 @@ func (s *localServer) read(ctx context.Context, opts *rpc.QueryOptions, method s
 		return nil
 	})
 	return here, err
+}
+
+// staleOK reports whether this server may answer a read with opts from
+// its own catalog without asking the leader: stale reads allowed, and the
+// leader heard from recently enough.
+func (s *localServer) staleOK(opts *rpc.QueryOptions) bool {
+	return opts.AllowStale && s.raft.HasLeaderContact() && (opts.MaxStale <= 0 || s.raft.LastContact() <= opts.MaxStale)
+}
+
+// localHealthService answers a stale health/service read from this
+// server's catalog, with a func that reports whether the answer is still
+// current: until a change bears on the service, or a restore replaces the
+// catalog, or the leader has been silent for longer than MaxStale. Callers
+// that keep what they built from the answer reuse it while fresh says so.
+// ok is false when the read may not be answered here (the caller then uses
+// HealthServiceNodes).
+func (s *localServer) localHealthService(ctx context.Context, q *rpc.ServiceQuery) (nodes []catalog.CheckServiceNode, fresh func() bool, ok bool, err error) {
+	opts := q.QueryOptions
+	if opts.MinIndex != 0 || opts.RequireConsistent || !s.staleOK(&opts) {
+		return nil, nil, false, nil
+	}
+	if err := s.readReady(ctx, &opts); err != nil {
+		return nil, nil, true, err
+	}
+	ws := memdb.NewWatchSet()
+	_, nodes, err = s.store.CheckServiceNodes(ws, q.Service, q.Tags, q.PassingOnly)
+	if err != nil {
+		return nil, nil, true, err
+	}
+	chans := make([]<-chan struct{}, 0, len(ws))
+	for ch := range ws {
+		chans = append(chans, ch)
+	}
+	fresh = func() bool {
+		for _, ch := range chans {
+			select {
+			case <-ch:
+				return false
+			default:
+			}
+		}
+		return s.staleOK(&opts)
+	}
+	return nodes, fresh, true, nil
 }
 
 // blockingQuery runs query once, or, with MinIndex, until its index moves
@@ -194,6 +240,13 @@ func (s *localServer) blockingQuery(ctx context.Context, opts *rpc.QueryOptions,
 // readReady holds a read until this server's catalog has replayed its log
 // and, for a consistent read, until it has confirmed it still leads.
 func (s *localServer) readReady(ctx context.Context, opts *rpc.QueryOptions) error {
+	if !opts.RequireConsistent {
+		select {
+		case <-s.raft.Ready():
+			return nil // the common case, without a timer
+		default:
+		}
+	}
 	t := time.NewTimer(readyWait)
 	defer t.Stop()
 	select {
@@ -303,6 +356,22 @@ func (s *localServer) Nodes(ctx context.Context, q *rpc.QueryOptions) (*rpc.Node
 	return out, s.blockingQuery(ctx, q, &out.QueryMeta, func(ws memdb.WatchSet) (uint64, error) {
 		idx, nodes, err := s.store.Nodes(ws)
 		out.Nodes = nodes
+		return idx, err
+	})
+}
+
+func (s *localServer) AddressOwners(ctx context.Context, q *rpc.AddressQuery) (*rpc.AddressOwnersResponse, error) {
+	out := &rpc.AddressOwnersResponse{}
+	ip, err := netip.ParseAddr(q.Address)
+	if err != nil {
+		return out, fmt.Errorf("address owners: %w", err)
+	}
+	if here, err := s.read(ctx, &q.QueryOptions, "Catalog.AddressOwners", q, out); !here || err != nil {
+		return out, err
+	}
+	return out, s.blockingQuery(ctx, &q.QueryOptions, &out.QueryMeta, func(ws memdb.WatchSet) (uint64, error) {
+		idx, nodes, svcs, err := s.store.AddressOwners(ws, ip)
+		out.Nodes, out.Services = nodes, svcs
 		return idx, err
 	})
 }

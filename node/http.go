@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -86,8 +87,18 @@ func (a *Agent) routes() http.Handler {
 	handle(read, "/v1/snapshot", a.snapshotSave)
 	handle("PUT", "/v1/snapshot", a.snapshotRestore)
 
+	handle(read, "/v1/lb/service/{name...}", a.lbService)
+
 	handle(read, "/v1/status/leader", a.statusLeader)
 	handle(read, "/v1/status/peers", a.statusPeers)
+
+	if a.cfg.EnableDebug {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 
@@ -100,7 +111,8 @@ func (a *Agent) wrap(f apiFunc) http.Handler {
 		out, err := f(w, r)
 		if err != nil {
 			code, msg := errorStatus(err)
-			if code >= 500 {
+			// 503 is an answer ("nothing healthy"), not a failure.
+			if code >= 500 && code != http.StatusServiceUnavailable {
 				a.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 			}
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -31,6 +31,7 @@ type agentService struct {
 	Address           string
 	Weights           catalog.Weights
 	EnableTagOverride bool
+	DNS               catalog.ServiceDNS `json:",omitzero"`
 	Datacenter        string
 }
 
@@ -44,8 +45,17 @@ func (a *Agent) toAgentService(s *catalog.Service) agentService {
 		Address:           s.Address,
 		Weights:           s.Weights,
 		EnableTagOverride: s.EnableTagOverride,
+		DNS:               s.DNS,
 		Datacenter:        a.cfg.Datacenter,
 	}
+}
+
+// serviceDNS converts a definition's DNS block for the catalog.
+func serviceDNS(d *config.ServiceDNS) catalog.ServiceDNS {
+	if d == nil {
+		return catalog.ServiceDNS{}
+	}
+	return catalog.ServiceDNS{Single: d.Single}
 }
 
 // waitSynced waits, boundedly, for the catalog to hold change gen.
@@ -98,6 +108,7 @@ func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChe
 		svc: &catalog.Service{
 			ID: def.ID, Service: def.Name, Tags: def.Tags, Address: def.Address, Port: def.Port,
 			Meta: def.Meta, Weights: weights, EnableTagOverride: def.EnableTagOverride,
+			DNS: serviceDNS(def.DNS),
 		},
 		def:        def,
 		fromConfig: fromConfig,

@@ -39,6 +39,7 @@ type catalogServiceBody struct {
 	Port              int
 	Weights           *config.Weights
 	EnableTagOverride bool
+	DNS               *config.ServiceDNS
 }
 
 type catalogCheckBody struct {
@@ -121,6 +122,7 @@ func (a *Agent) toRegisterRequest(b *catalogRegisterBody) (*catalog.RegisterRequ
 		req.Service = &catalog.Service{
 			ID: id, Service: s.Service, Tags: s.Tags, Address: s.Address, Meta: s.Meta,
 			Port: s.Port, Weights: weights, EnableTagOverride: s.EnableTagOverride,
+			DNS: serviceDNS(s.DNS),
 		}
 	}
 	bodies := b.Checks

@@ -8,24 +8,43 @@ import (
 	"github.com/meshd/meshd/node/rpc"
 )
 
+// healthService answers GET /v1/health/service/:name: the instances with
+// their checks, shuffled (client-side balancing), or sorted nearest first
+// with ?near.
 func (a *Agent) healthService(w http.ResponseWriter, r *http.Request) (any, error) {
-	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
-	if err != nil {
-		return nil, err
-	}
 	passing, err := queryFlag(r, "passing")
 	if err != nil {
 		return nil, err
 	}
-	meta, err := nodeMetaFilter(r)
+	out, qm, err := a.serviceEntries(r, passing)
 	if err != nil {
 		return nil, err
 	}
+	setMeta(w, qm)
+	shuffle(out)
+	if near := r.URL.Query().Get("near"); near != "" {
+		sortNear(out, a.distanceFrom(near))
+	}
+	return out, nil
+}
+
+// serviceEntries runs the query behind health/service and lb/service:
+// the instances of the service named in the path matching ?tag (repeated),
+// ?node-meta and ?filter, critical ones included unless passingOnly.
+func (a *Agent) serviceEntries(r *http.Request, passingOnly bool) ([]catalog.CheckServiceNode, rpc.QueryMeta, error) {
+	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, rpc.QueryMeta{}, err
+	}
+	meta, err := nodeMetaFilter(r)
+	if err != nil {
+		return nil, rpc.QueryMeta{}, err
+	}
 	res, err := a.server.HealthServiceNodes(r.Context(), &rpc.ServiceQuery{
-		Service: r.PathValue("name"), Tags: r.URL.Query()["tag"], PassingOnly: passing, QueryOptions: qo,
+		Service: r.PathValue("name"), Tags: r.URL.Query()["tag"], PassingOnly: passingOnly, QueryOptions: qo,
 	})
 	if err != nil {
-		return nil, err
+		return nil, rpc.QueryMeta{}, err
 	}
 	out := make([]catalog.CheckServiceNode, 0, len(res.Nodes))
 	for _, csn := range res.Nodes {
@@ -35,11 +54,9 @@ func (a *Agent) healthService(w http.ResponseWriter, r *http.Request) (any, erro
 	}
 	out, err = catalog.Filter(r.URL.Query().Get("filter"), out)
 	if err != nil {
-		return nil, err
+		return nil, rpc.QueryMeta{}, err
 	}
-	setMeta(w, res.QueryMeta)
-	shuffle(out)
-	return out, nil
+	return out, res.QueryMeta, nil
 }
 
 // presentCheckServiceNode copies an entry with [] and {} for nil slices

@@ -124,6 +124,10 @@ func (s *remoteServer) Nodes(ctx context.Context, q *rpc.QueryOptions) (*rpc.Nod
 	return read[rpc.NodesResponse](ctx, s, "Catalog.Nodes", q)
 }
 
+func (s *remoteServer) AddressOwners(ctx context.Context, q *rpc.AddressQuery) (*rpc.AddressOwnersResponse, error) {
+	return read[rpc.AddressOwnersResponse](ctx, s, "Catalog.AddressOwners", q)
+}
+
 func (s *remoteServer) NodeServices(ctx context.Context, q *rpc.NodeQuery) (*rpc.NodeServicesResponse, error) {
 	return read[rpc.NodeServicesResponse](ctx, s, "Catalog.NodeServices", q)
 }

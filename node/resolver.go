@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"net/netip"
 	"strings"
 
 	"github.com/meshd/meshd/catalog"
@@ -44,6 +45,38 @@ func (r dnsResolver) Node(ctx context.Context, datacenter, name string) (*catalo
 		return nil, err
 	}
 	return res.Node, nil
+}
+
+func (r dnsResolver) ReverseLookup(ctx context.Context, ip netip.Addr) (dns.Reverse, error) {
+	res, err := r.a.server.AddressOwners(ctx, &rpc.AddressQuery{Address: ip.String(), QueryOptions: r.opts()})
+	if err != nil {
+		return dns.Reverse{}, err
+	}
+	var out dns.Reverse
+	for _, n := range res.Nodes {
+		out.Nodes = append(out.Nodes, n.Node)
+	}
+	seen := make(map[string]bool, len(res.Services))
+	for _, s := range res.Services {
+		if name := strings.ToLower(s.Service); !seen[name] {
+			seen[name] = true
+			out.Services = append(out.Services, s.Service)
+		}
+	}
+	return out, nil
+}
+
+// NameServers are the alive servers of the datacenter as gossip sees
+// them: every agent knows them without asking anyone.
+func (r dnsResolver) NameServers(context.Context) ([]dns.NameServer, error) {
+	if r.a.gossip == nil {
+		return nil, nil
+	}
+	var out []dns.NameServer
+	for _, m := range r.a.gossip.Servers(r.a.cfg.Datacenter) {
+		out = append(out, dns.NameServer{Node: m.Name, Address: m.Addr})
+	}
+	return out, nil
 }
 
 // opts are the read options of DNS lookups: dns_config.allow_stale and

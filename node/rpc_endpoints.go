@@ -97,6 +97,14 @@ func (e *catalogEndpoint) NodeServices(args *rpc.NodeQuery, reply *rpc.NodeServi
 	return fill(reply)(e.s.NodeServices(e.ctx, args))
 }
 
+func (e *catalogEndpoint) AddressOwners(args *rpc.AddressQuery, reply *rpc.AddressOwnersResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.AddressOwners(e.ctx, args))
+}
+
 type healthEndpoint struct {
 	s     *localServer
 	ctx   context.Context

@@ -32,6 +32,8 @@ type ServiceDefinition struct {
 	// to {Passing: 1, Warning: 1}, as Consul does.
 	Weights           *Weights
 	EnableTagOverride bool
+	// DNS are meshd's DNS options for the instance (`dns { single = true }`).
+	DNS *ServiceDNS
 	// TaggedAddresses are accepted so Consul definitions decode; meshd only
 	// stores them.
 	TaggedAddresses map[string]ServiceAddress
@@ -46,6 +48,13 @@ type ServiceDefinition struct {
 type Weights struct {
 	Passing int
 	Warning int
+}
+
+// ServiceDNS are a service's DNS options, a meshd extension.
+type ServiceDNS struct {
+	// Single makes DNS answer the service's names with one record chosen
+	// by weight (server-side balancing) instead of the shuffled list.
+	Single bool
 }
 
 // ServiceAddress is an address and port under a tag ("lan", "wan").

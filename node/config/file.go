@@ -31,11 +31,13 @@ type File struct {
 	ClientAddr *string   `mapstructure:"client_addr"`
 	Ports      FilePorts `mapstructure:"ports"`
 
-	Domain   *string `mapstructure:"domain"`
-	LogLevel *string `mapstructure:"log_level"`
+	Domain    *string `mapstructure:"domain"`
+	AltDomain *string `mapstructure:"alt_domain"`
+	LogLevel  *string `mapstructure:"log_level"`
 
 	EnableScriptChecks      *bool `mapstructure:"enable_script_checks"`
 	EnableLocalScriptChecks *bool `mapstructure:"enable_local_script_checks"`
+	EnableDebug             *bool `mapstructure:"enable_debug"`
 
 	RetryJoin            []string `mapstructure:"retry_join"`
 	StartJoin            []string `mapstructure:"start_join"`
@@ -83,11 +85,12 @@ type FileDNS struct {
 	MaxStale   *time.Duration `mapstructure:"max_stale"`
 	NodeTTL    *time.Duration `mapstructure:"node_ttl"`
 	// ServiceTTL maps a service name, or a prefix ending in '*', to its TTL.
-	ServiceTTL     map[string]time.Duration `mapstructure:"service_ttl"`
-	OnlyPassing    *bool                    `mapstructure:"only_passing"`
-	ARecordLimit   *int                     `mapstructure:"a_record_limit"`
-	UDPAnswerLimit *int                     `mapstructure:"udp_answer_limit"`
-	EnableTruncate *bool                    `mapstructure:"enable_truncate"`
+	ServiceTTL      map[string]time.Duration `mapstructure:"service_ttl"`
+	OnlyPassing     *bool                    `mapstructure:"only_passing"`
+	ARecordLimit    *int                     `mapstructure:"a_record_limit"`
+	UDPAnswerLimit  *int                     `mapstructure:"udp_answer_limit"`
+	EnableTruncate  *bool                    `mapstructure:"enable_truncate"`
+	RecursorTimeout *time.Duration           `mapstructure:"recursor_timeout"`
 }
 
 // Format is a config file's syntax.

@@ -307,6 +307,7 @@ const (
 	DefaultRaftMultiplier      = 1
 	DefaultDNSMaxStale         = 87600 * time.Hour
 	DefaultDNSTTL              = 5 * time.Second
+	DefaultRecursorTimeout     = 2 * time.Second
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -325,6 +326,7 @@ func defaultFile(hostname string, hostErr error) *File {
 		LogLevel:                ptr(DefaultLogLevel),
 		EnableScriptChecks:      ptr(false),
 		EnableLocalScriptChecks: ptr(false),
+		EnableDebug:             ptr(false),
 		CheckUpdateInterval:     ptr(DefaultCheckUpdateInterval),
 		ReconnectTimeout:        ptr(DefaultReconnectTimeout),
 		Performance:             FilePerformance{RaftMultiplier: ptr(DefaultRaftMultiplier)},
@@ -336,10 +338,11 @@ func defaultFile(hostname string, hostErr error) *File {
 			SerfWAN: ptr(DefaultSerfWANPort),
 		},
 		DNS: FileDNS{
-			AllowStale: ptr(true),
-			MaxStale:   ptr(DefaultDNSMaxStale),
-			NodeTTL:    ptr(DefaultDNSTTL),
-			ServiceTTL: map[string]time.Duration{"*": DefaultDNSTTL},
+			AllowStale:      ptr(true),
+			MaxStale:        ptr(DefaultDNSMaxStale),
+			RecursorTimeout: ptr(DefaultRecursorTimeout),
+			NodeTTL:         ptr(DefaultDNSTTL),
+			ServiceTTL:      map[string]time.Duration{"*": DefaultDNSTTL},
 			// DESIGN.md: UDP answers carry as many records as fit and set
 			// TC (Consul's default is 3 records, no TC).
 			OnlyPassing:    ptr(false),

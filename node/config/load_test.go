@@ -74,11 +74,12 @@ func TestLoadDefaults(t *testing.T) {
 		ReconnectTimeout:     72 * time.Hour,
 		RaftMultiplier:       1,
 		DNS: DNSConfig{
-			AllowStale:     true,
-			MaxStale:       87600 * time.Hour,
-			NodeTTL:        5 * time.Second,
-			ServiceTTL:     map[string]time.Duration{"*": 5 * time.Second},
-			EnableTruncate: true,
+			AllowStale:      true,
+			MaxStale:        87600 * time.Hour,
+			NodeTTL:         5 * time.Second,
+			ServiceTTL:      map[string]time.Duration{"*": 5 * time.Second},
+			EnableTruncate:  true,
+			RecursorTimeout: 2 * time.Second,
 		},
 	}
 	if !reflect.DeepEqual(r, want) {

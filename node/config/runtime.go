@@ -61,11 +61,16 @@ type Runtime struct {
 
 	// Domain is lower-cased and ends with a dot ("consul.").
 	Domain string
+	// AltDomain is "" or, like Domain, lower-cased with a final dot and
+	// different from Domain.
+	AltDomain string
 	// LogLevel is one of trace, debug, info, warn, error.
 	LogLevel string
 
 	EnableScriptChecks      bool
 	EnableLocalScriptChecks bool
+	// EnableDebug serves Go's profiles under /debug/pprof/.
+	EnableDebug bool
 
 	RetryJoin []string
 	StartJoin []string
@@ -109,6 +114,8 @@ type DNSConfig struct {
 	EnableTruncate bool
 	// Recursors are "ip:port" (port 53 unless given).
 	Recursors []string
+	// RecursorTimeout bounds each exchange with a recursor.
+	RecursorTimeout time.Duration
 }
 
 // TTLForService returns the TTL for a service's records: an exact entry,
@@ -265,6 +272,18 @@ func (b *builder) build(dev bool, hostErr error) (*Runtime, error) {
 	if !validDomain(r.Domain) {
 		return nil, b.origin("domain").errorf("%q is not a valid DNS domain", *m.Domain)
 	}
+	if m.AltDomain != nil && *m.AltDomain != "" {
+		r.AltDomain = strings.ToLower(*m.AltDomain)
+		if !strings.HasSuffix(r.AltDomain, ".") {
+			r.AltDomain += "."
+		}
+		switch {
+		case !validDomain(r.AltDomain):
+			return nil, b.origin("alt_domain").errorf("%q is not a valid DNS domain", *m.AltDomain)
+		case r.AltDomain == r.Domain:
+			return nil, b.origin("alt_domain").errorf("%q is the same as domain", *m.AltDomain)
+		}
+	}
 	switch lvl := strings.ToLower(strings.TrimSpace(*m.LogLevel)); lvl {
 	case "trace", "debug", "info", "warn", "error":
 		r.LogLevel = lvl
@@ -279,6 +298,7 @@ func (b *builder) build(dev bool, hostErr error) (*Runtime, error) {
 	// Membership.
 	r.EnableScriptChecks = *m.EnableScriptChecks
 	r.EnableLocalScriptChecks = *m.EnableLocalScriptChecks
+	r.EnableDebug = *m.EnableDebug
 	if r.EnableScriptChecks {
 		b.warn("enable_script_checks: any client of the HTTP API can run commands on this host; prefer enable_local_script_checks")
 	}
@@ -353,14 +373,15 @@ func (b *builder) buildAddrs(r *Runtime) error {
 func (b *builder) buildDNS(r *Runtime) error {
 	d := &b.merged.DNS
 	r.DNS = DNSConfig{
-		AllowStale:     *d.AllowStale,
-		MaxStale:       *d.MaxStale,
-		NodeTTL:        *d.NodeTTL,
-		ServiceTTL:     d.ServiceTTL,
-		OnlyPassing:    *d.OnlyPassing,
-		ARecordLimit:   *d.ARecordLimit,
-		UDPAnswerLimit: *d.UDPAnswerLimit,
-		EnableTruncate: *d.EnableTruncate,
+		AllowStale:      *d.AllowStale,
+		MaxStale:        *d.MaxStale,
+		NodeTTL:         *d.NodeTTL,
+		ServiceTTL:      d.ServiceTTL,
+		OnlyPassing:     *d.OnlyPassing,
+		ARecordLimit:    *d.ARecordLimit,
+		UDPAnswerLimit:  *d.UDPAnswerLimit,
+		EnableTruncate:  *d.EnableTruncate,
+		RecursorTimeout: *d.RecursorTimeout,
 	}
 	switch {
 	case r.DNS.MaxStale < 0:
@@ -371,6 +392,8 @@ func (b *builder) buildDNS(r *Runtime) error {
 		return b.origin("dns_config.a_record_limit").errorf("must not be negative")
 	case r.DNS.UDPAnswerLimit < 0:
 		return b.origin("dns_config.udp_answer_limit").errorf("must not be negative")
+	case r.DNS.RecursorTimeout <= 0:
+		return b.origin("dns_config.recursor_timeout").errorf("must be positive")
 	}
 	for _, k := range sortedMapKeys(r.DNS.ServiceTTL) {
 		o := b.origin("dns_config.service_ttl[" + k + "]")

@@ -94,6 +94,21 @@ type NodeServicesResponse struct {
 	Services []*catalog.Service
 }
 
+// AddressQuery asks Catalog.AddressOwners what has an IP address.
+type AddressQuery struct {
+	// Address is an IP address in any form netip.ParseAddr reads.
+	Address string
+	QueryOptions
+}
+
+// AddressOwnersResponse answers Catalog.AddressOwners: the nodes whose
+// address it is and the instances that have it as their own.
+type AddressOwnersResponse struct {
+	QueryMeta
+	Nodes    []*catalog.Node
+	Services []*catalog.Service
+}
+
 // ChecksResponse answers the Health check reads.
 type ChecksResponse struct {
 	QueryMeta

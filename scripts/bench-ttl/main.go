@@ -10,24 +10,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshd/meshd/scripts/internal/agentproc"
 )
 
 func main() {
@@ -48,64 +43,36 @@ func main() {
 	}
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func run(bin string, n int, duration time.Duration, workers int) error {
-	var ports [3]int
-	for i := range ports {
-		p, err := freePort()
-		if err != nil {
-			return err
-		}
-		ports[i] = p
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), duration+10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "agent", "-dev", "-log-level", "warn",
-		"-http-port", strconv.Itoa(ports[0]), "-dns-port", strconv.Itoa(ports[1]), "-server-port", strconv.Itoa(ports[2]))
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", bin, err)
-	}
-	defer func() {
-		cmd.Process.Signal(os.Interrupt)
-		cmd.Wait()
-	}()
-	base := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}}
-	if err := waitUp(client, base); err != nil {
+	agent, err := agentproc.Start(ctx, bin, workers)
+	if err != nil {
 		return err
 	}
-
+	defer agent.Stop()
 	start := time.Now()
-	if err := parallel(n, workers, func(i int) error {
+	if err := agentproc.Parallel(n, workers, func(i int) error {
 		body := fmt.Sprintf(`{"ID":"c%d","Name":"c%d","TTL":"30s"}`, i, i)
-		return put(client, base+"/v1/agent/check/register", body)
+		return agent.Put("/v1/agent/check/register", body)
 	}); err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
 	fmt.Printf("registered %d TTL checks in %v\n", n, time.Since(start).Round(time.Millisecond))
 	// The first pass is a status change for every check: n writes.
 	start = time.Now()
-	if err := parallel(n, workers, func(i int) error {
-		return put(client, fmt.Sprintf("%s/v1/agent/check/pass/c%d", base, i), "")
+	if err := agentproc.Parallel(n, workers, func(i int) error {
+		return agent.Put(fmt.Sprintf("/v1/agent/check/pass/c%d", i), "")
 	}); err != nil {
 		return fmt.Errorf("first pass: %w", err)
 	}
 	fmt.Printf("first pass (critical -> passing) of %d checks in %v\n", n, time.Since(start).Round(time.Millisecond))
 
-	idxBefore, err := raftIndex(client, base)
+	idxBefore, err := raftIndex(agent)
 	if err != nil {
 		return err
 	}
-	cpuBefore, err := cpuSeconds(cmd.Process.Pid)
+	cpuBefore, err := agentproc.CPUSeconds(agent.Pid())
 	if err != nil {
 		return err
 	}
@@ -117,9 +84,9 @@ func run(bin string, n int, duration time.Duration, workers int) error {
 	begin := time.Now()
 	for round := 0; time.Since(begin) < duration; round++ {
 		roundStart := time.Now()
-		err := parallel(n, workers, func(i int) error {
+		err := agentproc.Parallel(n, workers, func(i int) error {
 			t0 := time.Now()
-			err := put(client, fmt.Sprintf("%s/v1/agent/check/pass/c%d", base, i), "")
+			err := agent.Put(fmt.Sprintf("/v1/agent/check/pass/c%d", i), "")
 			d := time.Since(t0)
 			mu.Lock()
 			latencies = append(latencies, d)
@@ -135,11 +102,11 @@ func run(bin string, n int, duration time.Duration, workers int) error {
 		}
 	}
 	wall := time.Since(begin)
-	cpuAfter, err := cpuSeconds(cmd.Process.Pid)
+	cpuAfter, err := agentproc.CPUSeconds(agent.Pid())
 	if err != nil {
 		return err
 	}
-	idxAfter, err := raftIndex(client, base)
+	idxAfter, err := raftIndex(agent)
 	if err != nil {
 		return err
 	}
@@ -156,95 +123,18 @@ func run(bin string, n int, duration time.Duration, workers int) error {
 	return nil
 }
 
-func waitUp(c *http.Client, base string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := c.Get(base + "/v1/status/leader")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == 200 && len(bytes.Trim(b, "\"\n")) > 0 {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("agent not up at %s: %v", base, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func put(c *http.Client, url, body string) error {
-	req, err := http.NewRequest("PUT", url, strings.NewReader(body))
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("PUT %s: %d %s", url, resp.StatusCode, b)
-	}
-	return nil
-}
-
-// parallel runs f(0..n-1) on workers goroutines and returns the first error.
-func parallel(n, workers int, f func(i int) error) error {
-	var next atomic.Int64
-	var firstErr error
-	var once sync.Once
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if err := f(i); err != nil {
-					once.Do(func() { firstErr = err })
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return firstErr
-}
-
-func raftIndex(c *http.Client, base string) (uint64, error) {
-	resp, err := c.Get(base + "/v1/agent/self")
+func raftIndex(agent *agentproc.Agent) (uint64, error) {
+	b, err := agent.Get("/v1/agent/self")
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
 	var self struct {
 		Stats struct {
 			Raft map[string]string `json:"raft"`
 		}
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&self); err != nil {
+	if err := json.Unmarshal(b, &self); err != nil {
 		return 0, err
 	}
 	return strconv.ParseUint(self.Stats.Raft["last_log_index"], 10, 64)
-}
-
-// cpuSeconds reads a process's user+system CPU time from /proc.
-func cpuSeconds(pid int) (float64, error) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0, err
-	}
-	// Fields after the command name, which is in parentheses.
-	rest := string(b[bytes.LastIndexByte(b, ')')+2:])
-	f := strings.Fields(rest)
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	const ticks = 100 // USER_HZ on Linux
-	return (utime + stime) / ticks, nil
 }

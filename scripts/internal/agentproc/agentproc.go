@@ -1,0 +1,191 @@
+// Package agentproc runs the real meshd binary for the benchmark scripts:
+// a dev agent on free loopback ports, HTTP helpers to load it, and its CPU
+// use from /proc. Traffic goes to 127.0.0.1 only.
+package agentproc
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Agent is a running `meshd agent -dev`.
+type Agent struct {
+	cmd *exec.Cmd
+	// HTTP is the API base URL; DNSPort the DNS port on 127.0.0.1.
+	HTTP    string
+	DNSPort int
+	// Client is an HTTP client sized for Workers concurrent requests.
+	Client *http.Client
+}
+
+// Start runs bin as a dev agent with its HTTP, DNS and server ports on free
+// loopback ports plus extra arguments, and waits until it has a leader.
+// ctx bounds the agent's life: it is killed when ctx ends.
+func Start(ctx context.Context, bin string, workers int, extra ...string) (*Agent, error) {
+	var ports [3]int
+	for i := range ports {
+		p, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		ports[i] = p
+	}
+	args := append([]string{"agent", "-dev", "-log-level", "warn",
+		"-http-port", strconv.Itoa(ports[0]), "-dns-port", strconv.Itoa(ports[1]), "-server-port", strconv.Itoa(ports[2])},
+		extra...)
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	a := &Agent{
+		cmd:     cmd,
+		HTTP:    fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
+		DNSPort: ports[1],
+		Client:  &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}},
+	}
+	if err := a.waitUp(); err != nil {
+		a.Stop()
+		return nil, err
+	}
+	return a, nil
+}
+
+// Pid is the agent's process ID.
+func (a *Agent) Pid() int { return a.cmd.Process.Pid }
+
+// Stop interrupts the agent and waits for it to exit.
+func (a *Agent) Stop() {
+	_ = a.cmd.Process.Signal(os.Interrupt)
+	_ = a.cmd.Wait()
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (a *Agent) waitUp() error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := a.Client.Get(a.HTTP + "/v1/status/leader")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 && len(bytes.Trim(b, "\"\n")) > 0 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("agent not up at %s: %v", a.HTTP, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Put sends a PUT to the agent's API path and wants a 200.
+func (a *Agent) Put(path, body string) error {
+	req, err := http.NewRequest("PUT", a.HTTP+path, strings.NewReader(body))
+	if err != nil {
+		return err
+	}
+	resp, err := a.Client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("PUT %s: %d %s", path, resp.StatusCode, b)
+	}
+	return nil
+}
+
+// Get fetches the agent's API path and wants a 200.
+func (a *Agent) Get(path string) ([]byte, error) {
+	return a.GetTimeout(path, a.Client.Timeout)
+}
+
+// GetTimeout is Get with its own time limit.
+func (a *Agent) GetTimeout(path string, timeout time.Duration) ([]byte, error) {
+	c := *a.Client
+	c.Timeout = timeout
+	resp, err := c.Get(a.HTTP + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("GET %s: %d %s", path, resp.StatusCode, b)
+	}
+	return b, nil
+}
+
+// Parallel runs f(0..n-1) on workers goroutines and returns the first
+// error; after an error no new call starts.
+func Parallel(n, workers int, f func(i int) error) error {
+	var (
+		next    atomic.Int64
+		failed  atomic.Bool
+		errOnce sync.Once
+		first   error
+		wg      sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			for !failed.Load() {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					errOnce.Do(func() { first = err })
+					failed.Store(true)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return first
+}
+
+// CPUSeconds reads a process's user+system CPU time from /proc.
+func CPUSeconds(pid int) (float64, error) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name, which is in parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 > len(b) {
+		return 0, fmt.Errorf("unexpected /proc stat %q", b)
+	}
+	f := strings.Fields(string(b[i+2:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("unexpected /proc stat %q", b)
+	}
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	const ticks = 100 // USER_HZ on Linux
+	return (utime + stime) / ticks, nil
+}
