@@ -29,6 +29,41 @@ func TestConfigValidate(t *testing.T) {
 		{name: "negative service TTL", mutate: func(c *meshdns.Config) { c.ServiceTTL = -time.Second }, wantErr: "service_ttl"},
 		{name: "node TTL too large", mutate: func(c *meshdns.Config) { c.NodeTTL = 1 << 31 * time.Second }, wantErr: "node_ttl"},
 		{name: "negative record limit", mutate: func(c *meshdns.Config) { c.ARecordLimit = -1 }, wantErr: "a_record_limit"},
+		{name: "alt domain", mutate: func(c *meshdns.Config) { c.AltDomain = "meshd.example" }},
+		{name: "alt domain inside the domain", mutate: func(c *meshdns.Config) { c.AltDomain = "alt.consul." }},
+		{name: "alt domain is the domain", mutate: func(c *meshdns.Config) { c.AltDomain = "CONSUL" }, wantErr: "alt_domain"},
+		{name: "alt domain root", mutate: func(c *meshdns.Config) { c.AltDomain = "." }, wantErr: "alt_domain"},
+		{name: "alt domain with space", mutate: func(c *meshdns.Config) { c.AltDomain = "a b" }, wantErr: "alt_domain"},
+		{name: "service TTLs", mutate: func(c *meshdns.Config) {
+			c.ServiceTTLs = map[string]time.Duration{"*": time.Second, "web*": 0, "db": time.Minute}
+		}},
+		{name: "service TTL key empty", mutate: func(c *meshdns.Config) {
+			c.ServiceTTLs = map[string]time.Duration{"": time.Second}
+		}, wantErr: "service_ttl key is empty"},
+		{name: "service TTL star inside", mutate: func(c *meshdns.Config) {
+			c.ServiceTTLs = map[string]time.Duration{"w*b": time.Second}
+		}, wantErr: `"w*b"`},
+		{name: "service TTL two stars", mutate: func(c *meshdns.Config) {
+			c.ServiceTTLs = map[string]time.Duration{"**": time.Second}
+		}, wantErr: `"**"`},
+		{name: "service TTL keys differing in case", mutate: func(c *meshdns.Config) {
+			c.ServiceTTLs = map[string]time.Duration{"Web": time.Second, "web": time.Second}
+		}, wantErr: "differ only in case"},
+		{name: "service TTL negative", mutate: func(c *meshdns.Config) {
+			c.ServiceTTLs = map[string]time.Duration{"db": -time.Second}
+		}, wantErr: `service_ttl["db"]`},
+		{name: "service TTL too large", mutate: func(c *meshdns.Config) {
+			c.ServiceTTLs = map[string]time.Duration{"web*": 1 << 31 * time.Second}
+		}, wantErr: `service_ttl["web*"]`},
+		{name: "recursors", mutate: func(c *meshdns.Config) { c.Recursors = []string{"8.8.8.8:53", "[2001:db8::1]:5353"} }},
+		{name: "recursor without port", mutate: func(c *meshdns.Config) { c.Recursors = []string{"8.8.8.8"} }, wantErr: `recursor "8.8.8.8"`},
+		{name: "recursor hostname", mutate: func(c *meshdns.Config) { c.Recursors = []string{"dns.google:53"} }, wantErr: "recursor"},
+		{name: "recursor port 0", mutate: func(c *meshdns.Config) { c.Recursors = []string{"8.8.8.8:0"} }, wantErr: "port 0"},
+		{name: "recursor timeout zero with recursors", mutate: func(c *meshdns.Config) {
+			c.Recursors, c.RecursorTimeout = []string{"8.8.8.8:53"}, 0
+		}, wantErr: "recursor_timeout"},
+		{name: "recursor timeout zero without recursors", mutate: func(c *meshdns.Config) { c.RecursorTimeout = 0 }},
+		{name: "recursor timeout negative", mutate: func(c *meshdns.Config) { c.RecursorTimeout = -time.Second }, wantErr: "recursor_timeout"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"strings"
 	"sync"
@@ -17,8 +18,12 @@ import (
 	"github.com/miekg/dns"
 )
 
-// errBroken is what the fixture's "broken" service and node fail with.
+// errBroken is what the fixture's "broken" service and node fail with,
+// and reverse lookups of brokenAddr.
 var errBroken = errors.New("catalog unavailable")
+
+// brokenAddr is the address whose reverse lookup fails.
+var brokenAddr = netip.MustParseAddr("192.0.2.99")
 
 // fakeResolver answers from fixed instances and nodes, keyed by
 // "dc/lower-case name", and records the service lookups it gets.
@@ -28,6 +33,12 @@ type fakeResolver struct {
 	// ignoreTags returns instances whatever their tags, which the
 	// Resolver contract allows.
 	ignoreTags bool
+	// reverse overrides ReverseLookup for its addresses; others are
+	// found in services and nodes of dc1.
+	reverse map[netip.Addr]meshdns.Reverse
+	// nameServers is what NameServers returns, with nameServersErr.
+	nameServers    []meshdns.NameServer
+	nameServersErr error
 
 	// lookupsMu guards lookups.
 	lookupsMu sync.Mutex
@@ -57,6 +68,46 @@ func (r *fakeResolver) Node(_ context.Context, dc, name string) (*catalog.Node, 
 	return r.nodes[dc+"/"+strings.ToLower(name)], nil
 }
 
+// ReverseLookup finds the dc1 nodes with address ip, and the dc1 services
+// with an instance whose own address is ip, each once.
+func (r *fakeResolver) ReverseLookup(_ context.Context, ip netip.Addr) (meshdns.Reverse, error) {
+	if ip == brokenAddr {
+		return meshdns.Reverse{}, errBroken
+	}
+	if rev, ok := r.reverse[ip]; ok {
+		return rev, nil
+	}
+	var rev meshdns.Reverse
+	for key, node := range r.nodes {
+		if strings.HasPrefix(key, "dc1/") && sameAddr(node.Address, ip) {
+			rev.Nodes = append(rev.Nodes, node.Node)
+		}
+	}
+	for key, insts := range r.services {
+		if !strings.HasPrefix(key, "dc1/") {
+			continue
+		}
+		for _, inst := range insts {
+			if sameAddr(inst.Service.Address, ip) {
+				rev.Services = append(rev.Services, inst.Service.Service)
+				break
+			}
+		}
+	}
+	sort.Strings(rev.Nodes)
+	sort.Strings(rev.Services)
+	return rev, nil
+}
+
+func sameAddr(s string, ip netip.Addr) bool {
+	a, err := netip.ParseAddr(s)
+	return err == nil && a == ip
+}
+
+func (r *fakeResolver) NameServers(context.Context) ([]meshdns.NameServer, error) {
+	return r.nameServers, r.nameServersErr
+}
+
 func (r *fakeResolver) seen() []meshdns.ServiceLookup {
 	r.lookupsMu.Lock()
 	defer r.lookupsMu.Unlock()
@@ -72,13 +123,14 @@ type inst struct {
 	weights        catalog.Weights
 	status         catalog.HealthStatus // of the service check; "" = passing
 	nodeStatus     catalog.HealthStatus // of serfHealth; "" = passing
+	single         bool                 // Service.DNS.Single
 }
 
 func (i inst) build(dc, service string, n int) catalog.CheckServiceNode {
 	node := &catalog.Node{Node: i.node, Address: i.nodeAddr, Datacenter: dc}
 	id := fmt.Sprintf("%s-%d", service, n)
 	svc := &catalog.Service{Node: i.node, ID: id, Service: service, Tags: i.tags,
-		Address: i.addr, Port: i.port, Weights: i.weights}
+		Address: i.addr, Port: i.port, Weights: i.weights, DNS: catalog.ServiceDNS{Single: i.single}}
 	status := func(s catalog.HealthStatus) catalog.HealthStatus {
 		if s == "" {
 			return catalog.HealthPassing
@@ -91,9 +143,20 @@ func (i inst) build(dc, service string, n int) catalog.CheckServiceNode {
 	}}
 }
 
+// fixtureNameServers are the fixture's name servers: unsorted, one with an
+// invalid name, one with an IPv4-mapped address.
+var fixtureNameServers = []meshdns.NameServer{
+	{Node: "srv2", Address: netip.MustParseAddr("10.0.0.12")},
+	{Node: "srv1", Address: netip.MustParseAddr("10.0.0.11")},
+	{Node: "bad name", Address: netip.MustParseAddr("10.0.0.15")},
+	{Node: "srv3", Address: netip.MustParseAddr("2001:db8::13")},
+	{Node: "srv4", Address: netip.MustParseAddr("::ffff:10.0.0.14")},
+}
+
 // newFixture is the catalog most tests answer from.
 func newFixture() *fakeResolver {
-	r := &fakeResolver{services: map[string][]catalog.CheckServiceNode{}, nodes: map[string]*catalog.Node{}}
+	r := &fakeResolver{services: map[string][]catalog.CheckServiceNode{}, nodes: map[string]*catalog.Node{},
+		nameServers: fixtureNameServers}
 	add := func(dc, service string, insts ...inst) {
 		for n, i := range insts {
 			csn := i.build(dc, service, n)
@@ -123,6 +186,34 @@ func newFixture() *fakeResolver {
 	add("dc1", "hostnode", inst{node: "h1", nodeAddr: "h1.example.org", port: 80})
 	add("dc1", "big", manyInsts("big", 100, 2)...)
 	add("dc1", "huge", manyInsts("huge", 300, 3)...)
+	add("dc1", "many", manyInsts("many", 200, 6)...)
+	// Reverse lookups: 10.0.0.1 is node n1 and the own address of "rev";
+	// 2001:db8::60 is the own address of "api6" on n6.
+	add("dc1", "rev", inst{node: "n1", nodeAddr: "10.0.0.1", addr: "10.0.0.1", port: 9000})
+	add("dc1", "api6", inst{node: "n6", nodeAddr: "2001:db8::6", addr: "2001:db8::60", port: 9000})
+	// Single answers. "lb": weights 1, 2, 3, a passing instance of weight
+	// 0, and a heavy one without a usable address. "lbmix": a light IPv4
+	// instance and a heavy IPv6 one. "pinned": DNS.Single on one instance.
+	add("dc1", "lb",
+		inst{node: "lb-1", nodeAddr: "10.5.0.1", port: 81, weights: catalog.Weights{Passing: 1, Warning: 1}},
+		inst{node: "lb-2", nodeAddr: "10.5.0.2", port: 82, weights: catalog.Weights{Passing: 2, Warning: 1}},
+		inst{node: "lb-3", nodeAddr: "10.5.0.3", port: 83, weights: catalog.Weights{Passing: 3, Warning: 1}},
+		inst{node: "lb-zero", nodeAddr: "10.5.0.4", port: 84, weights: catalog.Weights{Passing: 0, Warning: 1}},
+		inst{node: "lb-bad", nodeAddr: "10.5.0.5", addr: "not an address", port: 85, weights: catalog.Weights{Passing: 1000, Warning: 1}},
+	)
+	add("dc1", "lbmix",
+		inst{node: "mix-4", nodeAddr: "10.5.1.4", port: 80, weights: catalog.Weights{Passing: 1, Warning: 1}},
+		inst{node: "mix-6", nodeAddr: "2001:db8::5:6", port: 80, weights: catalog.Weights{Passing: 100, Warning: 1}},
+	)
+	add("dc1", "pinned",
+		inst{node: "pin-1", nodeAddr: "10.5.2.1", port: 80},
+		inst{node: "pin-2", nodeAddr: "10.5.2.2", port: 80, single: true},
+		inst{node: "pin-3", nodeAddr: "10.5.2.3", port: 80},
+	)
+	add("dc1", "hostonly",
+		inst{node: "ho-1", nodeAddr: "10.5.3.1", addr: "a.example.org", port: 80},
+		inst{node: "ho-2", nodeAddr: "10.5.3.2", addr: "b.example.org", port: 80},
+	)
 	add("dc2", "db", inst{node: "d1", nodeAddr: "192.168.0.1", port: 5432})
 	return r
 }
@@ -157,7 +248,7 @@ func testLogger(t testing.TB) *slog.Logger {
 // startServer serves r on fresh loopback sockets until the test ends,
 // then shuts down and checks both Serve calls returned nil. The sockets
 // are bound before Serve runs, so queries sent at once just queue.
-func startServer(t *testing.T, cfg meshdns.Config, r meshdns.Resolver) *testServer {
+func startServer(t testing.TB, cfg meshdns.Config, r meshdns.Resolver) *testServer {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)

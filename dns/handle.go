@@ -1,11 +1,15 @@
 package dns
 
 import (
+	"cmp"
 	"context"
 	"math/rand/v2"
+	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/catalog/balance"
 	"github.com/miekg/dns"
 )
 
@@ -16,8 +20,9 @@ const maxUDPSize = dns.DefaultMsgSize // 4096
 // Handle answers req, received over network ("udp" or "tcp"; anything not
 // starting with "tcp" is treated as UDP and size-limited). It never
 // returns nil and never panics, whatever req holds, and the reply always
-// packs. Resolver calls use ctx. Safe for concurrent use; Handle needs no
-// Serve call, which makes it the entry point for tests and benchmarks.
+// packs. Resolver calls and forwarding to recursors use ctx. Safe for
+// concurrent use; Handle needs no Serve call, which makes it the entry
+// point for tests and benchmarks.
 func (s *Server) Handle(ctx context.Context, req *dns.Msg, network string) *dns.Msg {
 	resp := new(dns.Msg)
 	resp.Response = true
@@ -41,6 +46,7 @@ func (s *Server) Handle(ctx context.Context, req *dns.Msg, network string) *dns.
 	}
 	resp.RecursionDesired = req.RecursionDesired
 	resp.CheckingDisabled = req.CheckingDisabled
+	resp.RecursionAvailable = len(s.recursors) > 0
 	if !questionOK {
 		resp.Rcode = dns.RcodeFormatError
 		return resp
@@ -57,115 +63,254 @@ func (s *Server) Handle(ctx context.Context, req *dns.Msg, network string) *dns.
 		return resp
 	}
 
-	s.answer(ctx, resp, req.Question[0])
+	forwarded := s.answer(ctx, resp, req.Question[0])
+	if forwarded {
+		s.forward(ctx, resp, req, reqOpt, network)
+	}
 
-	if reqOpt != nil {
-		resp.SetEdns0(maxUDPSize, false)
+	switch {
+	case reqOpt != nil:
+		// DO is echoed only on relayed answers: ours are not signed.
+		resp.SetEdns0(maxUDPSize, forwarded && reqOpt.Do())
+	case resp.Rcode > 0xF:
+		// An extended rcode relayed from a recursor needs an OPT record,
+		// which a client without EDNS0 must not get.
+		resp.Rcode = dns.RcodeServerFailure
+		resp.Answer, resp.Ns, resp.Extra = nil, nil, nil
 	}
 	s.fit(resp, network, reqOpt)
 	return resp
 }
 
-// answer fills resp for question q.
-func (s *Server) answer(ctx context.Context, resp *dns.Msg, q dns.Question) {
+// answer fills resp for question q, or returns true when q is to be
+// forwarded to the recursors instead.
+func (s *Server) answer(ctx context.Context, resp *dns.Msg, q dns.Question) (forward bool) {
 	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
 		resp.Rcode = dns.RcodeRefused
-		return
-	}
-	labels, ok := s.zoneLabels(q.Name)
-	if !ok {
-		// Not ours, and there are no recursors (yet).
-		resp.Rcode = dns.RcodeRefused
-		return
+		return false
 	}
 	if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
-		resp.Rcode = dns.RcodeRefused // no zone transfers
-		return
+		resp.Rcode = dns.RcodeRefused // no zone transfers, ours or relayed
+		return false
+	}
+	z, labels, ok := s.zoneLabels(q.Name)
+	if !ok {
+		if isReverseName(q.Name) {
+			return s.answerPTR(ctx, resp, q)
+		}
+		if len(s.recursors) > 0 {
+			return true
+		}
+		resp.Rcode = dns.RcodeRefused
+		return false
 	}
 	resp.Authoritative = true
 
 	pq := parseLabels(labels, s.cfg.Datacenter)
 	switch pq.kind {
 	case kindApex:
-		s.answerApex(resp, q)
+		s.answerApex(ctx, resp, q, z)
 	case kindService:
-		s.answerService(ctx, resp, q, pq)
+		s.answerService(ctx, resp, q, z, pq)
 	case kindNode:
-		s.answerNode(ctx, resp, q, pq)
+		s.answerNode(ctx, resp, q, z, pq)
 	case kindAddr:
-		s.answerAddr(resp, q, pq)
+		s.answerAddr(resp, q, z, pq)
 	default:
-		s.nxdomain(resp)
+		s.nxdomain(resp, z)
+	}
+	return false
+}
+
+// zoneLabels finds the zone of name and returns it with the lower-cased
+// labels of name left of it; false when name is in no zone of ours.
+func (s *Server) zoneLabels(name string) (*zone, []string, bool) {
+	for _, z := range s.zones {
+		prefix, ok := z.match(name)
+		if !ok {
+			continue
+		}
+		if prefix == "" {
+			return z, nil, true
+		}
+		labels := dns.SplitDomainName(prefix)
+		for i, l := range labels {
+			labels[i] = strings.ToLower(l)
+		}
+		return z, labels, true
+	}
+	return nil, nil, false
+}
+
+// answerApex answers the SOA and NS questions of the zone. Only these ask
+// the Resolver for the name servers; negative answers name ns.<zone> in
+// their SOA instead, so that they cost no extra lookup.
+func (s *Server) answerApex(ctx context.Context, resp *dns.Msg, q dns.Question, z *zone) {
+	wantSOA := q.Qtype == dns.TypeSOA || q.Qtype == dns.TypeANY
+	wantNS := q.Qtype == dns.TypeNS || q.Qtype == dns.TypeANY
+	if !wantSOA && !wantNS {
+		s.nodata(resp, z)
+		return
+	}
+	servers := s.nameServers(ctx, z)
+	if wantSOA {
+		mname := z.ns
+		if len(servers) > 0 {
+			mname = servers[0].name
+		}
+		resp.Answer = append(resp.Answer, s.soa(z, mname))
+	}
+	if !wantNS {
+		return
+	}
+	if len(servers) == 0 {
+		resp.Answer = append(resp.Answer, &dns.NS{Hdr: header(z.name, dns.TypeNS, s.nodeTTL), Ns: z.ns})
+		return
+	}
+	for _, ns := range servers {
+		resp.Answer = append(resp.Answer, &dns.NS{Hdr: header(z.name, dns.TypeNS, s.nodeTTL), Ns: ns.name})
+		if ns.addr.IsValid() {
+			resp.Extra = append(resp.Extra, addrRR(ns.name, ns.addr, s.nodeTTL))
+		}
 	}
 }
 
-// zoneLabels returns the lower-cased labels of name left of the domain,
-// and false when name is not in the domain.
-func (s *Server) zoneLabels(name string) ([]string, bool) {
-	if dns.CompareDomainName(name, s.domain) != s.domainLabels {
-		return nil, false
-	}
-	all := dns.SplitDomainName(name)
-	labels := all[:len(all)-s.domainLabels]
-	for i, l := range labels {
-		labels[i] = strings.ToLower(l)
-	}
-	return labels, true
+// nameServer is a NameServer as the NS record names it.
+type nameServer struct {
+	key  string // lower-case node name: sort and identity
+	name string // <node>.node.<dc>.<zone>
+	addr netip.Addr
 }
 
-func (s *Server) answerApex(resp *dns.Msg, q dns.Question) {
-	if q.Qtype == dns.TypeSOA || q.Qtype == dns.TypeANY {
-		resp.Answer = append(resp.Answer, s.soa())
+// nameServers returns the datacenter's name servers with valid names,
+// once per node name whatever its case, sorted by node name; nil when the
+// Resolver fails or knows none, which the caller answers with ns.<zone>.
+func (s *Server) nameServers(ctx context.Context, z *zone) []nameServer {
+	list, err := s.resolver.NameServers(ctx)
+	if err != nil {
+		s.logger.Warn("resolve name servers", "err", err)
+		return nil
 	}
-	if q.Qtype == dns.TypeNS || q.Qtype == dns.TypeANY {
-		resp.Answer = append(resp.Answer, &dns.NS{Hdr: header(s.domain, dns.TypeNS, s.nodeTTL), Ns: "ns." + s.domain})
+	out := make([]nameServer, 0, len(list))
+	for _, ns := range list {
+		if !validLabel(ns.Node) {
+			continue
+		}
+		name := ns.Node + ".node." + s.cfg.Datacenter + "." + z.name
+		if len(name) > maxNameLen {
+			continue
+		}
+		out = append(out, nameServer{key: strings.ToLower(ns.Node), name: name, addr: ns.Address.Unmap().WithZone("")})
 	}
-	if len(resp.Answer) == 0 {
-		s.nodata(resp)
-	}
+	slices.SortStableFunc(out, func(a, b nameServer) int { return cmp.Compare(a.key, b.key) })
+	return slices.CompactFunc(out, func(a, b nameServer) bool { return a.key == b.key })
 }
 
-func (s *Server) answerService(ctx context.Context, resp *dns.Msg, q dns.Question, pq query) {
-	instances, err := s.resolver.ServiceInstances(ctx, pq.service)
+func (s *Server) answerService(ctx context.Context, resp *dns.Msg, q dns.Question, z *zone, pq query) {
+	hs, err := s.healthy(ctx, pq.service)
 	if err != nil {
 		s.logger.Warn("resolve service", "service", pq.service.Service, "tag", pq.service.Tag,
 			"datacenter", pq.service.Datacenter, "err", err)
 		resp.Rcode = dns.RcodeServerFailure
 		return
 	}
-	healthy := make([]*catalog.CheckServiceNode, 0, len(instances))
-	for i := range instances {
-		inst := &instances[i]
-		if inst.Node == nil || inst.Service == nil || !inst.Healthy(s.cfg.OnlyPassing) {
-			continue
-		}
-		if pq.service.Tag != "" && !inst.Service.HasTag(pq.service.Tag) {
-			continue
-		}
-		healthy = append(healthy, inst)
-	}
-	if len(healthy) == 0 {
-		s.nxdomain(resp)
+	if len(hs.insts) == 0 {
+		s.nxdomain(resp, z)
 		return
 	}
-	rand.Shuffle(len(healthy), func(i, j int) { healthy[i], healthy[j] = healthy[j], healthy[i] })
-
-	switch q.Qtype {
-	case dns.TypeSRV:
-		s.srvRecords(resp, q.Name, pq.dc, healthy)
-	case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
-		s.serviceAddrRecords(resp, q.Name, q.Qtype, healthy)
+	single := pq.single || hs.single
+	ttl := s.ttls.lookup(pq.service.Service)
+	if !single && hs.fresh != nil && isLowerASCII(q.Name) {
+		// The hot path: records built once per set and question name,
+		// shuffled per answer.
+		s.builtAnswer(hs, q, z, pq.dc, ttl).fill(resp, s.cfg.ARecordLimit)
+		if len(resp.Answer) == 0 {
+			s.nodata(resp, z)
+		}
+		return
 	}
-	if limit := s.cfg.ARecordLimit; limit > 0 && len(resp.Answer) > limit {
-		resp.Answer = resp.Answer[:limit]
-		pruneExtra(resp)
+	// The set may be shared with other questions: shuffle (and let
+	// singleAnswer reorder) a copy.
+	healthy := slices.Clone(hs.insts)
+	if single {
+		s.singleAnswer(resp, q, z, pq.dc, ttl, healthy)
+	} else {
+		rand.Shuffle(len(healthy), func(i, j int) { healthy[i], healthy[j] = healthy[j], healthy[i] })
+		switch q.Qtype {
+		case dns.TypeSRV:
+			s.srvRecords(resp, q.Name, z, pq.dc, ttl, healthy)
+		case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
+			serviceAddrRecords(resp, q.Name, q.Qtype, ttl, healthy)
+		}
+		if limit := s.cfg.ARecordLimit; limit > 0 && len(resp.Answer) > limit {
+			resp.Answer = resp.Answer[:limit]
+			pruneExtra(resp)
+		}
 	}
 	if len(resp.Answer) == 0 {
-		s.nodata(resp)
+		s.nodata(resp, z)
 	}
 }
 
-func (s *Server) answerNode(ctx context.Context, resp *dns.Msg, q dns.Question, pq query) {
+// singleAnswer answers q with the record of one instance, picked with
+// balance.Weighted among those of insts that can answer q: an IPv4
+// address for A, IPv6 for AAAA, either for ANY, an SRV target for SRV.
+// As in list answers, instances with hostnames answer A, AAAA and ANY
+// (with a CNAME) only when no instance has an IP address. insts is
+// reordered.
+func (s *Server) singleAnswer(resp *dns.Msg, q dns.Question, z *zone, dc string, ttl uint32, insts []*catalog.CheckServiceNode) {
+	switch q.Qtype {
+	case dns.TypeSRV:
+		slab := newRRSlab(1)
+		for len(insts) > 0 {
+			i := balance.Weighted(insts)
+			target, addr := s.srvTarget(slab, insts[i], z, dc, ttl)
+			if target == "" {
+				// Draw again without it: the odds of drawing among the
+				// instances with a target, without building every target.
+				insts[i] = insts[len(insts)-1]
+				insts = insts[:len(insts)-1]
+				continue
+			}
+			resp.Answer = append(resp.Answer, slab.srv(q.Name, insts[i], target, ttl))
+			if addr != nil {
+				resp.Extra = append(resp.Extra, addr)
+			}
+			return
+		}
+	case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
+		// Filter in place: the write index never passes the read index.
+		cands, anyIP := insts[:0], false
+		for _, inst := range insts {
+			ip, ok := parseIP(instanceAddress(inst))
+			if !ok {
+				continue
+			}
+			anyIP = true
+			if wantsAddr(q.Qtype, ip) {
+				cands = append(cands, inst)
+			}
+		}
+		if anyIP {
+			if len(cands) > 0 {
+				ip, _ := parseIP(instanceAddress(cands[balance.Weighted(cands)]))
+				resp.Answer = append(resp.Answer, addrRR(q.Name, ip, ttl))
+			}
+			return
+		}
+		// No IP anywhere, so the loop above kept nothing: insts is whole.
+		for _, inst := range insts {
+			if validHostname(instanceAddress(inst)) {
+				cands = append(cands, inst)
+			}
+		}
+		if len(cands) > 0 {
+			resp.Answer = append(resp.Answer, cnameRR(q.Name, instanceAddress(cands[balance.Weighted(cands)]), ttl))
+		}
+	}
+}
+
+func (s *Server) answerNode(ctx context.Context, resp *dns.Msg, q dns.Question, z *zone, pq query) {
 	node, err := s.resolver.Node(ctx, pq.dc, pq.node)
 	if err != nil {
 		s.logger.Warn("resolve node", "node", pq.node, "datacenter", pq.dc, "err", err)
@@ -173,7 +318,7 @@ func (s *Server) answerNode(ctx context.Context, resp *dns.Msg, q dns.Question, 
 		return
 	}
 	if node == nil {
-		s.nxdomain(resp)
+		s.nxdomain(resp, z)
 		return
 	}
 	if ip, ok := parseIP(node.Address); ok {
@@ -185,30 +330,30 @@ func (s *Server) answerNode(ctx context.Context, resp *dns.Msg, q dns.Question, 
 		resp.Answer = append(resp.Answer, cnameRR(q.Name, node.Address, s.nodeTTL))
 	}
 	if len(resp.Answer) == 0 {
-		s.nodata(resp)
+		s.nodata(resp, z)
 	}
 }
 
-func (s *Server) answerAddr(resp *dns.Msg, q dns.Question, pq query) {
+func (s *Server) answerAddr(resp *dns.Msg, q dns.Question, z *zone, pq query) {
 	if wantsAddr(q.Qtype, pq.addr) {
-		resp.Answer = append(resp.Answer, addrRR(q.Name, pq.addr, s.serviceTTL))
+		resp.Answer = append(resp.Answer, addrRR(q.Name, pq.addr, s.ttls.def))
 		return
 	}
-	s.nodata(resp)
+	s.nodata(resp, z)
 }
 
 // nxdomain makes resp say the name does not exist.
-func (s *Server) nxdomain(resp *dns.Msg) {
+func (s *Server) nxdomain(resp *dns.Msg, z *zone) {
 	resp.Rcode = dns.RcodeNameError
 	resp.Answer, resp.Extra = nil, nil
-	resp.Ns = []dns.RR{s.soa()}
+	resp.Ns = []dns.RR{s.soa(z, z.ns)}
 }
 
 // nodata makes resp say the name exists without records of the asked type.
-func (s *Server) nodata(resp *dns.Msg) {
+func (s *Server) nodata(resp *dns.Msg, z *zone) {
 	resp.Rcode = dns.RcodeSuccess
 	resp.Answer, resp.Extra = nil, nil
-	resp.Ns = []dns.RR{s.soa()}
+	resp.Ns = []dns.RR{s.soa(z, z.ns)}
 }
 
 // fit bounds resp to what network carries: 512 bytes over UDP, or the
@@ -216,15 +361,25 @@ func (s *Server) nodata(resp *dns.Msg) {
 // do not fit are dropped whole and TC is set.
 func (s *Server) fit(resp *dns.Msg, network string, reqOpt *dns.OPT) {
 	size := dns.MaxMsgSize
-	if !strings.HasPrefix(network, "tcp") {
+	udp := transport(network) == "udp"
+	cut := false
+	if udp {
 		size = dns.MinMsgSize
 		if reqOpt != nil {
 			size = min(max(int(reqOpt.UDPSize()), dns.MinMsgSize), maxUDPSize)
+		}
+		if limit := s.cfg.UDPAnswerLimit; limit > 0 && resp.Authoritative && len(resp.Answer) > limit {
+			resp.Answer = resp.Answer[:limit]
+			pruneExtra(resp)
+			cut = true
 		}
 	}
 	// Truncate fills the sections in order and stops at the first record
 	// that does not fit, so no additional record outlives its SRV record.
 	resp.Truncate(size)
+	if udp && resp.Authoritative {
+		resp.Truncated = (resp.Truncated || cut) && !s.cfg.NoTruncateFlag
+	}
 }
 
 // pruneExtra drops the additional records of SRV targets no longer in the

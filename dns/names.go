@@ -4,7 +4,54 @@ import (
 	"encoding/hex"
 	"net/netip"
 	"strings"
+
+	"github.com/miekg/dns"
 )
+
+// zone is a domain the server is authoritative for: Config.Domain or
+// Config.AltDomain. Names built for an answer go under the zone of its
+// question.
+type zone struct {
+	name   string // canonical: lower case, final dot
+	labels int
+	ns     string // "ns.<name>": the SOA's MNAME when no name server is known
+	mbox   string // "hostmaster.<name>": the SOA's RNAME
+}
+
+func newZone(domain string) *zone {
+	name := dns.CanonicalName(domain)
+	return &zone{name: name, labels: dns.CountLabel(name), ns: "ns." + name, mbox: "hostmaster." + name}
+}
+
+// match returns the part of name, a valid fully qualified name, left of
+// the zone (without its final dot), and whether name is in the zone at
+// all. It allocates nothing.
+func (z *zone) match(name string) (string, bool) {
+	if len(name) < len(z.name) || !strings.EqualFold(name[len(name)-len(z.name):], z.name) {
+		return "", false
+	}
+	rest := name[:len(name)-len(z.name)]
+	if rest == "" {
+		return "", true
+	}
+	// The suffix must start a label: "xconsul." and "x\.consul." (one
+	// label, its dot escaped) are not in "consul.".
+	end := len(rest) - 1
+	if rest[end] != '.' || escaped(rest, end) {
+		return "", false
+	}
+	return rest[:end], true
+}
+
+// escaped reports whether s[i] is escaped: preceded by an odd number of
+// backslashes.
+func escaped(s string, i int) bool {
+	n := 0
+	for i--; i >= 0 && s[i] == '\\'; i-- {
+		n++
+	}
+	return n%2 == 1
+}
 
 // nameKind is what a name under the domain asks about.
 type nameKind int
@@ -21,10 +68,19 @@ const (
 type query struct {
 	kind    nameKind
 	service ServiceLookup // kindService
-	node    string        // kindNode
-	addr    netip.Addr    // kindAddr
-	dc      string        // every kind but kindApex
+	// single asks for one record, picked by weight (kindService): the
+	// name's leftmost label is "single".
+	single bool
+	node   string     // kindNode
+	addr   netip.Addr // kindAddr
+	dc     string     // every kind but kindApex
 }
+
+// singleLabel, leftmost in a service name, asks for a single answer:
+// single.web.service.consul, single.v1.web.service.consul,
+// single._web._tcp.service.consul. A tag named "single" is therefore
+// only reachable in the RFC 2782 form, _web._single.service.consul.
+const singleLabel = "single"
 
 // parseLabels parses the lower-cased labels of a name that sit left of the
 // domain. Like Consul it looks for the kind label from the right, with at
@@ -44,12 +100,16 @@ func parseLabels(labels []string, defaultDC string) query {
 	parts := labels[:kindAt]
 	switch labels[kindAt] {
 	case "service":
+		single := len(parts) > 1 && parts[0] == singleLabel
+		if single {
+			parts = parts[1:]
+		}
 		lookup, ok := parseService(parts)
 		if !ok {
 			return query{}
 		}
 		lookup.Datacenter = dc
-		return query{kind: kindService, service: lookup, dc: dc}
+		return query{kind: kindService, service: lookup, single: single, dc: dc}
 	case "node":
 		if len(parts) != 1 {
 			return query{}

@@ -32,6 +32,23 @@ func TestParseLabels(t *testing.T) {
 			want: query{kind: kindService, dc: "dc1", service: ServiceLookup{Datacenter: "dc1", Service: "service"}}},
 		{name: "rightmost kind wins", labels: []string{"web", "service", "service"},
 			want: query{kind: kindService, dc: "dc1", service: ServiceLookup{Datacenter: "dc1", Service: "service", Tag: "web"}}},
+		{name: "single", labels: []string{"single", "web", "service"},
+			want: query{kind: kindService, dc: "dc1", single: true, service: ServiceLookup{Datacenter: "dc1", Service: "web"}}},
+		{name: "single tag dc", labels: []string{"single", "v1", "web", "service", "dc2"},
+			want: query{kind: kindService, dc: "dc2", single: true, service: ServiceLookup{Datacenter: "dc2", Service: "web", Tag: "v1"}}},
+		{name: "single rfc2782", labels: []string{"single", "_web", "_tcp", "service"},
+			want: query{kind: kindService, dc: "dc1", single: true, service: ServiceLookup{Datacenter: "dc1", Service: "web"}}},
+		{name: "single rfc2782 tag", labels: []string{"single", "_web", "_v1", "service"},
+			want: query{kind: kindService, dc: "dc1", single: true, service: ServiceLookup{Datacenter: "dc1", Service: "web", Tag: "v1"}}},
+		{name: "service named single", labels: []string{"single", "service"},
+			want: query{kind: kindService, dc: "dc1", service: ServiceLookup{Datacenter: "dc1", Service: "single"}}},
+		{name: "single answer of service single", labels: []string{"single", "single", "service"},
+			want: query{kind: kindService, dc: "dc1", single: true, service: ServiceLookup{Datacenter: "dc1", Service: "single"}}},
+		{name: "tag single, RFC 2782", labels: []string{"_web", "_single", "service"},
+			want: query{kind: kindService, dc: "dc1", service: ServiceLookup{Datacenter: "dc1", Service: "web", Tag: "single"}}},
+		{name: "single is a tag only in RFC 2782 form", labels: []string{"v1", "single", "web", "service"}},
+		{name: "single node is a node", labels: []string{"single", "node"}, want: query{kind: kindNode, dc: "dc1", node: "single"}},
+		{name: "single too many labels", labels: []string{"single", "a", "b", "c", "service"}},
 		{name: "node", labels: []string{"n1", "node"}, want: query{kind: kindNode, dc: "dc1", node: "n1"}},
 		{name: "node dc", labels: []string{"n1", "node", "dc2"}, want: query{kind: kindNode, dc: "dc2", node: "n1"}},
 		{name: "addr v4", labels: []string{"0a000001", "addr", "dc1"},
@@ -86,6 +103,71 @@ func TestValidHostname(t *testing.T) {
 	for in, want := range tests {
 		if got := validHostname(in); got != want {
 			t.Errorf("validHostname(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestZoneMatch(t *testing.T) {
+	z := newZone("Consul")
+	tests := []struct {
+		name   string
+		prefix string
+		ok     bool
+	}{
+		{"consul.", "", true},
+		{"CONSUL.", "", true},
+		{"web.service.consul.", "web.service", true},
+		{"Web.Service.CONSUL.", "Web.Service", true},
+		{"xconsul.", "", false},
+		{"consul.example.", "", false},
+		{"onsul.", "", false},
+		{`x\.consul.`, "", false},
+		{`x\\.consul.`, `x\\`, true},
+		{"a.b.consul.", "a.b", true},
+		{".", "", false},
+	}
+	for _, tc := range tests {
+		prefix, ok := z.match(tc.name)
+		if prefix != tc.prefix || ok != tc.ok {
+			t.Errorf("match(%q) = %q, %v, want %q, %v", tc.name, prefix, ok, tc.prefix, tc.ok)
+		}
+	}
+}
+
+func TestParseReverseName(t *testing.T) {
+	tests := []struct {
+		name string
+		want string // "" = does not parse
+	}{
+		{"1.0.0.10.in-addr.arpa.", "10.0.0.1"},
+		{"255.255.255.255.IN-ADDR.ARPA.", "255.255.255.255"},
+		{"0.0.0.0.in-addr.arpa.", "0.0.0.0"},
+		{"1.0.0.10.in-addr.arpa.x.", ""},
+		{"0.0.10.in-addr.arpa.", ""},
+		{"1.1.0.0.10.in-addr.arpa.", ""},
+		{"256.0.0.10.in-addr.arpa.", ""},
+		{"01.0.0.10.in-addr.arpa.", ""},
+		{"1..0.10.in-addr.arpa.", ""},
+		{"a.0.0.10.in-addr.arpa.", ""},
+		{"1000.0.0.10.in-addr.arpa.", ""},
+		{"in-addr.arpa.", ""},
+		{"1.0.0.10xin-addr.arpa.", ""},
+		{"6.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", "2001:db8::6"},
+		{"F.E.D.C.B.A.9.8.7.6.5.4.3.2.1.0.F.E.D.C.B.A.9.8.7.6.5.4.3.2.1.0.IP6.ARPA.", "123:4567:89ab:cdef:123:4567:89ab:cdef"},
+		{"1.0.0.0.0.0.a.0.f.f.f.f.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.", "::ffff:10.0.0.1"},
+		{"0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", ""},
+		{"g.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", ""},
+		{"60.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa.", ""},
+		{"ip6.arpa.", ""},
+		{"1.0.0.10.e164.arpa.", ""},
+	}
+	for _, tc := range tests {
+		got, ok := parseReverseName(tc.name)
+		switch {
+		case tc.want == "" && ok:
+			t.Errorf("parseReverseName(%q) = %v, want no parse", tc.name, got)
+		case tc.want != "" && (!ok || got != netip.MustParseAddr(tc.want)):
+			t.Errorf("parseReverseName(%q) = %v, %v, want %s", tc.name, got, ok, tc.want)
 		}
 	}
 }

@@ -22,6 +22,12 @@ type ServiceLookup struct {
 // Resolver is what a Server reads the catalog through; the agent supplies
 // it. Its methods are called concurrently, one call per question, and
 // must honour ctx: it is cancelled when Shutdown gives up waiting.
+//
+// ReverseLookup answers PTR questions; an empty Reverse means nothing is
+// at the address, an error makes the answer SERVFAIL. NameServers is
+// asked only for the zones' own NS, SOA and ANY questions, never for
+// service, node or negative answers; when it fails or returns none, those
+// answers name ns.<domain> instead.
 type Resolver interface {
 	// ServiceInstances returns every instance of the service in the
 	// datacenter, healthy or not, with their checks. Unknown service:
@@ -30,6 +36,10 @@ type Resolver interface {
 	ServiceInstances(ctx context.Context, q ServiceLookup) ([]catalog.CheckServiceNode, error)
 	// Node returns the node or nil when unknown.
 	Node(ctx context.Context, datacenter, name string) (*catalog.Node, error)
+	// ReverseLookup returns what in the local datacenter has address ip.
+	ReverseLookup(ctx context.Context, ip netip.Addr) (Reverse, error)
+	// NameServers returns the servers of the local datacenter.
+	NameServers(ctx context.Context) ([]NameServer, error)
 }
 
 // Reverse is what a reverse (PTR) lookup found at an address in the local

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
+	"net/netip"
 	"sync"
 
 	"github.com/miekg/dns"
@@ -23,6 +23,10 @@ var (
 	// ErrServerClosed is returned by ServeUDP and ServeTCP called after
 	// Shutdown.
 	ErrServerClosed = errors.New("dns: server closed")
+
+	// errBadReply is a recursor's reply that does not answer our
+	// question; it is logged, never returned.
+	errBadReply = errors.New("reply does not match the question")
 )
 
 // Server answers DNS questions from a Resolver. Create it with New, hand it
@@ -32,12 +36,20 @@ type Server struct {
 	cfg      Config
 	resolver Resolver
 	logger   *slog.Logger
-	// domain is cfg.Domain in canonical form (lower case, final dot);
-	// domainLabels its label count.
-	domain       string
-	domainLabels int
-	serviceTTL   uint32
-	nodeTTL      uint32
+	// zones are Domain's and AltDomain's, the one with more labels first
+	// so that a name in both belongs to the inner zone; primary is
+	// Domain's, the zone of reverse answers.
+	zones   []*zone
+	primary *zone
+	// ttls is cfg.ServiceTTL and cfg.ServiceTTLs digested, recursors
+	// cfg.Recursors in canonical ip:port form: the Server reads neither
+	// from cfg, so the caller may reuse its map and slice.
+	ttls      serviceTTLs
+	recursors []string
+	nodeTTL   uint32
+	// cache keeps healthy instance sets while the resolver says they are
+	// fresh (ReusingResolver).
+	cache healthyCache
 
 	// baseCtx is the parent of every Resolver call made while serving; it
 	// is cancelled by Shutdown once it stops waiting for them.
@@ -82,19 +94,33 @@ func New(cfg Config, r Resolver) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	domain := dns.CanonicalName(cfg.Domain)
+	primary := newZone(cfg.Domain)
+	zones := []*zone{primary}
+	if cfg.AltDomain != "" {
+		alt := newZone(cfg.AltDomain)
+		if alt.labels > primary.labels {
+			zones = []*zone{alt, primary}
+		} else {
+			zones = append(zones, alt)
+		}
+	}
+	recursors := make([]string, len(cfg.Recursors))
+	for i, r := range cfg.Recursors {
+		recursors[i] = netip.MustParseAddrPort(r).String() // validated
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{
-		cfg:          cfg,
-		resolver:     r,
-		logger:       logger.With("component", "dns"),
-		domain:       domain,
-		domainLabels: dns.CountLabel(domain),
-		serviceTTL:   uint32(cfg.ServiceTTL.Seconds()),
-		nodeTTL:      uint32(cfg.NodeTTL.Seconds()),
-		baseCtx:      ctx,
-		baseCancel:   cancel,
-		serving:      make(map[*listener]struct{}),
+		cfg:        cfg,
+		resolver:   r,
+		logger:     logger.With("component", "dns"),
+		zones:      zones,
+		primary:    primary,
+		ttls:       newServiceTTLs(cfg.ServiceTTL, cfg.ServiceTTLs),
+		nodeTTL:    ttlSeconds(cfg.NodeTTL),
+		recursors:  recursors,
+		baseCtx:    ctx,
+		baseCancel: cancel,
+		serving:    make(map[*listener]struct{}),
 	}, nil
 }
 
@@ -245,8 +271,8 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		}
 	}()
 	network := "udp"
-	if addr := w.LocalAddr(); addr != nil && strings.HasPrefix(addr.Network(), "tcp") {
-		network = "tcp"
+	if addr := w.LocalAddr(); addr != nil {
+		network = transport(addr.Network())
 	}
 	resp := s.Handle(s.baseCtx, req, network)
 	if err := w.WriteMsg(resp); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +19,10 @@ func (nopResolver) ServiceInstances(context.Context, ServiceLookup) ([]catalog.C
 }
 
 func (nopResolver) Node(context.Context, string, string) (*catalog.Node, error) { return nil, nil }
+
+func (nopResolver) ReverseLookup(context.Context, netip.Addr) (Reverse, error) { return Reverse{}, nil }
+
+func (nopResolver) NameServers(context.Context) ([]NameServer, error) { return nil, nil }
 
 // TestShutdownWhileStarting holds ServeUDP and ServeTCP between
 // registering their server and starting it until Shutdown is about to stop

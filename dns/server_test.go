@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"net/netip"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -16,20 +17,90 @@ import (
 
 const consulSOA = "consul. 0 IN SOA ns.consul. hostmaster.consul. 0 3600 600 86400 0"
 
+// answerCase is one question to a server on the fixture, asked over UDP
+// and TCP, with the reply expected record by record.
+type answerCase struct {
+	name       string
+	cfg        func(*meshdns.Config)
+	resolver   func(*fakeResolver) // changes the fixture
+	qname      string
+	qtype      uint16
+	rcode      int
+	answer     []string
+	ns         []string
+	extra      []string
+	wantLookup *meshdns.ServiceLookup
+	ignoreTags bool // the resolver leaves tag filtering to the server
+}
+
+// runAnswerCases runs tests, each against a server of its own. Replies
+// are authoritative unless REFUSED, and offer recursion only when the
+// config has recursors. Each case runs twice: once with a plain Resolver,
+// once with a ReusingResolver whose answers stay fresh, so that the
+// second and later questions take the prebuilt records.
+func runAnswerCases(t *testing.T, tests []answerCase) {
+	t.Helper()
+	for _, tc := range tests {
+		for _, reuse := range []bool{false, true} {
+			name := tc.name
+			if reuse {
+				name += "/reused"
+			}
+			t.Run(name, func(t *testing.T) { runAnswerCase(t, tc, reuse) })
+		}
+	}
+}
+
+func runAnswerCase(t *testing.T, tc answerCase, reuse bool) {
+	cfg := meshdns.DefaultConfig()
+	if tc.cfg != nil {
+		tc.cfg(&cfg)
+	}
+	r := newFixture()
+	r.ignoreTags = tc.ignoreTags
+	if tc.resolver != nil {
+		tc.resolver(r)
+	}
+	var res meshdns.Resolver = r
+	if reuse {
+		res = &reusingResolver{fakeResolver: r, stale: make(chan struct{})}
+	}
+	ts := startServer(t, cfg, res)
+	for _, network := range []string{"udp", "tcp", "udp", "tcp"} {
+		t.Run(network, func(t *testing.T) {
+			req := query(tc.qname, tc.qtype)
+			resp := exchange(t, network, ts.addr(network), req)
+			if resp.Rcode != tc.rcode {
+				t.Errorf("rcode %s, want %s", dns.RcodeToString[resp.Rcode], dns.RcodeToString[tc.rcode])
+			}
+			if wantAA := tc.rcode != dns.RcodeRefused; resp.Authoritative != wantAA {
+				t.Errorf("AA %v, want %v", resp.Authoritative, wantAA)
+			}
+			if wantRA := len(cfg.Recursors) > 0; resp.RecursionAvailable != wantRA {
+				t.Errorf("RA %v, want %v", resp.RecursionAvailable, wantRA)
+			}
+			if resp.Truncated {
+				t.Error("TC set")
+			}
+			if !reflect.DeepEqual(resp.Question, req.Question) {
+				t.Errorf("question %v, want %v", resp.Question, req.Question)
+			}
+			checkRRs(t, "answer", resp.Answer, tc.answer)
+			checkRRs(t, "authority", resp.Ns, tc.ns)
+			checkRRs(t, "additional", resp.Extra, tc.extra)
+		})
+	}
+	if tc.wantLookup != nil {
+		seen := r.seen()
+		if len(seen) == 0 || seen[len(seen)-1] != *tc.wantLookup {
+			t.Errorf("resolver lookups %+v, want last %+v", seen, *tc.wantLookup)
+		}
+	}
+}
+
 func TestServerAnswers(t *testing.T) {
 	onlyPassing := func(c *meshdns.Config) { c.OnlyPassing = true }
-	tests := []struct {
-		name       string
-		cfg        func(*meshdns.Config)
-		qname      string
-		qtype      uint16
-		rcode      int
-		answer     []string
-		ns         []string
-		extra      []string
-		wantLookup *meshdns.ServiceLookup
-		ignoreTags bool // the resolver leaves tag filtering to the server
-	}{
+	runAnswerCases(t, []answerCase{
 		{
 			name: "A healthy instances", qname: "web.service.consul.", qtype: dns.TypeA,
 			answer: []string{
@@ -266,14 +337,6 @@ func TestServerAnswers(t *testing.T) {
 			ns: []string{consulSOA},
 		},
 		{
-			name: "apex SOA", qname: "consul.", qtype: dns.TypeSOA,
-			answer: []string{consulSOA},
-		},
-		{
-			name: "apex NS", qname: "consul.", qtype: dns.TypeNS,
-			answer: []string{"consul. 5 IN NS ns.consul."},
-		},
-		{
 			name: "apex A is NODATA", qname: "consul.", qtype: dns.TypeA,
 			ns: []string{consulSOA},
 		},
@@ -345,48 +408,7 @@ func TestServerAnswers(t *testing.T) {
 			extra:      []string{"d1.node.dc2.consul. 5 IN A 192.168.0.1"},
 			wantLookup: &meshdns.ServiceLookup{Datacenter: "dc2", Service: "db"},
 		},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			cfg := meshdns.DefaultConfig()
-			if tc.cfg != nil {
-				tc.cfg(&cfg)
-			}
-			r := newFixture()
-			r.ignoreTags = tc.ignoreTags
-			ts := startServer(t, cfg, r)
-			for _, network := range []string{"udp", "tcp"} {
-				t.Run(network, func(t *testing.T) {
-					req := query(tc.qname, tc.qtype)
-					resp := exchange(t, network, ts.addr(network), req)
-					if resp.Rcode != tc.rcode {
-						t.Errorf("rcode %s, want %s", dns.RcodeToString[resp.Rcode], dns.RcodeToString[tc.rcode])
-					}
-					if wantAA := tc.rcode != dns.RcodeRefused; resp.Authoritative != wantAA {
-						t.Errorf("AA %v, want %v", resp.Authoritative, wantAA)
-					}
-					if resp.RecursionAvailable {
-						t.Error("RA set")
-					}
-					if resp.Truncated {
-						t.Error("TC set")
-					}
-					if !reflect.DeepEqual(resp.Question, req.Question) {
-						t.Errorf("question %v, want %v", resp.Question, req.Question)
-					}
-					checkRRs(t, "answer", resp.Answer, tc.answer)
-					checkRRs(t, "authority", resp.Ns, tc.ns)
-					checkRRs(t, "additional", resp.Extra, tc.extra)
-				})
-			}
-			if tc.wantLookup != nil {
-				seen := r.seen()
-				if len(seen) == 0 || seen[len(seen)-1] != *tc.wantLookup {
-					t.Errorf("resolver lookups %+v, want last %+v", seen, *tc.wantLookup)
-				}
-			}
-		})
-	}
+	})
 }
 
 // TestServerShuffles checks that answers come in varying order, so that
@@ -577,6 +599,14 @@ func (r *blockingResolver) ServiceInstances(ctx context.Context, _ meshdns.Servi
 }
 
 func (r *blockingResolver) Node(context.Context, string, string) (*catalog.Node, error) {
+	return nil, nil
+}
+
+func (r *blockingResolver) ReverseLookup(context.Context, netip.Addr) (meshdns.Reverse, error) {
+	return meshdns.Reverse{}, nil
+}
+
+func (r *blockingResolver) NameServers(context.Context) ([]meshdns.NameServer, error) {
 	return nil, nil
 }
 

@@ -13,6 +13,8 @@ import (
 // 100 instances, "huge" 300.
 func TestAnswerSize(t *testing.T) {
 	limit := func(n int) func(*meshdns.Config) { return func(c *meshdns.Config) { c.ARecordLimit = n } }
+	udpLimit := func(n int) func(*meshdns.Config) { return func(c *meshdns.Config) { c.UDPAnswerLimit = n } }
+	noTC := func(c *meshdns.Config) { c.NoTruncateFlag = true }
 	tests := []struct {
 		name     string
 		cfg      func(*meshdns.Config)
@@ -50,6 +52,16 @@ func TestAnswerSize(t *testing.T) {
 			maxSize: 512, wantTC: false, minAns: 10, maxAns: 10, wantExtr: 0},
 		{name: "ARecordLimit over TCP", cfg: limit(10), network: "tcp", qname: "big.service.consul.", qtype: dns.TypeSRV,
 			minAns: 10, maxAns: 10, wantExtr: 10},
+		{name: "UDPAnswerLimit cuts UDP and sets TC", cfg: udpLimit(5), network: "udp", qname: "big.service.consul.", qtype: dns.TypeSRV,
+			maxSize: 512, wantTC: true, minAns: 5, maxAns: 5, wantExtr: 5},
+		{name: "UDPAnswerLimit leaves TCP alone", cfg: udpLimit(5), network: "tcp", qname: "big.service.consul.", qtype: dns.TypeA,
+			minAns: 100, maxAns: 100, wantExtr: 0},
+		{name: "UDPAnswerLimit above the count changes nothing", cfg: udpLimit(500), network: "udp", qname: "big.service.consul.", qtype: dns.TypeA,
+			edns: 4096, maxSize: 4096, wantTC: false, minAns: 100, maxAns: 100, wantExtr: 0},
+		{name: "NoTruncateFlag: cut without TC", cfg: noTC, network: "udp", qname: "big.service.consul.", qtype: dns.TypeA,
+			maxSize: 512, wantTC: false, minAns: 1, maxAns: 99, wantExtr: 0},
+		{name: "NoTruncateFlag with UDPAnswerLimit", cfg: func(c *meshdns.Config) { udpLimit(3)(c); noTC(c) }, network: "udp",
+			qname: "big.service.consul.", qtype: dns.TypeA, maxSize: 512, wantTC: false, minAns: 3, maxAns: 3, wantExtr: 0},
 		{name: "ARecordLimit larger than 512 bytes", cfg: limit(50), network: "udp", qname: "big.service.consul.", qtype: dns.TypeA,
 			maxSize: 512, wantTC: true, minAns: 1, maxAns: 49, wantExtr: 0},
 	}
@@ -72,7 +84,7 @@ func TestAnswerSize(t *testing.T) {
 					t.Errorf("UDP reply is %d bytes, limit %d", size, tc.maxSize)
 				}
 				// "As many whole records as fit": no room for another.
-				if resp.Truncated && size < tc.maxSize-64 {
+				if resp.Truncated && size < tc.maxSize-64 && tc.cfg == nil {
 					t.Errorf("truncated UDP reply is only %d of %d bytes", size, tc.maxSize)
 				}
 			} else {
@@ -138,5 +150,61 @@ func checkWhole(t *testing.T, resp *dns.Msg, wantExtra int) {
 	}
 	if wantExtra >= 0 && extra != wantExtra {
 		t.Errorf("%d additional records, want %d", extra, wantExtra)
+	}
+}
+
+// TestTruncationManyInstances asks for "many", a service of 200
+// instances, with a real client over a real UDP socket and over TCP.
+// Without EDNS0 the UDP reply fits 512 bytes, sets TC and holds whole
+// records; with EDNS0 4096 it holds more; over TCP it holds them all, SRV
+// with all 200 additional records.
+func TestTruncationManyInstances(t *testing.T) {
+	const n = 200
+	ts := startServer(t, meshdns.DefaultConfig(), newFixture())
+	for _, qtype := range []uint16{dns.TypeA, dns.TypeSRV} {
+		t.Run(dns.TypeToString[qtype], func(t *testing.T) {
+			wantExtra := 0
+			if qtype == dns.TypeSRV {
+				wantExtra = -1 // checked against the SRV targets
+			}
+
+			// No EDNS0: 512 bytes, measured on the wire, and the client
+			// (whose buffer is 512 bytes) unpacks it.
+			plain := query("many.service.consul.", qtype)
+			resp, size := exchangeRaw(t, ts.udpAddr, plain)
+			if size > dns.MinMsgSize || !resp.Truncated {
+				t.Errorf("no EDNS0: %d bytes, TC %v; want ≤ 512 bytes and TC", size, resp.Truncated)
+			}
+			small := len(resp.Answer)
+			if small == 0 || small >= n {
+				t.Errorf("no EDNS0: %d answers, want some but not all", small)
+			}
+			checkWhole(t, resp, wantExtra)
+			if resp := exchange(t, "udp", ts.udpAddr, plain); !resp.Truncated || len(resp.Answer) != small {
+				t.Errorf("dns.Client over UDP: TC %v, %d answers; want TC, %d", resp.Truncated, len(resp.Answer), small)
+			}
+
+			// EDNS0 4096: more records, still bounded.
+			big := query("many.service.consul.", qtype)
+			big.SetEdns0(4096, false)
+			resp, size = exchangeRaw(t, ts.udpAddr, big)
+			if size > 4096 || len(resp.Answer) <= small {
+				t.Errorf("EDNS0 4096: %d bytes, %d answers; want ≤ 4096 bytes and more than %d", size, len(resp.Answer), small)
+			}
+			if qtype == dns.TypeA && (resp.Truncated || len(resp.Answer) != n) {
+				t.Errorf("EDNS0 4096: TC %v, %d A records; want all %d", resp.Truncated, len(resp.Answer), n)
+			}
+			checkWhole(t, resp, wantExtra)
+
+			// TCP: everything.
+			resp = exchange(t, "tcp", ts.tcpAddr, query("many.service.consul.", qtype))
+			if resp.Truncated || len(resp.Answer) != n {
+				t.Errorf("TCP: TC %v, %d answers; want all %d", resp.Truncated, len(resp.Answer), n)
+			}
+			if qtype == dns.TypeSRV {
+				wantExtra = n
+			}
+			checkWhole(t, resp, wantExtra)
+		})
 	}
 }

@@ -421,11 +421,17 @@ func (a *Agent) startDNS() error {
 	}
 	dcfg := dns.DefaultConfig()
 	dcfg.Domain = a.cfg.Domain
+	dcfg.AltDomain = a.cfg.AltDomain
 	dcfg.Datacenter = a.cfg.Datacenter
 	dcfg.ServiceTTL = a.cfg.DNS.TTLForService("*")
+	dcfg.ServiceTTLs = a.cfg.DNS.ServiceTTL
 	dcfg.NodeTTL = a.cfg.DNS.NodeTTL
+	dcfg.Recursors = a.cfg.DNS.Recursors
+	dcfg.RecursorTimeout = a.cfg.DNS.RecursorTimeout
 	dcfg.OnlyPassing = a.cfg.DNS.OnlyPassing
 	dcfg.ARecordLimit = a.cfg.DNS.ARecordLimit
+	dcfg.UDPAnswerLimit = a.cfg.DNS.UDPAnswerLimit
+	dcfg.NoTruncateFlag = !a.cfg.DNS.EnableTruncate
 	dcfg.Logger = a.root
 	srv, err := dns.New(dcfg, dnsResolver{a})
 	if err != nil {

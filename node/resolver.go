@@ -17,23 +17,36 @@ type dnsResolver struct {
 	a *Agent
 }
 
-var _ dns.Resolver = dnsResolver{}
+var _ dns.ReusingResolver = dnsResolver{}
 
 func (r dnsResolver) ServiceInstances(ctx context.Context, q dns.ServiceLookup) ([]catalog.CheckServiceNode, error) {
+	insts, _, err := r.ServiceInstancesFresh(ctx, q)
+	return insts, err
+}
+
+// ServiceInstancesFresh lets a server's DNS reuse what it built from an
+// answer until the service changes (or the leader falls silent for longer
+// than max_stale): answered from its own catalog, with the catalog's watch
+// channels saying when. Elsewhere answers are not reused.
+func (r dnsResolver) ServiceInstancesFresh(ctx context.Context, q dns.ServiceLookup) ([]catalog.CheckServiceNode, func() bool, error) {
 	if !strings.EqualFold(q.Datacenter, r.a.cfg.Datacenter) {
-		return nil, nil // other datacenters arrive with federation
+		return nil, nil, nil // other datacenters arrive with federation
 	}
 	var tags []string
 	if q.Tag != "" {
 		tags = []string{q.Tag}
 	}
-	res, err := r.a.server.HealthServiceNodes(ctx, &rpc.ServiceQuery{
-		Service: q.Service, Tags: tags, QueryOptions: r.opts(),
-	})
-	if err != nil {
-		return nil, err
+	sq := &rpc.ServiceQuery{Service: q.Service, Tags: tags, QueryOptions: r.opts()}
+	if ls, ok := r.a.server.(*localServer); ok {
+		if nodes, fresh, here, err := ls.localHealthService(ctx, sq); here {
+			return nodes, fresh, err
+		}
 	}
-	return res.Nodes, nil
+	res, err := r.a.server.HealthServiceNodes(ctx, sq)
+	if err != nil {
+		return nil, nil, err
+	}
+	return res.Nodes, nil, nil
 }
 
 func (r dnsResolver) Node(ctx context.Context, datacenter, name string) (*catalog.Node, error) {

@@ -45,6 +45,7 @@ type options struct {
 	clients, outstanding int
 	workers              int
 	cpuProfile           string
+	allocProfile         string
 }
 
 func main() {
@@ -61,6 +62,7 @@ func main() {
 	flag.IntVar(&o.outstanding, "outstanding", 200, "dnsperf's bound on queries in flight")
 	flag.IntVar(&o.workers, "workers", 64, "concurrent HTTP clients while loading")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the agent's CPU profile during the throughput run to this file")
+	flag.StringVar(&o.allocProfile, "allocprofile", "", "write the agent's allocations during the throughput run to this file (instead of -cpuprofile)")
 	flag.Parse()
 	if o.duration > 5*time.Minute || o.latencyDur > 5*time.Minute {
 		fmt.Fprintln(os.Stderr, "bench-dns: runs are bounded to 5m")
@@ -119,9 +121,12 @@ func run(o options) error {
 
 	// Throughput: dnsperf asks as fast as answers come back.
 	profiled := make(chan error, 1)
-	if o.cpuProfile != "" {
-		go func() { profiled <- profile(agent, o.cpuProfile, o.duration) }()
-	} else {
+	switch {
+	case o.cpuProfile != "":
+		go func() { profiled <- profile(agent, "profile", o.cpuProfile, o.duration) }()
+	case o.allocProfile != "":
+		go func() { profiled <- profile(agent, "allocs", o.allocProfile, o.duration) }()
+	default:
 		profiled <- nil
 	}
 	cpu0, _ := agentproc.CPUSeconds(agent.Pid())
@@ -162,11 +167,12 @@ func run(o options) error {
 	return nil
 }
 
-// profile saves the agent's CPU profile over most of d.
-func profile(agent *agentproc.Agent, path string, d time.Duration) error {
+// profile saves the agent's profile of kind ("profile" for CPU, "allocs")
+// over most of d.
+func profile(agent *agentproc.Agent, kind, path string, d time.Duration) error {
 	secs := max(1, int(d.Seconds())-2)
 	time.Sleep(time.Second) // let the load ramp up
-	b, err := agent.GetTimeout(fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), time.Duration(secs+30)*time.Second)
+	b, err := agent.GetTimeout(fmt.Sprintf("/debug/pprof/%s?seconds=%d", kind, secs), time.Duration(secs+30)*time.Second)
 	if err != nil {
 		return err
 	}
