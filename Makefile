@@ -11,7 +11,7 @@ FUZZ_TARGETS = $(shell for f in $$(grep -rlE '^func Fuzz' --include='*_test.go' 
 	for n in $$(grep -oE '^func Fuzz[A-Za-z0-9_]+' $$f | cut -d' ' -f2); do \
 	echo "./$$(dirname $${f#./}):$$n"; done; done)
 
-.PHONY: all build run test test-short lint fuzz bench clean
+.PHONY: all build run test test-short lint fuzz bench bench-dns clean
 
 all: build
 
@@ -52,6 +52,11 @@ fuzz:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
+
+# Loads one agent with 10,000 services / 100,000 instances and drives its
+# DNS port with dnsperf (installed from Debian when missing). Loopback only.
+bench-dns: build
+	$(GO) run ./scripts/bench-dns -meshd $(BIN)/meshd
 
 clean:
 	rm -rf $(BIN)

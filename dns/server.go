@@ -50,6 +50,9 @@ type Server struct {
 	// cache keeps healthy instance sets while the resolver says they are
 	// fresh (ReusingResolver).
 	cache healthyCache
+	// packBufs holds *[]byte buffers of maxUDPSize for packing answers
+	// (PackBuffer allocates a larger one itself when an answer needs it).
+	packBufs sync.Pool
 
 	// baseCtx is the parent of every Resolver call made while serving; it
 	// is cancelled by Shutdown once it stops waiting for them.
@@ -275,7 +278,21 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		network = transport(addr.Network())
 	}
 	resp := s.Handle(s.baseCtx, req, network)
-	if err := w.WriteMsg(resp); err != nil {
+	// Pack into a pooled buffer rather than let WriteMsg allocate one per
+	// answer: on the hot path that buffer is a good part of the garbage.
+	bp, _ := s.packBufs.Get().(*[]byte)
+	if bp == nil {
+		b := make([]byte, maxUDPSize)
+		bp = &b
+	}
+	defer s.packBufs.Put(bp)
+	wire, err := resp.PackBuffer(*bp)
+	if err != nil {
+		s.logger.Error("pack answer", "network", network, "err", err)
+		return
+	}
+	if _, err := w.Write(wire); err != nil {
 		s.logger.Debug("write answer", "network", network, "err", err)
 	}
 }
+

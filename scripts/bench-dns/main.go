@@ -41,7 +41,7 @@ type options struct {
 	nodes                int
 	names                int
 	duration, latencyDur time.Duration
-	rate                 int
+	rates                []int
 	clients, outstanding int
 	workers              int
 	cpuProfile           string
@@ -57,13 +57,21 @@ func main() {
 	flag.IntVar(&o.names, "names", 100_000, "questions in dnsperf's input (random services, half A, half SRV)")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "throughput run length (at most 5m)")
 	flag.DurationVar(&o.latencyDur, "latency-duration", 10*time.Second, "latency run length (at most 5m)")
-	flag.IntVar(&o.rate, "rate", 50_000, "queries per second during the latency run")
+	rates := flag.String("rates", "10000,25000,50000", "queries per second of the latency runs, comma-separated")
 	flag.IntVar(&o.clients, "clients", 8, "dnsperf clients (source sockets)")
 	flag.IntVar(&o.outstanding, "outstanding", 200, "dnsperf's bound on queries in flight")
 	flag.IntVar(&o.workers, "workers", 64, "concurrent HTTP clients while loading")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the agent's CPU profile during the throughput run to this file")
 	flag.StringVar(&o.allocProfile, "allocprofile", "", "write the agent's allocations during the throughput run to this file (instead of -cpuprofile)")
 	flag.Parse()
+	for _, f := range strings.Split(*rates, ",") {
+		r, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || r <= 0 {
+			fmt.Fprintf(os.Stderr, "bench-dns: -rates: %q is not a positive number\n", f)
+			os.Exit(2)
+		}
+		o.rates = append(o.rates, r)
+	}
 	if o.duration > 5*time.Minute || o.latencyDur > 5*time.Minute {
 		fmt.Fprintln(os.Stderr, "bench-dns: runs are bounded to 5m")
 		os.Exit(2)
@@ -146,24 +154,28 @@ func run(o options) error {
 		o.duration, o.clients, o.outstanding, st.qps, st.sent, st.lost, st.avgLatency*1000, 100*(cpu1-cpu0)/st.runtime)
 	fmt.Printf("  rcodes: %s\n", st.rcodes)
 
-	// Latency at a fixed rate: every answer's latency, as percentiles.
-	out, err = runDnsperf(ctx, dnsperf, agent.DNSPort, input, o.latencyDur, o.clients, o.outstanding, o.rate, true)
-	if err != nil {
-		return err
+	// Latency at fixed rates: every answer's latency, as percentiles.
+	// dnsperf -v prints a line per answer, which costs dnsperf CPU on the
+	// cores the agent runs on: the figures are an upper bound.
+	for _, rate := range o.rates {
+		out, err = runDnsperf(ctx, dnsperf, agent.DNSPort, input, o.latencyDur, o.clients, o.outstanding, rate, true)
+		if err != nil {
+			return err
+		}
+		lat, st2, err := parseVerbose(out)
+		if err != nil {
+			return err
+		}
+		if len(lat) == 0 {
+			return errors.New("latency run: no answers")
+		}
+		slices.Sort(lat)
+		pct := func(p float64) string {
+			return fmt.Sprintf("%.3f ms", lat[min(len(lat)-1, int(p*float64(len(lat))))]*1000)
+		}
+		fmt.Printf("latency run at %d queries/s (%v): %.0f answers/s, %d lost; p50 %s, p90 %s, p99 %s, p99.9 %s, max %s\n",
+			rate, o.latencyDur, st2.qps, st2.lost, pct(0.50), pct(0.90), pct(0.99), pct(0.999), pct(1))
 	}
-	lat, st2, err := parseVerbose(out)
-	if err != nil {
-		return err
-	}
-	if len(lat) == 0 {
-		return errors.New("latency run: no answers")
-	}
-	slices.Sort(lat)
-	pct := func(p float64) string {
-		return fmt.Sprintf("%.3f ms", lat[min(len(lat)-1, int(p*float64(len(lat))))]*1000)
-	}
-	fmt.Printf("latency run at %d queries/s (%v): %.0f answers/s, %d lost; p50 %s, p90 %s, p99 %s, p99.9 %s, max %s\n",
-		o.rate, o.latencyDur, st2.qps, st2.lost, pct(0.50), pct(0.90), pct(0.99), pct(0.999), pct(1))
 	return nil
 }
 
