@@ -295,4 +295,3 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		s.logger.Debug("write answer", "network", network, "err", err)
 	}
 }
-
