@@ -49,9 +49,10 @@
 // Reverse names (four decimal octets under in-addr.arpa, 32 hex nibbles
 // under ip6.arpa) asked PTR or ANY get one PTR record per node and per
 // service at the address (Resolver.ReverseLookup), as
-// <node>.node.<dc>.<domain> and <service>.service.<dc>.<domain>. A reverse
-// name that finds nothing, a partial one, or another question type is
-// forwarded to the recursors, or without recursors is NXDOMAIN.
+// <node>.node.<dc>.<domain> and <service>.service.<dc>.<domain>; another
+// question type there is NODATA. A reverse name that finds nothing, or a
+// partial one, is forwarded to the recursors, or without recursors is
+// NXDOMAIN.
 //
 // Questions outside the domains go to Config.Recursors, tried in order,
 // each bounded by Config.RecursorTimeout, over the transport the client

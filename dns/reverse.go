@@ -114,13 +114,13 @@ func unhex(c byte) (byte, bool) {
 }
 
 // answerPTR answers q, a name under a reverse zone: one PTR record per
-// node and per service the Resolver finds at the address. A name that
-// finds nothing, that is not a whole address, or a question of another
-// type goes to the recursors when there are some (forward is true), else
-// is NXDOMAIN.
+// node and per service the Resolver finds at the address; another type of
+// question there is NODATA. A name that finds nothing, or is not a whole
+// address, goes to the recursors when there are some (forward is true),
+// else is NXDOMAIN.
 func (s *Server) answerPTR(ctx context.Context, resp *dns.Msg, q dns.Question) (forward bool) {
 	resp.Authoritative = true // unless forwarded
-	if ip, ok := parseReverseName(q.Name); ok && (q.Qtype == dns.TypePTR || q.Qtype == dns.TypeANY) {
+	if ip, ok := parseReverseName(q.Name); ok {
 		rev, err := s.resolver.ReverseLookup(ctx, ip)
 		if err != nil {
 			s.logger.Warn("resolve reverse", "addr", ip.String(), "err", err)
@@ -129,6 +129,9 @@ func (s *Server) answerPTR(ctx context.Context, resp *dns.Msg, q dns.Question) (
 		}
 		s.ptrRecords(resp, q.Name, rev)
 		if len(resp.Answer) > 0 {
+			if q.Qtype != dns.TypePTR && q.Qtype != dns.TypeANY {
+				s.nodata(resp, s.primary) // the name exists, with PTR records only
+			}
 			return false
 		}
 	}

@@ -123,7 +123,12 @@ func TestReverseAnswers(t *testing.T) {
 			rcode: dns.RcodeNameError, ns: []string{consulSOA},
 		},
 		{
-			name: "another type is NXDOMAIN", qname: "1.0.0.10.in-addr.arpa.", qtype: dns.TypeA,
+			// The name exists, with PTR records only: NODATA, not NXDOMAIN.
+			name: "another type at a PTR name is NODATA", qname: "1.0.0.10.in-addr.arpa.", qtype: dns.TypeA,
+			rcode: dns.RcodeSuccess, ns: []string{consulSOA},
+		},
+		{
+			name: "another type at an unknown address is NXDOMAIN", qname: "77.0.0.10.in-addr.arpa.", qtype: dns.TypeA,
 			rcode: dns.RcodeNameError, ns: []string{consulSOA},
 		},
 		{

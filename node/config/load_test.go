@@ -426,6 +426,22 @@ func TestLoadErrors(t *testing.T) {
 		files: map[string]string{"a.hcl": "recursors = [\n  \"8.8.8.8\",\n  \"dns.google\",\n]"},
 		want:  `DIR/a.hcl:3: recursors[1]: "dns.google" is not an IP address or ip:port`,
 	}, {
+		name:  "alt domain",
+		files: map[string]string{"a.hcl": "domain = \"consul\"\nalt_domain = \"Consul.\""},
+		want:  `DIR/a.hcl:2: alt_domain: "Consul." is the same as domain`,
+	}, {
+		name: "alt domain from a flag",
+		args: []string{"-alt-domain", "bad..name"},
+		want: `-alt-domain: "bad..name" is not a valid DNS domain`,
+	}, {
+		name: "recursor from a flag",
+		args: []string{"-recursor", "8.8.8.8", "-recursor", "nope"},
+		want: `-recursor: "nope" is not an IP address or ip:port`,
+	}, {
+		name:  "recursor timeout",
+		files: map[string]string{"a.hcl": "dns_config {\n  recursor_timeout = \"0s\"\n}"},
+		want:  `DIR/a.hcl:2: dns_config.recursor_timeout: must be positive`,
+	}, {
 		name:  "node meta reserved",
 		files: map[string]string{"a.hcl": "node_meta {\n  ok = \"1\"\n  consul-version = \"2\"\n}"},
 		want:  `DIR/a.hcl:3: node_meta.consul-version: keys starting with "consul-" are reserved`,
