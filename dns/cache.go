@@ -246,7 +246,11 @@ func (pb *prebuilt) fill(resp *dns.Msg, limit int) {
 			extra = extra[:limit]
 		}
 	}
-	resp.Answer = append(resp.Answer, answer...)
+	if len(resp.Answer) == 0 {
+		resp.Answer = answer // ours already: no second copy
+	} else {
+		resp.Answer = append(resp.Answer, answer...)
+	}
 	if extra == nil {
 		return
 	}
@@ -269,7 +273,11 @@ func (pb *prebuilt) fill(resp *dns.Msg, limit int) {
 		}
 		kept = append(kept, rr)
 	}
-	resp.Extra = append(resp.Extra, kept...)
+	if len(resp.Extra) == 0 {
+		resp.Extra = kept
+	} else {
+		resp.Extra = append(resp.Extra, kept...)
+	}
 }
 
 // isLowerASCII reports whether name has no upper-case ASCII letter: then

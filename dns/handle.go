@@ -38,7 +38,7 @@ func (s *Server) Handle(ctx context.Context, req *dns.Msg, network string) *dns.
 	resp.Opcode = req.Opcode
 	questionOK := len(req.Question) == 1 && validQuestionName(req.Question[0].Name)
 	if questionOK {
-		resp.Question = []dns.Question{req.Question[0]}
+		resp.Question = req.Question[:1:1] // shared, never written
 	}
 	if req.Opcode != dns.OpcodeQuery {
 		resp.Rcode = dns.RcodeNotImplemented

@@ -45,6 +45,7 @@ type options struct {
 	clients, outstanding int
 	workers              int
 	cpuProfile           string
+	agentCPUs, perfCPUs  string
 	allocProfile         string
 }
 
@@ -61,6 +62,8 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 8, "dnsperf clients (source sockets)")
 	flag.IntVar(&o.outstanding, "outstanding", 200, "dnsperf's bound on queries in flight")
 	flag.IntVar(&o.workers, "workers", 64, "concurrent HTTP clients while loading")
+	flag.StringVar(&o.agentCPUs, "agent-cpus", "", "pin the agent to these CPUs (taskset -c list), e.g. 1")
+	flag.StringVar(&o.perfCPUs, "dnsperf-cpus", "", "pin dnsperf to these CPUs (taskset -c list), e.g. 0")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the agent's CPU profile during the throughput run to this file")
 	flag.StringVar(&o.allocProfile, "allocprofile", "", "write the agent's allocations during the throughput run to this file (instead of -cpuprofile)")
 	flag.Parse()
@@ -93,7 +96,7 @@ func run(o options) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	agent, err := agentproc.Start(ctx, o.bin, o.workers, "-enable-debug")
+	agent, err := agentproc.StartWrapped(ctx, pin(o.agentCPUs), o.bin, o.workers, "-enable-debug")
 	if err != nil {
 		return err
 	}
@@ -138,7 +141,7 @@ func run(o options) error {
 		profiled <- nil
 	}
 	cpu0, _ := agentproc.CPUSeconds(agent.Pid())
-	out, err := runDnsperf(ctx, dnsperf, agent.DNSPort, input, o.duration, o.clients, o.outstanding, 0, false)
+	out, err := runDnsperf(ctx, pin(o.perfCPUs), dnsperf, agent.DNSPort, input, o.duration, o.clients, o.outstanding, 0, false)
 	if perr := <-profiled; perr != nil {
 		fmt.Fprintln(os.Stderr, "bench-dns: cpu profile:", perr)
 	}
@@ -158,7 +161,7 @@ func run(o options) error {
 	// dnsperf -v prints a line per answer, which costs dnsperf CPU on the
 	// cores the agent runs on: the figures are an upper bound.
 	for _, rate := range o.rates {
-		out, err = runDnsperf(ctx, dnsperf, agent.DNSPort, input, o.latencyDur, o.clients, o.outstanding, rate, true)
+		out, err = runDnsperf(ctx, pin(o.perfCPUs), dnsperf, agent.DNSPort, input, o.latencyDur, o.clients, o.outstanding, rate, true)
 		if err != nil {
 			return err
 		}
@@ -267,8 +270,17 @@ func writeQueries(path string, n, services int) error {
 	return f.Close()
 }
 
-// runDnsperf runs one dnsperf pass and returns its output.
-func runDnsperf(ctx context.Context, bin string, port int, input string, d time.Duration, clients, outstanding, rate int, verbose bool) (string, error) {
+// pin is the taskset prefix for a CPU list, nil for none.
+func pin(cpus string) []string {
+	if cpus == "" {
+		return nil
+	}
+	return []string{"taskset", "-c", cpus}
+}
+
+// runDnsperf runs one dnsperf pass, under wrap when given, and returns its
+// output.
+func runDnsperf(ctx context.Context, wrap []string, bin string, port int, input string, d time.Duration, clients, outstanding, rate int, verbose bool) (string, error) {
 	secs := max(1, int(d.Seconds()))
 	args := []string{"-s", "127.0.0.1", "-p", strconv.Itoa(port), "-d", input, "-l", strconv.Itoa(secs),
 		"-c", strconv.Itoa(clients), "-q", strconv.Itoa(outstanding), "-T", "1", "-t", "2"}
@@ -280,7 +292,8 @@ func runDnsperf(ctx context.Context, bin string, port int, input string, d time.
 	}
 	ctx, cancel := context.WithTimeout(ctx, d+time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, args...).CombinedOutput()
+	argv := append(append(slices.Clone(wrap), bin), args...)
+	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("dnsperf %s: %w\n%s", strings.Join(args, " "), err, lastLines(string(out), 20))
 	}

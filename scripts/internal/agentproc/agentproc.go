@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,12 @@ type Agent struct {
 // loopback ports plus extra arguments, and waits until it has a leader.
 // ctx bounds the agent's life: it is killed when ctx ends.
 func Start(ctx context.Context, bin string, workers int, extra ...string) (*Agent, error) {
+	return StartWrapped(ctx, nil, bin, workers, extra...)
+}
+
+// StartWrapped is Start with the agent run under a wrapper command, such
+// as ["taskset", "-c", "1"] to pin it to a CPU; nil runs it directly.
+func StartWrapped(ctx context.Context, wrap []string, bin string, workers int, extra ...string) (*Agent, error) {
 	var ports [3]int
 	for i := range ports {
 		p, err := freePort()
@@ -45,7 +52,8 @@ func Start(ctx context.Context, bin string, workers int, extra ...string) (*Agen
 	args := append([]string{"agent", "-dev", "-log-level", "warn",
 		"-http-port", strconv.Itoa(ports[0]), "-dns-port", strconv.Itoa(ports[1]), "-server-port", strconv.Itoa(ports[2])},
 		extra...)
-	cmd := exec.CommandContext(ctx, bin, args...)
+	argv := append(append(slices.Clone(wrap), bin), args...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", bin, err)
