@@ -135,8 +135,25 @@ func (s *Server) ServeUDP(pc net.PacketConn) error {
 		return fmt.Errorf("serve udp: %w", ErrNilConn)
 	}
 	// UDPSize is the read buffer: room for any query a client may send.
-	srv := &dns.Server{PacketConn: pc, Net: "udp", UDPSize: dns.DefaultMsgSize}
+	srv := &dns.Server{PacketConn: plainWhenBound(pc), Net: "udp", UDPSize: dns.DefaultMsgSize}
 	return s.serve(srv, pc.Close, "udp", pc.LocalAddr())
+}
+
+// boundPacketConn hides a *net.UDPConn's type from miekg/dns.
+type boundPacketConn struct{ net.PacketConn }
+
+// plainWhenBound returns pc so that miekg/dns reads it as a plain
+// net.PacketConn when it is bound to one specific address. Given a
+// *net.UDPConn, miekg reads every packet with its control messages to
+// learn which local address it came to, so that a socket bound to a
+// wildcard address answers from the right one; that costs several
+// allocations per query. A socket bound to one address always answers
+// from it, so the control messages buy nothing there.
+func plainWhenBound(pc net.PacketConn) net.PacketConn {
+	if ua, ok := pc.LocalAddr().(*net.UDPAddr); ok && ua.IP != nil && !ua.IP.IsUnspecified() {
+		return boundPacketConn{pc}
+	}
+	return pc
 }
 
 // ServeTCP answers queries on connections accepted from l until Shutdown,

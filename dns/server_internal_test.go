@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/miekg/dns"
 )
 
 type nopResolver struct{}
@@ -86,5 +88,59 @@ func TestShutdownWhileStarting(t *testing.T) {
 		if t.Failed() {
 			return
 		}
+	}
+}
+
+// TestServeUDPBoundAndWildcard answers over a socket bound to 127.0.0.1
+// (read as a plain PacketConn) and over one bound to the wildcard address
+// (read with control messages, so replies leave from the address asked).
+func TestServeUDPBoundAndWildcard(t *testing.T) {
+	for _, tc := range []struct {
+		bind  string
+		plain bool
+	}{{"127.0.0.1:0", true}, {"0.0.0.0:0", false}} {
+		t.Run(tc.bind, func(t *testing.T) {
+			pc, err := net.ListenPacket("udp4", tc.bind)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, plain := plainWhenBound(pc).(boundPacketConn); plain != tc.plain {
+				t.Fatalf("plainWhenBound(%s) plain = %v, want %v", tc.bind, plain, tc.plain)
+			}
+			s, err := New(DefaultConfig(), nopResolver{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			go func() { done <- s.ServeUDP(pc) }()
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				if err := s.Shutdown(ctx); err != nil {
+					t.Error(err)
+				}
+				if err := <-done; err != nil {
+					t.Error(err)
+				}
+			})
+			addr := net.JoinHostPort("127.0.0.1", fmt.Sprint(pc.LocalAddr().(*net.UDPAddr).Port))
+			req := new(dns.Msg)
+			req.SetQuestion("consul.", dns.TypeSOA)
+			c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
+			// The server may not be reading yet: retry until a deadline.
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				resp, _, err := c.Exchange(req, addr)
+				if err == nil {
+					if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 1 {
+						t.Fatalf("SOA answer %v", resp)
+					}
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("no answer from %s: %v", addr, err)
+				}
+			}
+		})
 	}
 }
