@@ -84,7 +84,10 @@ type Agent struct {
 	gossip *gossip.Pool
 	// balancer remembers round-robin and least-recent turns for
 	// /v1/lb/service.
-	balancer      *balance.Balancer
+	balancer *balance.Balancer
+	// cache holds a client agent's watched health/service answers; nil on
+	// servers, which read their own catalog.
+	cache         *serviceCache
 	memberEvents  chan gossip.Event // for the leader's reconciliation
 	eventsDropped atomic.Bool       // the queue overflowed: reconcile all
 	membersCh     chan struct{}     // a token per membership change
@@ -163,6 +166,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		}
 	} else {
 		a.server = &remoteServer{pool: a.pool, servers: a.serverAddrs}
+		// A client answers its host's lookups from memory, each watched
+		// service kept current by one blocking query.
+		a.cache = newServiceCache(a.server.HealthServiceNodes, a.logger.With("component", "cache"))
 	}
 	a.states = newStateSaver(a.persist, a.logger)
 	a.local = newLocalState(a.cfg.CheckUpdateInterval, func() { a.sync.trigger() })
@@ -565,6 +571,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	}
 	if a.cancel != nil {
 		a.cancel() // the loops: sync, reaper, state saver (which flushes), external checks
+	}
+	if a.cache != nil {
+		a.cache.close()
 	}
 	if a.external != nil {
 		if err := a.external.shutdown(ctx); err != nil {

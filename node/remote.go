@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"sync"
 
@@ -24,8 +25,17 @@ type remoteServer struct {
 	pool    *rpc.Pool
 	servers func() []string // RPC addresses of the alive servers
 
-	mu      sync.Mutex // guards current
+	mu      sync.Mutex // guards current and calls
 	current string
+	// calls counts the calls made, by method, whatever their outcome.
+	calls map[string]uint64
+}
+
+// callCounts returns a copy of the calls made so far, by method.
+func (s *remoteServer) callCounts() map[string]uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.calls)
 }
 
 // order lists the servers to try: the current one first (its connection
@@ -47,6 +57,12 @@ func (s *remoteServer) order() []string {
 // call invokes method on a server, moving to the next one while a server
 // cannot be reached at all; an answer, error or not, ends the search.
 func (s *remoteServer) call(ctx context.Context, method string, args, reply any) error {
+	s.mu.Lock()
+	if s.calls == nil {
+		s.calls = make(map[string]uint64)
+	}
+	s.calls[method]++
+	s.mu.Unlock()
 	list := s.order()
 	if len(list) == 0 {
 		return ErrNoServers

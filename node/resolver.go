@@ -24,10 +24,11 @@ func (r dnsResolver) ServiceInstances(ctx context.Context, q dns.ServiceLookup) 
 	return insts, err
 }
 
-// ServiceInstancesFresh lets a server's DNS reuse what it built from an
-// answer until the service changes (or the leader falls silent for longer
-// than max_stale): answered from its own catalog, with the catalog's watch
-// channels saying when. Elsewhere answers are not reused.
+// ServiceInstancesFresh lets DNS reuse what it built from an answer until
+// the service changes. A client agent answers from its cache (when stale
+// reads are allowed, the default), whose watch says when; a server from
+// its own catalog, whose watch channels say when (or when the leader has
+// been silent for longer than max_stale).
 func (r dnsResolver) ServiceInstancesFresh(ctx context.Context, q dns.ServiceLookup) ([]catalog.CheckServiceNode, func() bool, error) {
 	if !strings.EqualFold(q.Datacenter, r.a.cfg.Datacenter) {
 		return nil, nil, nil // other datacenters arrive with federation
@@ -37,6 +38,13 @@ func (r dnsResolver) ServiceInstancesFresh(ctx context.Context, q dns.ServiceLoo
 		tags = []string{q.Tag}
 	}
 	sq := &rpc.ServiceQuery{Service: q.Service, Tags: tags, QueryOptions: r.opts()}
+	if c := r.a.cache; c != nil && sq.AllowStale {
+		ans, _, err := c.get(ctx, newServiceKey(q.Datacenter, q.Service, tags, false))
+		if err != nil {
+			return nil, nil, err
+		}
+		return ans.nodes, ans.fresh, nil
+	}
 	if ls, ok := r.a.server.(*localServer); ok {
 		if nodes, fresh, here, err := ls.localHealthService(ctx, sq); here {
 			return nodes, fresh, err

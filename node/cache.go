@@ -1,0 +1,316 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/node/rpc"
+)
+
+// Agent cache defaults.
+const (
+	// defaultCacheEntryTTL is how long an entry nobody asks for keeps
+	// being watched (Consul keeps its cache entries 3 days).
+	defaultCacheEntryTTL = 72 * time.Hour
+	// defaultCacheMaxEntries bounds the entries, and so the watches an
+	// agent holds on the servers.
+	defaultCacheMaxEntries = 10_000
+	// cacheWatchWait is the wait of the watches' blocking queries; the
+	// servers add up to 1/16 of jitter.
+	cacheWatchWait = 5 * time.Minute
+	// cacheRetryMin and cacheRetryMax bound the backoff of a watch whose
+	// query fails.
+	cacheRetryMin = 100 * time.Millisecond
+	cacheRetryMax = 30 * time.Second
+	// cacheMissWait bounds how long a miss waits for its first answer.
+	cacheMissWait = 10 * time.Second
+)
+
+// serviceKey is what a cached health/service answer is for.
+type serviceKey struct {
+	dc      string
+	service string // lower-cased
+	tags    string // lower-cased, sorted, joined by NUL
+	passing bool
+}
+
+func newServiceKey(dc, service string, tags []string, passing bool) serviceKey {
+	lower := make([]string, len(tags))
+	for i, t := range tags {
+		lower[i] = strings.ToLower(t)
+	}
+	slices.Sort(lower)
+	return serviceKey{dc: strings.ToLower(dc), service: strings.ToLower(service), tags: strings.Join(lower, "\x00"), passing: passing}
+}
+
+// cachedAnswer is one answer held by a cache entry. It is never changed
+// once published; changed closes when a newer answer replaces it, or when
+// the entry is evicted.
+type cachedAnswer struct {
+	nodes   []catalog.CheckServiceNode
+	meta    rpc.QueryMeta
+	fetched time.Time
+	changed chan struct{}
+}
+
+// fresh reports whether no newer answer has replaced a.
+func (a *cachedAnswer) fresh() bool {
+	select {
+	case <-a.changed:
+		return false
+	default:
+		return true
+	}
+}
+
+// cacheEntry is one watched key: the latest answer, kept current by a
+// goroutine running blocking queries against the servers.
+type cacheEntry struct {
+	key serviceKey
+	// ready closes once the first answer or the first error is in.
+	ready chan struct{}
+
+	mu       sync.Mutex
+	answer   *cachedAnswer // nil until the first answer
+	err      error         // the last query error; nil after a success
+	lastUsed time.Time
+	stop     context.CancelFunc
+}
+
+// serviceCache holds health/service answers for a client agent, each kept
+// current by one blocking query on the servers however many local lookups
+// read it: the servers see one watch per watched service per agent, not
+// one query per lookup. Entries nobody has asked for in entryTTL stop
+// watching and go; at most maxEntries are kept, the least recently used
+// going first.
+type serviceCache struct {
+	fetch      func(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error)
+	logger     *slog.Logger
+	entryTTL   time.Duration
+	maxEntries int
+	now        func() time.Time
+
+	// ctx ends every watch; wg counts them.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	entries map[serviceKey]*cacheEntry
+	closed  bool
+	fetches uint64 // queries sent to the servers, for tests and stats
+}
+
+func newServiceCache(fetch func(context.Context, *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error), logger *slog.Logger) *serviceCache {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &serviceCache{
+		fetch: fetch, logger: logger, entryTTL: defaultCacheEntryTTL, maxEntries: defaultCacheMaxEntries,
+		now: time.Now, ctx: ctx, cancel: cancel, entries: make(map[serviceKey]*cacheEntry),
+	}
+}
+
+// errCacheClosed is returned by lookups after close.
+var errCacheClosed = errors.New("agent cache closed")
+
+// get returns the current answer for key, starting a watch on a miss and
+// waiting (bounded by ctx and cacheMissWait) for its first answer. hit
+// reports whether the answer was there already. A watch whose queries
+// fail keeps serving its last answer; with none, the error is returned.
+func (c *serviceCache) get(ctx context.Context, key serviceKey) (ans *cachedAnswer, hit bool, err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, false, errCacheClosed
+	}
+	e, ok := c.entries[key]
+	if !ok {
+		e = c.startLocked(key)
+	}
+	c.mu.Unlock()
+
+	e.mu.Lock()
+	e.lastUsed = c.now()
+	ans, err = e.answer, e.err
+	e.mu.Unlock()
+	if ans != nil {
+		return ans, ok, nil
+	}
+	if ok && err != nil {
+		return nil, false, err
+	}
+	t := time.NewTimer(cacheMissWait)
+	defer t.Stop()
+	select {
+	case <-e.ready:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	case <-t.C:
+		return nil, false, errors.New("agent cache: no answer from the servers in time")
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.answer != nil:
+		return e.answer, false, nil
+	case e.err != nil:
+		return nil, false, e.err
+	}
+	return nil, false, errors.New("agent cache: entry evicted before its first answer")
+}
+
+// startLocked adds an entry for key and starts its watch, first evicting
+// the least recently used entry when full. The caller holds c.mu.
+func (c *serviceCache) startLocked(key serviceKey) *cacheEntry {
+	if len(c.entries) >= c.maxEntries {
+		var (
+			oldest   *cacheEntry
+			oldestAt time.Time
+		)
+		for _, e := range c.entries {
+			e.mu.Lock()
+			at := e.lastUsed
+			e.mu.Unlock()
+			if oldest == nil || at.Before(oldestAt) {
+				oldest, oldestAt = e, at
+			}
+		}
+		c.removeLocked(oldest)
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	e := &cacheEntry{key: key, ready: make(chan struct{}), lastUsed: c.now(), stop: cancel}
+	c.entries[key] = e
+	c.wg.Go(func() { c.watch(ctx, e) })
+	return e
+}
+
+// removeLocked stops e's watch and drops it; readers of its answer see it
+// go stale. The caller holds c.mu.
+func (c *serviceCache) removeLocked(e *cacheEntry) {
+	delete(c.entries, e.key)
+	e.stop()
+	e.mu.Lock()
+	if e.answer != nil && e.answer.fresh() {
+		close(e.answer.changed)
+	}
+	e.mu.Unlock()
+}
+
+// watch keeps e current until ctx ends or nobody has asked for it in
+// entryTTL: a blocking query from the last index, again and again.
+func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
+	var (
+		index   uint64
+		backoff time.Duration
+		once    sync.Once
+	)
+	markReady := func() { once.Do(func() { close(e.ready) }) }
+	defer markReady()
+	var tags []string
+	if e.key.tags != "" {
+		tags = strings.Split(e.key.tags, "\x00")
+	}
+	for ctx.Err() == nil {
+		e.mu.Lock()
+		idle := c.now().Sub(e.lastUsed)
+		e.mu.Unlock()
+		if idle > c.entryTTL {
+			c.mu.Lock()
+			if c.entries[e.key] == e {
+				c.removeLocked(e)
+			}
+			c.mu.Unlock()
+			return
+		}
+		q := &rpc.ServiceQuery{
+			Service: e.key.service, Tags: tags, PassingOnly: e.key.passing,
+			QueryOptions: rpc.QueryOptions{AllowStale: true, MinIndex: index, MaxWait: cacheWatchWait},
+		}
+		c.mu.Lock()
+		c.fetches++
+		c.mu.Unlock()
+		res, err := c.fetch(ctx, q)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			e.mu.Lock()
+			e.err = err
+			e.mu.Unlock()
+			markReady()
+			backoff = min(max(2*backoff, cacheRetryMin), cacheRetryMax)
+			c.logger.Debug("cache watch failed", "service", e.key.service, "retry_in", backoff, "error", err)
+			if !sleepCtx(ctx, backoff) {
+				return
+			}
+			continue
+		}
+		backoff = 0
+		// An index going backwards (a restore, another server) starts over.
+		if res.Index < index {
+			index = 0
+		}
+		if index == 0 || res.Index > index {
+			next := &cachedAnswer{nodes: res.Nodes, meta: res.QueryMeta, fetched: c.now(), changed: make(chan struct{})}
+			e.mu.Lock()
+			prev := e.answer
+			e.answer, e.err = next, nil
+			e.mu.Unlock()
+			if prev != nil {
+				close(prev.changed)
+			}
+			markReady()
+		}
+		index = max(res.Index, 1)
+	}
+}
+
+// close stops every watch and waits for them.
+func (c *serviceCache) close() {
+	c.mu.Lock()
+	c.closed = true
+	for _, e := range c.entries {
+		c.removeLocked(e)
+	}
+	c.mu.Unlock()
+	c.cancel()
+	c.wg.Wait()
+}
+
+// stats reports the entries held and the queries sent so far.
+func (c *serviceCache) stats() (entries int, fetches uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.entries), c.fetches
+}
+
+// RPCCalls reports the RPCs a client agent has sent to the servers, by
+// method (nil on a server), and how many health/service answers its cache
+// holds: what the agent costs the servers.
+func (a *Agent) RPCCalls() (calls map[string]uint64, cacheEntries int) {
+	rs, ok := a.server.(*remoteServer)
+	if !ok {
+		return nil, 0
+	}
+	if a.cache != nil {
+		cacheEntries, _ = a.cache.stats()
+	}
+	return rs.callCounts(), cacheEntries
+}
+
+// sleepCtx sleeps for d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
