@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-memdb"
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 func register(t testing.TB, s *Store, idx uint64, node, id, name string, tags []string, checks ...*Check) {
@@ -307,8 +308,31 @@ func TestSnapshotRestore(t *testing.T) {
 	if err := one.Snapshot().Persist(&cut); err != nil {
 		t.Fatal(err)
 	}
-	// Drop the end record (its kind byte and a one-byte count).
-	if err := r.Restore(bytes.NewReader(cut.Bytes()[:cut.Len()-2])); !errors.Is(err, ErrInvalid) {
+	// Drop the end record (its kind, a uint8 marker and the byte, and its
+	// count), so the stream ends exactly after the last row. Walk the
+	// stream to find where that record starts.
+	rd := bytes.NewReader(cut.Bytes())
+	dec := msgpack.NewDecoder(rd)
+	if _, err := dec.DecodeUint(); err != nil {
+		t.Fatalf("header: %v", err)
+	}
+	end := -1
+	for end < 0 {
+		at := cut.Len() - rd.Len()
+		kind, err := dec.DecodeUint8()
+		if err != nil {
+			t.Fatalf("record kind at %d: %v", at, err)
+		}
+		if kind == recordEnd {
+			end = at
+		} else if err := dec.Skip(); err != nil {
+			t.Fatalf("row at %d: %v", at, err)
+		}
+	}
+	if _, err := dec.DecodeUint(); err != nil || rd.Len() != 0 {
+		t.Fatalf("end record at %d: %v, %d bytes after it", end, err, rd.Len())
+	}
+	if err := r.Restore(bytes.NewReader(cut.Bytes()[:end])); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("snapshot without its end record: %v", err)
 	}
 	if _, got, _ := r.CheckServiceNodes(nil, "svc3", nil, false); len(got) == 0 {

@@ -31,6 +31,4 @@
 // costs nothing. An HTTP body that changes on every request (a timestamp)
 // changes the output on every run; rate-limiting such writes is the
 // caller's business.
-//
-// The stand-alone TTL type predates Runner and is kept for its callers.
 package checks

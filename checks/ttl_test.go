@@ -6,46 +6,6 @@ import (
 	"time"
 )
 
-// TestTTL covers the stand-alone TTL type the agent still uses.
-func TestTTL(t *testing.T) {
-	clock := newFakeClock()
-	rec := &recorder{}
-	ttl := NewTTL("c", 10*time.Second, rec, clock)
-	ttl.Start()
-
-	clock.advance(9 * time.Second)
-	if rec.count() != 0 {
-		t.Fatalf("expired early: %v", rec.all())
-	}
-	ttl.SetStatus(StatusPassing, "ok")
-	clock.advance(9 * time.Second) // 18 s in, 9 s after the heartbeat
-	if u := rec.last(); u.status != StatusPassing || u.output != "ok" || rec.count() != 1 {
-		t.Fatalf("a heartbeat did not reset the TTL: %v", rec.all())
-	}
-	clock.advance(2 * time.Second)
-	if u := rec.last(); u.status != StatusCritical || u.output != TTLExpiredOutput {
-		t.Fatalf("no expiry after the TTL: %v", rec.all())
-	}
-	ttl.SetStatus(StatusWarning, "slow")
-	ttl.Stop()
-	clock.advance(time.Minute)
-	if u := rec.last(); u.status != StatusWarning {
-		t.Fatalf("a stopped check expired: %v", rec.all())
-	}
-	ttl.SetStatus(StatusPassing, "after stop")
-	if u := rec.last(); u.output != "slow" {
-		t.Fatalf("a stopped check reported: %v", rec.all())
-	}
-}
-
-func TestTTLRealClock(t *testing.T) {
-	rec := &recorder{}
-	ttl := NewTTL("c", 20*time.Millisecond, rec, nil)
-	ttl.Start()
-	defer ttl.Stop()
-	rec.waitStatus(t, "c", StatusCritical)
-}
-
 // TestRunnerTTL drives a TTL check of a Runner with the fake clock.
 func TestRunnerTTL(t *testing.T) {
 	h := newHarness(t, nil)

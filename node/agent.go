@@ -29,8 +29,6 @@ import (
 var (
 	// ErrShutdown is returned by Start on an agent that was shut down.
 	ErrShutdown = errors.New("agent shut down")
-	// ErrUnsupported marks a configuration this build cannot run yet.
-	ErrUnsupported = errors.New("not supported by this build")
 )
 
 // fullSyncInterval is how often the agent compares its whole local state
@@ -165,10 +163,10 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			return err
 		}
 	} else {
-		a.server = &remoteServer{pool: a.pool, servers: a.serverAddrs}
+		a.server = newRemoteServer(a.pool, a.serverAddrs)
 		// A client answers its host's lookups from memory, each watched
 		// service kept current by one blocking query.
-		a.cache = newServiceCache(a.server.HealthServiceNodes, a.logger.With("component", "cache"))
+		a.cache = newServiceCache(a.server.HealthServiceNodes, a.cfg.DNS.MaxStale, a.logger.With("component", "cache"))
 	}
 	a.states = newStateSaver(a.persist, a.logger)
 	a.local = newLocalState(a.cfg.CheckUpdateInterval, func() { a.sync.trigger() })

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshd/meshd/catalog"
@@ -55,17 +56,28 @@ func newServiceKey(dc, service string, tags []string, passing bool) serviceKey {
 type cachedAnswer struct {
 	nodes   []catalog.CheckServiceNode
 	meta    rpc.QueryMeta
-	fetched time.Time
 	changed chan struct{}
+	// entry is the entry that published it, and now the cache's clock:
+	// fresh counts as a use of the entry.
+	entry *cacheEntry
+	now   func() time.Time
 }
 
-// fresh reports whether no newer answer has replaced a.
+// fresh reports whether no newer answer has replaced a. It is how readers
+// that keep what they built from a (DNS) check it, so it also counts as a
+// use: an entry read only through fresh stays, and stays recent.
 func (a *cachedAnswer) fresh() bool {
+	a.entry.touch(a.now())
+	return !a.replaced()
+}
+
+// replaced reports whether a newer answer replaced a, or its entry went.
+func (a *cachedAnswer) replaced() bool {
 	select {
 	case <-a.changed:
-		return false
-	default:
 		return true
+	default:
+		return false
 	}
 }
 
@@ -76,22 +88,46 @@ type cacheEntry struct {
 	// ready closes once the first answer or the first error is in.
 	ready chan struct{}
 
-	mu       sync.Mutex
-	answer   *cachedAnswer // nil until the first answer
-	err      error         // the last query error; nil after a success
-	lastUsed time.Time
-	stop     context.CancelFunc
+	// lastUsed is when the entry was last read (UnixNano); atomic, so
+	// that reads of a cached answer take no lock.
+	lastUsed atomic.Int64
+	// stop ends the entry's watch.
+	stop context.CancelFunc
+
+	mu     sync.Mutex
+	answer *cachedAnswer // nil until the first answer
+	err    error         // the last query error; nil after a success
+}
+
+func (e *cacheEntry) touch(now time.Time) { e.lastUsed.Store(now.UnixNano()) }
+
+// publish makes ans e's answer and marks the one it replaces, unless e
+// has been removed (its watch's ctx ended): removeLocked cancels before it
+// takes e.mu, so checking ctx under e.mu orders the two.
+func (e *cacheEntry) publish(ctx context.Context, ans *cachedAnswer) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ctx.Err() != nil {
+		return false
+	}
+	if e.answer != nil {
+		close(e.answer.changed)
+	}
+	e.answer, e.err = ans, nil
+	return true
 }
 
 // serviceCache holds health/service answers for a client agent, each kept
 // current by one blocking query on the servers however many local lookups
 // read it: the servers see one watch per watched service per agent, not
-// one query per lookup. Entries nobody has asked for in entryTTL stop
-// watching and go; at most maxEntries are kept, the least recently used
-// going first.
+// one query per lookup. Entries nobody has read in entryTTL stop watching
+// and go; at most maxEntries are kept, and a new one replaces the least
+// recently used of a random sample of evictSample entries (an approximate
+// LRU that needs no lock to record a read).
 type serviceCache struct {
 	fetch      func(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error)
 	logger     *slog.Logger
+	maxStale   time.Duration // of the watches' reads; 0: no bound
 	entryTTL   time.Duration
 	maxEntries int
 	now        func() time.Time
@@ -104,13 +140,16 @@ type serviceCache struct {
 	mu      sync.Mutex
 	entries map[serviceKey]*cacheEntry
 	closed  bool
-	fetches uint64 // queries sent to the servers, for tests and stats
 }
 
-func newServiceCache(fetch func(context.Context, *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error), logger *slog.Logger) *serviceCache {
+// evictSample is how many entries a full cache compares to pick the one
+// to evict.
+const evictSample = 16
+
+func newServiceCache(fetch func(context.Context, *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error), maxStale time.Duration, logger *slog.Logger) *serviceCache {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &serviceCache{
-		fetch: fetch, logger: logger, entryTTL: defaultCacheEntryTTL, maxEntries: defaultCacheMaxEntries,
+		fetch: fetch, logger: logger, maxStale: maxStale, entryTTL: defaultCacheEntryTTL, maxEntries: defaultCacheMaxEntries,
 		now: time.Now, ctx: ctx, cancel: cancel, entries: make(map[serviceKey]*cacheEntry),
 	}
 }
@@ -134,8 +173,8 @@ func (c *serviceCache) get(ctx context.Context, key serviceKey) (ans *cachedAnsw
 	}
 	c.mu.Unlock()
 
+	e.touch(c.now())
 	e.mu.Lock()
-	e.lastUsed = c.now()
 	ans, err = e.answer, e.err
 	e.mu.Unlock()
 	if ans != nil {
@@ -165,25 +204,25 @@ func (c *serviceCache) get(ctx context.Context, key serviceKey) (ans *cachedAnsw
 }
 
 // startLocked adds an entry for key and starts its watch, first evicting
-// the least recently used entry when full. The caller holds c.mu.
+// the least recently used of a sample of entries when full. The caller
+// holds c.mu.
 func (c *serviceCache) startLocked(key serviceKey) *cacheEntry {
 	if len(c.entries) >= c.maxEntries {
-		var (
-			oldest   *cacheEntry
-			oldestAt time.Time
-		)
-		for _, e := range c.entries {
-			e.mu.Lock()
-			at := e.lastUsed
-			e.mu.Unlock()
-			if oldest == nil || at.Before(oldestAt) {
-				oldest, oldestAt = e, at
+		var oldest *cacheEntry
+		n := 0
+		for _, e := range c.entries { // map order is random: a random sample
+			if oldest == nil || e.lastUsed.Load() < oldest.lastUsed.Load() {
+				oldest = e
+			}
+			if n++; n == evictSample {
+				break
 			}
 		}
 		c.removeLocked(oldest)
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
-	e := &cacheEntry{key: key, ready: make(chan struct{}), lastUsed: c.now(), stop: cancel}
+	e := &cacheEntry{key: key, ready: make(chan struct{}), stop: cancel}
+	e.touch(c.now())
 	c.entries[key] = e
 	c.wg.Go(func() { c.watch(ctx, e) })
 	return e
@@ -195,7 +234,7 @@ func (c *serviceCache) removeLocked(e *cacheEntry) {
 	delete(c.entries, e.key)
 	e.stop()
 	e.mu.Lock()
-	if e.answer != nil && e.answer.fresh() {
+	if e.answer != nil && !e.answer.replaced() {
 		close(e.answer.changed)
 	}
 	e.mu.Unlock()
@@ -216,10 +255,7 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 		tags = strings.Split(e.key.tags, "\x00")
 	}
 	for ctx.Err() == nil {
-		e.mu.Lock()
-		idle := c.now().Sub(e.lastUsed)
-		e.mu.Unlock()
-		if idle > c.entryTTL {
+		if idle := c.now().Sub(time.Unix(0, e.lastUsed.Load())); idle > c.entryTTL {
 			c.mu.Lock()
 			if c.entries[e.key] == e {
 				c.removeLocked(e)
@@ -229,11 +265,8 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 		}
 		q := &rpc.ServiceQuery{
 			Service: e.key.service, Tags: tags, PassingOnly: e.key.passing,
-			QueryOptions: rpc.QueryOptions{AllowStale: true, MinIndex: index, MaxWait: cacheWatchWait},
+			QueryOptions: rpc.QueryOptions{AllowStale: true, MaxStale: c.maxStale, MinIndex: index, MaxWait: cacheWatchWait},
 		}
-		c.mu.Lock()
-		c.fetches++
-		c.mu.Unlock()
 		res, err := c.fetch(ctx, q)
 		if ctx.Err() != nil {
 			return
@@ -256,13 +289,9 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 			index = 0
 		}
 		if index == 0 || res.Index > index {
-			next := &cachedAnswer{nodes: res.Nodes, meta: res.QueryMeta, fetched: c.now(), changed: make(chan struct{})}
-			e.mu.Lock()
-			prev := e.answer
-			e.answer, e.err = next, nil
-			e.mu.Unlock()
-			if prev != nil {
-				close(prev.changed)
+			next := &cachedAnswer{nodes: res.Nodes, meta: res.QueryMeta, changed: make(chan struct{}), entry: e, now: c.now}
+			if !e.publish(ctx, next) {
+				return // removed meanwhile
 			}
 			markReady()
 		}
@@ -282,35 +311,9 @@ func (c *serviceCache) close() {
 	c.wg.Wait()
 }
 
-// stats reports the entries held and the queries sent so far.
-func (c *serviceCache) stats() (entries int, fetches uint64) {
+// size reports the entries held.
+func (c *serviceCache) size() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return len(c.entries), c.fetches
-}
-
-// RPCCalls reports the RPCs a client agent has sent to the servers, by
-// method (nil on a server), and how many health/service answers its cache
-// holds: what the agent costs the servers.
-func (a *Agent) RPCCalls() (calls map[string]uint64, cacheEntries int) {
-	rs, ok := a.server.(*remoteServer)
-	if !ok {
-		return nil, 0
-	}
-	if a.cache != nil {
-		cacheEntries, _ = a.cache.stats()
-	}
-	return rs.callCounts(), cacheEntries
-}
-
-// sleepCtx sleeps for d; false when ctx ended first.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return len(c.entries)
 }

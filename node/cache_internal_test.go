@@ -67,7 +67,7 @@ func (f *fakeCatalog) callCount() int {
 }
 
 func testCache(t *testing.T, f *fakeCatalog) *serviceCache {
-	c := newServiceCache(f.fetch, slog.New(slog.DiscardHandler))
+	c := newServiceCache(f.fetch, 0, slog.New(slog.DiscardHandler))
 	t.Cleanup(c.close)
 	return c
 }
@@ -154,7 +154,7 @@ func TestServiceCacheEvicts(t *testing.T) {
 	c.get(context.Background(), newServiceKey("dc1", "b", nil, false))
 	// Full: a third key pushes out the least recently used, "a".
 	c.get(context.Background(), newServiceKey("dc1", "c", nil, false))
-	if n, _ := c.stats(); n != 2 {
+	if n := c.size(); n != 2 {
 		t.Fatalf("%d entries, want 2", n)
 	}
 	if a.fresh() {
@@ -165,14 +165,14 @@ func TestServiceCacheEvicts(t *testing.T) {
 	now = now.Add(2 * time.Minute)
 	mu.Unlock()
 	f.update(f.nodes, nil) // wake the blocked watches
-	waitFor(t, "idle entries to go", func() bool { n, _ := c.stats(); return n == 0 })
+	waitFor(t, "idle entries to go", func() bool { return c.size() == 0 })
 }
 
 // TestServiceCacheClose stops every watch (the cleanup's close would hang
 // on a leaked one) and refuses later lookups.
 func TestServiceCacheClose(t *testing.T) {
 	f := newFakeCatalog()
-	c := newServiceCache(f.fetch, slog.New(slog.DiscardHandler))
+	c := newServiceCache(f.fetch, 0, slog.New(slog.DiscardHandler))
 	for _, s := range []string{"a", "b", "c"} {
 		if _, _, err := c.get(context.Background(), newServiceKey("dc1", s, nil, false)); err != nil {
 			t.Fatal(err)
@@ -181,5 +181,39 @@ func TestServiceCacheClose(t *testing.T) {
 	c.close()
 	if _, _, err := c.get(context.Background(), newServiceKey("dc1", "a", nil, false)); !errors.Is(err, errCacheClosed) {
 		t.Fatalf("get after close: %v", err)
+	}
+}
+
+// TestServiceCacheFreshCountsAsUse: a reader that only checks fresh (the
+// DNS server reusing its records) keeps the entry from going idle.
+func TestServiceCacheFreshCountsAsUse(t *testing.T) {
+	f := newFakeCatalog()
+	c := testCache(t, f)
+	var (
+		mu  sync.Mutex
+		now = time.Unix(1000, 0)
+	)
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	c.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	c.entryTTL = time.Minute
+
+	ans, _, err := c.get(context.Background(), newServiceKey("dc1", "web", nil, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Twice the TTL since the get, read through fresh all along.
+	for range 4 {
+		advance(30 * time.Second)
+		if !ans.fresh() {
+			t.Fatal("answer went stale while nothing changed")
+		}
+	}
+	// Wake the watch; it checks idleness before its next query.
+	calls := f.callCount()
+	f.update(f.nodes, nil)
+	// An entry found idle stops instead of querying again.
+	waitFor(t, "the watch to query again", func() bool { return f.callCount() > calls })
+	if c.size() != 1 {
+		t.Fatal("entry read through fresh was evicted as idle")
 	}
 }

@@ -129,11 +129,7 @@ func (a *Agent) serverAddrs() []string {
 
 // toMember converts a gossip member for reconciliation.
 func toMember(m gossip.Member) member {
-	mm := member{Name: m.Name, ID: m.Tags.NodeID, Addr: m.Addr.String(), Status: memberStatus(m.Status)}
-	if s, ok := gossip.ServerFromMember(m); ok {
-		mm.Server, mm.RPCAddr = true, s.Addr.String()
-	}
-	return mm
+	return member{Name: m.Name, ID: m.Tags.NodeID, Addr: m.Addr.String(), Status: memberStatus(m.Status)}
 }
 
 // agentMember is one entry of agent/members, as Consul's api.AgentMember.

@@ -102,7 +102,7 @@ func (s *localServer) onLeader(ctx context.Context, method string, args, reply a
 			return err
 		}
 		if leader == "" {
-			err := local()
+			err = local()
 			if !errors.Is(err, consensus.ErrNotLeader) {
 				return err
 			}
@@ -116,11 +116,21 @@ func (s *localServer) onLeader(ctx context.Context, method string, args, reply a
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%w: no reachable leader after %v: %v", consensus.ErrNotLeader, leaderWait, err)
 		}
-		select {
-		case <-ctx.Done():
+		if !sleepCtx(ctx, 100*time.Millisecond) {
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// sleepCtx sleeps for d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 

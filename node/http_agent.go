@@ -110,8 +110,6 @@ func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChe
 			Meta: def.Meta, Weights: weights, EnableTagOverride: def.EnableTagOverride,
 			DNS: serviceDNS(def.DNS),
 		},
-		def:        def,
-		fromConfig: fromConfig,
 	}
 	if !fromConfig {
 		if err := a.persist.saveService(def); err != nil {
@@ -168,8 +166,7 @@ func (a *Agent) buildCheck(cd *config.CheckDefinition, fromConfig bool) (*localC
 				DeregisterCriticalServiceAfter: cd.DeregisterCriticalServiceAfter,
 			},
 		},
-		def:        cd,
-		fromConfig: fromConfig,
+		def: cd,
 	}, nil
 }
 

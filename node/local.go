@@ -13,21 +13,15 @@ import (
 
 // localService is a service instance registered with this agent.
 type localService struct {
-	svc *catalog.Service // Node is empty: the agent's node is implied
-	// def is the definition it came from, kept to persist and reload it.
-	def *config.ServiceDefinition
-	// fromConfig marks services from config files: they are not persisted,
-	// the files bring them back.
-	fromConfig bool
-	inSync     bool
-	version    uint64
+	svc     *catalog.Service // Node is empty: the agent's node is implied
+	inSync  bool
+	version uint64
 }
 
 // localCheck is a check registered with this agent.
 type localCheck struct {
-	chk        *catalog.Check // Node is empty
-	def        *config.CheckDefinition
-	fromConfig bool
+	chk *catalog.Check // Node is empty
+	def *config.CheckDefinition
 	// defSynced: the catalog has this definition, so a status change can go
 	// as a cheap status update. inSync: the catalog has the status too.
 	defSynced bool

@@ -21,12 +21,10 @@ const (
 
 // member is what reconciliation needs of a gossip member.
 type member struct {
-	Name    string
-	ID      string
-	Addr    string
-	Status  memberStatus
-	Server  bool
-	RPCAddr string // servers only: host:port of the server port
+	Name   string
+	ID     string
+	Addr   string
+	Status memberStatus
 }
 
 // serfHealth outputs, as Consul's.

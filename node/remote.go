@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"sync"
 
 	"github.com/meshd/meshd/catalog"
@@ -31,6 +30,10 @@ type remoteServer struct {
 	calls map[string]uint64
 }
 
+func newRemoteServer(pool *rpc.Pool, servers func() []string) *remoteServer {
+	return &remoteServer{pool: pool, servers: servers, calls: make(map[string]uint64)}
+}
+
 // callCounts returns a copy of the calls made so far, by method.
 func (s *remoteServer) callCounts() map[string]uint64 {
 	s.mu.Lock()
@@ -38,11 +41,25 @@ func (s *remoteServer) callCounts() map[string]uint64 {
 	return maps.Clone(s.calls)
 }
 
+// RPCCalls reports the RPCs a client agent has sent to the servers, by
+// method (nil on a server), and how many health/service answers its cache
+// holds: what the agent costs the servers.
+func (a *Agent) RPCCalls() (calls map[string]uint64, cacheEntries int) {
+	rs, ok := a.server.(*remoteServer)
+	if !ok {
+		return nil, 0
+	}
+	if a.cache != nil {
+		cacheEntries = a.cache.size()
+	}
+	return rs.callCounts(), cacheEntries
+}
+
 // order lists the servers to try: the current one first (its connection
 // and blocking queries live there), then the others in random order.
 func (s *remoteServer) order() []string {
 	list := append([]string(nil), s.servers()...)
-	rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
+	shuffle(list)
 	s.mu.Lock()
 	cur := s.current
 	s.mu.Unlock()
@@ -58,9 +75,6 @@ func (s *remoteServer) order() []string {
 // cannot be reached at all; an answer, error or not, ends the search.
 func (s *remoteServer) call(ctx context.Context, method string, args, reply any) error {
 	s.mu.Lock()
-	if s.calls == nil {
-		s.calls = make(map[string]uint64)
-	}
 	s.calls[method]++
 	s.mu.Unlock()
 	list := s.order()

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
-	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -212,11 +212,7 @@ func (s *syncer) syncFull(ctx context.Context) error {
 
 func (s *syncer) sameNode(n *catalog.Node) bool {
 	return n.ID == s.node.ID && n.Address == s.node.Address && n.Datacenter == s.node.Datacenter &&
-		equalMaps(n.Meta, s.node.Meta) && equalMaps(n.TaggedAddresses, s.node.TaggedAddresses)
-}
-
-func equalMaps(a, b map[string]string) bool {
-	return len(a) == len(b) && (len(a) == 0 || reflect.DeepEqual(a, b))
+		maps.Equal(n.Meta, s.node.Meta) && maps.Equal(n.TaggedAddresses, s.node.TaggedAddresses)
 }
 
 // pushItem is one service or check to push, with the version it had.
@@ -242,8 +238,8 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 	l.mu.Lock()
 	gen := l.gen
 	nodeInSync := l.nodeInSync
-	removedSvcs := slicesOfKeys(l.removedServices)
-	removedChks := slicesOfKeys(l.removedChecks)
+	removedSvcs := slices.Collect(maps.Keys(l.removedServices))
+	removedChks := slices.Collect(maps.Keys(l.removedChecks))
 	var svcs []pushSvc
 	inSvcPush := map[string]bool{}
 	for _, ls := range l.services {
@@ -421,12 +417,4 @@ func registration(n nodeInfo, skipNode bool) *catalog.RegisterRequest {
 func copyService(s *catalog.Service) *catalog.Service {
 	c := *s
 	return &c
-}
-
-func slicesOfKeys(m map[string]struct{}) []string {
-	out := make([]string, 0, len(m))
-	for k := range maps.Keys(m) {
-		out = append(out, k)
-	}
-	return out
 }

@@ -15,7 +15,8 @@ import (
 	"github.com/meshd/meshd/node/config"
 )
 
-// shutdownTimeout bounds a graceful stop; a second signal skips it.
+// shutdownTimeout bounds a graceful stop (leave and shutdown); a second
+// signal skips it.
 const shutdownTimeout = 30 * time.Second
 
 func runAgent(args []string, stdout, stderr io.Writer) int {
@@ -65,16 +66,31 @@ func runAgent(args []string, stdout, stderr io.Writer) int {
 	case <-a.LeftCh():
 		logger.Info("left the cluster (agent/leave); shutting down")
 	}
-	// The stop gets its own time from now, not from the agent's start.
+	return stop(a, leave, sigCh, logger)
+}
+
+// stopper is what stop needs of an agent.
+type stopper interface {
+	Leave(context.Context) error
+	Shutdown(context.Context) error
+}
+
+// stop leaves the cluster if leave is set, then shuts a down, the two
+// within shutdownTimeout from now (not from the agent's start). A signal
+// on sigCh during either gives up on them at once: stop returns 1 without
+// waiting, and the process exits.
+func stop(a stopper, leave bool, sigCh <-chan os.Signal, logger *slog.Logger) int {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if leave {
-		if err := a.Leave(ctx); err != nil {
-			logger.Warn("leave", "error", err)
-		}
-	}
 	done := make(chan error, 1)
-	go func() { done <- a.Shutdown(ctx) }()
+	go func() {
+		if leave {
+			if err := a.Leave(ctx); err != nil {
+				logger.Warn("leave", "error", err)
+			}
+		}
+		done <- a.Shutdown(ctx)
+	}()
 	select {
 	case err := <-done:
 		if err != nil {
