@@ -166,7 +166,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		a.server = newRemoteServer(a.pool, a.serverAddrs)
 		// A client answers its host's lookups from memory, each watched
 		// service kept current by one blocking query.
-		a.cache = newServiceCache(a.server.HealthServiceNodes, a.cfg.DNS.MaxStale, a.logger.With("component", "cache"))
+		a.cache = newServiceCache(a.server.HealthServiceNodes, a.cfg.Cache, a.cfg.DNS.MaxStale, a.logger.With("component", "cache"))
 	}
 	a.states = newStateSaver(a.persist, a.logger)
 	a.local = newLocalState(a.cfg.CheckUpdateInterval, func() { a.sync.trigger() })

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -11,17 +12,12 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
 )
 
-// Agent cache defaults.
+// Agent cache timings.
 const (
-	// defaultCacheEntryTTL is how long an entry nobody asks for keeps
-	// being watched (Consul keeps its cache entries 3 days).
-	defaultCacheEntryTTL = 72 * time.Hour
-	// defaultCacheMaxEntries bounds the entries, and so the watches an
-	// agent holds on the servers.
-	defaultCacheMaxEntries = 10_000
 	// cacheWatchWait is the wait of the watches' blocking queries; the
 	// servers add up to 1/16 of jitter.
 	cacheWatchWait = 5 * time.Minute
@@ -63,12 +59,15 @@ type cachedAnswer struct {
 	now   func() time.Time
 }
 
-// fresh reports whether no newer answer has replaced a. It is how readers
-// that keep what they built from a (DNS) check it, so it also counts as a
-// use: an entry read only through fresh stays, and stays recent.
+// fresh reports whether no newer answer has replaced a, and the servers
+// have not been out of reach for longer than the cache serves stale
+// answers. It is how readers that keep what they built from a (DNS)
+// check it, so it also counts as a use: an entry read only through fresh
+// stays, and stays recent.
 func (a *cachedAnswer) fresh() bool {
-	a.entry.touch(a.now())
-	return !a.replaced()
+	now := a.now()
+	a.entry.touch(now)
+	return !a.replaced() && a.entry.age(now) <= a.entry.staleIfError
 }
 
 // replaced reports whether a newer answer replaced a, or its entry went.
@@ -93,6 +92,13 @@ type cacheEntry struct {
 	lastUsed atomic.Int64
 	// stop ends the entry's watch.
 	stop context.CancelFunc
+	// confirmedAt is when the servers last answered the entry's watch
+	// (UnixNano); failing is set while its queries fail. Both are atomic:
+	// the age of an answer is read on every lookup.
+	confirmedAt atomic.Int64
+	failing     atomic.Bool
+	// staleIfError is the cache's: how old an answer may be served.
+	staleIfError time.Duration
 
 	mu     sync.Mutex
 	answer *cachedAnswer // nil until the first answer
@@ -100,6 +106,16 @@ type cacheEntry struct {
 }
 
 func (e *cacheEntry) touch(now time.Time) { e.lastUsed.Store(now.UnixNano()) }
+
+// age is how long the entry's answer has gone unconfirmed: zero while its
+// watch is up (a blocking query held on a server, which would return on a
+// change), else the time since the servers last answered it.
+func (e *cacheEntry) age(now time.Time) time.Duration {
+	if !e.failing.Load() {
+		return 0
+	}
+	return now.Sub(time.Unix(0, e.confirmedAt.Load()))
+}
 
 // publish makes ans e's answer and marks the one it replaces, unless e
 // has been removed (its watch's ctx ended): removeLocked cancels before it
@@ -125,12 +141,14 @@ func (e *cacheEntry) publish(ctx context.Context, ans *cachedAnswer) bool {
 // recently used of a random sample of evictSample entries (an approximate
 // LRU that needs no lock to record a read).
 type serviceCache struct {
-	fetch      func(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error)
-	logger     *slog.Logger
-	maxStale   time.Duration // of the watches' reads; 0: no bound
-	entryTTL   time.Duration
-	maxEntries int
-	now        func() time.Time
+	fetch    func(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error)
+	logger   *slog.Logger
+	maxStale time.Duration // of the watches' reads; 0: no bound
+	// entryTTL, maxEntries and staleIfError are the cache config's.
+	entryTTL     time.Duration
+	maxEntries   int
+	staleIfError time.Duration
+	now          func() time.Time
 
 	// ctx ends every watch; wg counts them.
 	ctx    context.Context
@@ -146,16 +164,24 @@ type serviceCache struct {
 // to evict.
 const evictSample = 16
 
-func newServiceCache(fetch func(context.Context, *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error), maxStale time.Duration, logger *slog.Logger) *serviceCache {
+// newServiceCache returns a cache that fetches with fetch; the watches'
+// reads are stale ones bounded by maxStale (0: no bound).
+func newServiceCache(fetch func(context.Context, *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error), cfg config.CacheConfig, maxStale time.Duration, logger *slog.Logger) *serviceCache {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &serviceCache{
-		fetch: fetch, logger: logger, maxStale: maxStale, entryTTL: defaultCacheEntryTTL, maxEntries: defaultCacheMaxEntries,
+		fetch: fetch, logger: logger, maxStale: maxStale,
+		entryTTL: cfg.EntryTTL, maxEntries: cfg.MaxEntries, staleIfError: cfg.StaleIfError,
 		now: time.Now, ctx: ctx, cancel: cancel, entries: make(map[serviceKey]*cacheEntry),
 	}
 }
 
-// errCacheClosed is returned by lookups after close.
-var errCacheClosed = errors.New("agent cache closed")
+var (
+	// errCacheClosed is returned by lookups after close.
+	errCacheClosed = errors.New("agent cache closed")
+	// errCacheStale is returned for an answer the servers have not
+	// confirmed for longer than the cache serves stale answers.
+	errCacheStale = errors.New("agent cache: the servers have not answered")
+)
 
 // get returns the current answer for key, starting a watch on a miss and
 // waiting (bounded by ctx and cacheMissWait) for its first answer. hit
@@ -173,11 +199,15 @@ func (c *serviceCache) get(ctx context.Context, key serviceKey) (ans *cachedAnsw
 	}
 	c.mu.Unlock()
 
-	e.touch(c.now())
+	now := c.now()
+	e.touch(now)
 	e.mu.Lock()
 	ans, err = e.answer, e.err
 	e.mu.Unlock()
 	if ans != nil {
+		if age := e.age(now); age > c.staleIfError {
+			return nil, false, fmt.Errorf("%w for %v (stale_if_error %v): %v", errCacheStale, age.Round(time.Millisecond), c.staleIfError, err)
+		}
 		return ans, ok, nil
 	}
 	if ok && err != nil {
@@ -203,6 +233,33 @@ func (c *serviceCache) get(ctx context.Context, key serviceKey) (ans *cachedAnsw
 	return nil, false, errors.New("agent cache: entry evicted before its first answer")
 }
 
+// getBlocking is get for a blocking query: with minIndex, it waits (up to
+// wait, see blockWait) until the answer's index differs from minIndex,
+// then answers with what is current. However many local watchers block on
+// one key, they share its entry's single watch on the servers.
+func (c *serviceCache) getBlocking(ctx context.Context, key serviceKey, minIndex uint64, wait time.Duration) (*cachedAnswer, bool, error) {
+	ans, hit, err := c.get(ctx, key)
+	if err != nil || minIndex == 0 || ans.meta.Index != minIndex {
+		return ans, hit, err
+	}
+	t := time.NewTimer(blockWait(wait))
+	defer t.Stop()
+	for ans.meta.Index == minIndex {
+		select {
+		case <-ans.changed:
+		case <-t.C:
+			ans, _, err = c.get(ctx, key) // it may have gone too stale meanwhile
+			return ans, hit, err
+		case <-ctx.Done():
+			return nil, hit, ctx.Err()
+		}
+		if ans, _, err = c.get(ctx, key); err != nil {
+			return nil, hit, err
+		}
+	}
+	return ans, hit, nil
+}
+
 // startLocked adds an entry for key and starts its watch, first evicting
 // the least recently used of a sample of entries when full. The caller
 // holds c.mu.
@@ -221,7 +278,7 @@ func (c *serviceCache) startLocked(key serviceKey) *cacheEntry {
 		c.removeLocked(oldest)
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
-	e := &cacheEntry{key: key, ready: make(chan struct{}), stop: cancel}
+	e := &cacheEntry{key: key, ready: make(chan struct{}), stop: cancel, staleIfError: c.staleIfError}
 	e.touch(c.now())
 	c.entries[key] = e
 	c.wg.Go(func() { c.watch(ctx, e) })
@@ -275,6 +332,7 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 			e.mu.Lock()
 			e.err = err
 			e.mu.Unlock()
+			e.failing.Store(true)
 			markReady()
 			backoff = min(max(2*backoff, cacheRetryMin), cacheRetryMax)
 			c.logger.Debug("cache watch failed", "service", e.key.service, "retry_in", backoff, "error", err)
@@ -284,6 +342,11 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 			continue
 		}
 		backoff = 0
+		e.mu.Lock()
+		e.err = nil
+		e.mu.Unlock()
+		e.confirmedAt.Store(c.now().UnixNano())
+		e.failing.Store(false)
 		// An index going backwards (a restore, another server) starts over.
 		if res.Index < index {
 			index = 0

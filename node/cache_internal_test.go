@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
 )
 
@@ -66,8 +67,13 @@ func (f *fakeCatalog) callCount() int {
 	return f.calls
 }
 
+// testCacheConfig is the default cache config.
+var testCacheConfig = config.CacheConfig{
+	EntryTTL: config.DefaultCacheEntryTTL, MaxEntries: config.DefaultCacheMaxEntries, StaleIfError: config.DefaultCacheStaleIfError,
+}
+
 func testCache(t *testing.T, f *fakeCatalog) *serviceCache {
-	c := newServiceCache(f.fetch, 0, slog.New(slog.DiscardHandler))
+	c := newServiceCache(f.fetch, testCacheConfig, 0, slog.New(slog.DiscardHandler))
 	t.Cleanup(c.close)
 	return c
 }
@@ -172,7 +178,7 @@ func TestServiceCacheEvicts(t *testing.T) {
 // on a leaked one) and refuses later lookups.
 func TestServiceCacheClose(t *testing.T) {
 	f := newFakeCatalog()
-	c := newServiceCache(f.fetch, 0, slog.New(slog.DiscardHandler))
+	c := newServiceCache(f.fetch, testCacheConfig, 0, slog.New(slog.DiscardHandler))
 	for _, s := range []string{"a", "b", "c"} {
 		if _, _, err := c.get(context.Background(), newServiceKey("dc1", s, nil, false)); err != nil {
 			t.Fatal(err)
@@ -215,5 +221,115 @@ func TestServiceCacheFreshCountsAsUse(t *testing.T) {
 	waitFor(t, "the watch to query again", func() bool { return f.callCount() > calls })
 	if c.size() != 1 {
 		t.Fatal("entry read through fresh was evicted as idle")
+	}
+}
+
+// fakeClock is a clock for the cache that only moves when told.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *fakeClock) advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+// TestServiceCacheStaleLimit: with the servers failing, the last answer
+// is served with its age growing, for staleIfError and no longer; once
+// they answer again its age is back to zero.
+func TestServiceCacheStaleLimit(t *testing.T) {
+	f := newFakeCatalog()
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	cfg := testCacheConfig
+	cfg.StaleIfError = time.Minute
+	c := newServiceCache(f.fetch, cfg, 0, slog.New(slog.DiscardHandler))
+	t.Cleanup(c.close)
+	c.now = clock.Now
+	key := newServiceKey("dc1", "web", nil, false)
+	ans, _, err := c.get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if age := ans.entry.age(clock.Now()); age != 0 {
+		t.Fatalf("age %v with the watch up, want 0", age)
+	}
+	boom := errors.New("no server answered")
+	f.update(nil, boom)
+	waitFor(t, "the watch to fail", func() bool { return ans.entry.failing.Load() })
+	clock.advance(40 * time.Second)
+	got, hit, err := c.get(context.Background(), key)
+	if err != nil || !hit || got != ans {
+		t.Fatalf("40 s unconfirmed: hit=%v err=%v same=%v", hit, err, got == ans)
+	}
+	if age := ans.entry.age(clock.Now()); age != 40*time.Second {
+		t.Fatalf("age %v, want 40s", age)
+	}
+	if !ans.fresh() {
+		t.Fatal("answer not fresh within stale_if_error")
+	}
+	clock.advance(21 * time.Second)
+	if ans.fresh() {
+		t.Fatal("answer still fresh past stale_if_error")
+	}
+	if _, _, err := c.get(context.Background(), key); !errors.Is(err, errCacheStale) {
+		t.Fatalf("61 s unconfirmed: err %v, want errCacheStale", err)
+	}
+	f.update(f.nodes, nil)
+	waitFor(t, "the watch to recover", func() bool { return !ans.entry.failing.Load() })
+	if got, _, err := c.get(context.Background(), key); err != nil || got.entry.age(clock.Now()) != 0 {
+		t.Fatalf("after recovery: err %v", err)
+	}
+}
+
+// TestServiceCacheBlocking: local blocking queries wait on the cache for
+// the index to move, all of them on the entry's one watch.
+func TestServiceCacheBlocking(t *testing.T) {
+	f := newFakeCatalog()
+	c := testCache(t, f)
+	key := newServiceKey("dc1", "web", nil, false)
+	ans, _, err := c.get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An index behind the cache's answers at once.
+	if got, hit, err := c.getBlocking(context.Background(), key, 1, time.Minute); err != nil || !hit || got != ans {
+		t.Fatalf("behind: hit=%v err=%v", hit, err)
+	}
+	// The current index and a short wait: the same answer after the wait.
+	start := time.Now()
+	if got, _, err := c.getBlocking(context.Background(), key, ans.meta.Index, 50*time.Millisecond); err != nil || got != ans {
+		t.Fatalf("wait over: err=%v same=%v", err, got == ans)
+	}
+	if waited := time.Since(start); waited < 50*time.Millisecond {
+		t.Fatalf("returned after %v, before the wait", waited)
+	}
+	waitFor(t, "the watch to block", func() bool { return f.callCount() == 2 })
+	const watchers = 50
+	results := make(chan uint64, watchers)
+	for range watchers {
+		go func() {
+			got, _, err := c.getBlocking(context.Background(), key, ans.meta.Index, time.Minute)
+			if err != nil {
+				results <- 0
+				return
+			}
+			results <- got.meta.Index
+		}()
+	}
+	f.update(nil, nil)
+	for range watchers {
+		select {
+		case idx := <-results:
+			if idx != ans.meta.Index+1 {
+				t.Fatalf("a watcher returned index %d, want %d", idx, ans.meta.Index+1)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a blocked watcher was not woken by the change")
+		}
+	}
+	// One more query answered the change, one more blocks: not one each.
+	waitFor(t, "the watch to block again", func() bool { return f.callCount() == 3 })
+	if n := f.callCount(); n != 3 {
+		t.Fatalf("%d upstream queries for %d local watchers", n, watchers)
 	}
 }

@@ -224,14 +224,8 @@ func (s *localServer) blockingQuery(ctx context.Context, opts *rpc.QueryOptions,
 		meta.Index = max(idx, 1)
 		return err
 	}
-	wait := opts.MaxWait
-	if wait <= 0 {
-		wait = defaultWait
-	}
-	wait = min(wait, maxWait)
-	wait += rand.N(wait/16 + 1)
 	// One deadline for the whole query; it also ends with the caller.
-	wctx, cancel := context.WithTimeout(ctx, wait)
+	wctx, cancel := context.WithTimeout(ctx, blockWait(opts.MaxWait))
 	defer cancel()
 	for {
 		ws := memdb.NewWatchSet()
@@ -245,6 +239,17 @@ func (s *localServer) blockingQuery(ctx context.Context, opts *rpc.QueryOptions,
 			return nil
 		}
 	}
+}
+
+// blockWait is how long a blocking query with wait waits: 5 m when unset,
+// at most 10 m, plus up to 1/16 of jitter so that watchers woken together
+// do not return together.
+func blockWait(wait time.Duration) time.Duration {
+	if wait <= 0 {
+		wait = defaultWait
+	}
+	wait = min(wait, maxWait)
+	return wait + rand.N(wait/16+1)
 }
 
 // readReady holds a read until this server's catalog has replayed its log

@@ -308,9 +308,21 @@ func (a *Agent) catalogService(w http.ResponseWriter, r *http.Request) (any, err
 	if err != nil {
 		return nil, err
 	}
-	res, err := a.server.ServiceNodes(r.Context(), &rpc.ServiceQuery{
-		Service: r.PathValue("name"), Tags: r.URL.Query()["tag"], QueryOptions: qo,
-	})
+	cc, err := a.readCacheControl(r, &qo)
+	if err != nil {
+		return nil, err
+	}
+	q := &rpc.ServiceQuery{Service: r.PathValue("name"), Tags: r.URL.Query()["tag"], QueryOptions: qo}
+	var res *rpc.ServiceNodesResponse
+	if cc.use {
+		// The health answer with critical instances holds every instance.
+		var hres *rpc.CheckServiceNodesResponse
+		if hres, err = a.cachedHealth(r.Context(), w, cc, q); err == nil {
+			res = &rpc.ServiceNodesResponse{Nodes: serviceNodesOf(hres.Nodes), QueryMeta: hres.QueryMeta}
+		}
+	} else {
+		res, err = a.server.ServiceNodes(r.Context(), q)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -16,7 +16,7 @@ func (a *Agent) healthService(w http.ResponseWriter, r *http.Request) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	out, qm, err := a.serviceEntries(r, passing)
+	out, qm, err := a.serviceEntries(w, r, passing)
 	if err != nil {
 		return nil, err
 	}
@@ -30,8 +30,9 @@ func (a *Agent) healthService(w http.ResponseWriter, r *http.Request) (any, erro
 
 // serviceEntries runs the query behind health/service and lb/service:
 // the instances of the service named in the path matching ?tag (repeated),
-// ?node-meta and ?filter, critical ones included unless passingOnly.
-func (a *Agent) serviceEntries(r *http.Request, passingOnly bool) ([]catalog.CheckServiceNode, rpc.QueryMeta, error) {
+// ?node-meta and ?filter, critical ones included unless passingOnly; from
+// the agent cache when the read allows it (see readCacheControl).
+func (a *Agent) serviceEntries(w http.ResponseWriter, r *http.Request, passingOnly bool) ([]catalog.CheckServiceNode, rpc.QueryMeta, error) {
 	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
 	if err != nil {
 		return nil, rpc.QueryMeta{}, err
@@ -40,9 +41,17 @@ func (a *Agent) serviceEntries(r *http.Request, passingOnly bool) ([]catalog.Che
 	if err != nil {
 		return nil, rpc.QueryMeta{}, err
 	}
-	res, err := a.server.HealthServiceNodes(r.Context(), &rpc.ServiceQuery{
-		Service: r.PathValue("name"), Tags: r.URL.Query()["tag"], PassingOnly: passingOnly, QueryOptions: qo,
-	})
+	cc, err := a.readCacheControl(r, &qo)
+	if err != nil {
+		return nil, rpc.QueryMeta{}, err
+	}
+	q := &rpc.ServiceQuery{Service: r.PathValue("name"), Tags: r.URL.Query()["tag"], PassingOnly: passingOnly, QueryOptions: qo}
+	var res *rpc.CheckServiceNodesResponse
+	if cc.use {
+		res, err = a.cachedHealth(r.Context(), w, cc, q)
+	} else {
+		res, err = a.server.HealthServiceNodes(r.Context(), q)
+	}
 	if err != nil {
 		return nil, rpc.QueryMeta{}, err
 	}

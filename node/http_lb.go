@@ -32,7 +32,7 @@ func (a *Agent) lbService(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, qm, err := a.serviceEntries(r, false)
+	entries, qm, err := a.serviceEntries(w, r, false)
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,8 @@ type File struct {
 	ReconnectTimeout    *time.Duration `mapstructure:"reconnect_timeout"`
 
 	Performance FilePerformance `mapstructure:"performance"`
+	Cache       FileCache       `mapstructure:"cache"`
+	Limits      FileLimits      `mapstructure:"limits"`
 
 	NodeMeta  map[string]string `mapstructure:"node_meta"`
 	DNS       FileDNS           `mapstructure:"dns_config"`
@@ -77,6 +79,29 @@ type FilePerformance struct {
 	// RaftMultiplier scales the Raft timings (1 = fastest, for a LAN; up
 	// to 10 for slow or loaded machines), as Consul's raft_multiplier.
 	RaftMultiplier *int `mapstructure:"raft_multiplier"`
+}
+
+// FileCache is the `cache` block: the agent cache of a client agent.
+type FileCache struct {
+	// EntryTTL is how long an entry nobody reads keeps being watched.
+	EntryTTL *time.Duration `mapstructure:"entry_ttl"`
+	// MaxEntries bounds the entries, and so the watches on the servers.
+	MaxEntries *int `mapstructure:"max_entries"`
+	// StaleIfError is how long an entry keeps answering after the servers
+	// stopped confirming it (they are unreachable).
+	StaleIfError *time.Duration `mapstructure:"stale_if_error"`
+}
+
+// FileLimits is the `limits` block: what a server grants each client.
+type FileLimits struct {
+	// RPCRatePerClient is the steady rate of RPCs (per second) a server
+	// takes from one agent; 0 means no limit. RPCBurstPerClient is the
+	// burst above it.
+	RPCRatePerClient  *int `mapstructure:"rpc_rate_per_client"`
+	RPCBurstPerClient *int `mapstructure:"rpc_burst_per_client"`
+	// MaxBlockingQueriesPerClient bounds the blocking queries a server
+	// holds open for one agent (RPC) or one address (HTTP); 0: no limit.
+	MaxBlockingQueriesPerClient *int `mapstructure:"max_blocking_queries_per_client"`
 }
 
 // FileDNS is the `dns_config` block.

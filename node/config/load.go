@@ -308,6 +308,15 @@ const (
 	DefaultDNSMaxStale         = 87600 * time.Hour
 	DefaultDNSTTL              = 5 * time.Second
 	DefaultRecursorTimeout     = 2 * time.Second
+	// The agent cache keeps what nobody reads for 3 days, as Consul's.
+	DefaultCacheEntryTTL     = 72 * time.Hour
+	DefaultCacheMaxEntries   = 10_000
+	DefaultCacheStaleIfError = 72 * time.Hour
+	// Per-client limits on a server: generous enough for an agent that
+	// watches DefaultCacheMaxEntries services and renews them all at once.
+	DefaultRPCRatePerClient            = 5_000
+	DefaultRPCBurstPerClient           = 20_000
+	DefaultMaxBlockingQueriesPerClient = 20_000
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -330,6 +339,16 @@ func defaultFile(hostname string, hostErr error) *File {
 		CheckUpdateInterval:     ptr(DefaultCheckUpdateInterval),
 		ReconnectTimeout:        ptr(DefaultReconnectTimeout),
 		Performance:             FilePerformance{RaftMultiplier: ptr(DefaultRaftMultiplier)},
+		Cache: FileCache{
+			EntryTTL:     ptr(DefaultCacheEntryTTL),
+			MaxEntries:   ptr(DefaultCacheMaxEntries),
+			StaleIfError: ptr(DefaultCacheStaleIfError),
+		},
+		Limits: FileLimits{
+			RPCRatePerClient:            ptr(DefaultRPCRatePerClient),
+			RPCBurstPerClient:           ptr(DefaultRPCBurstPerClient),
+			MaxBlockingQueriesPerClient: ptr(DefaultMaxBlockingQueriesPerClient),
+		},
 		Ports: FilePorts{
 			HTTP:    ptr(DefaultHTTPPort),
 			DNS:     ptr(DefaultDNSPort),

@@ -81,6 +81,8 @@ func TestLoadDefaults(t *testing.T) {
 			EnableTruncate:  true,
 			RecursorTimeout: 2 * time.Second,
 		},
+		Cache:  CacheConfig{EntryTTL: 72 * time.Hour, MaxEntries: 10_000, StaleIfError: 72 * time.Hour},
+		Limits: LimitsConfig{RPCRatePerClient: 5_000, RPCBurstPerClient: 20_000, MaxBlockingQueriesPerClient: 20_000},
 	}
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("got  %+v\nwant %+v", r, want)
@@ -457,6 +459,26 @@ func TestLoadErrors(t *testing.T) {
 		name:  "negative dns duration",
 		files: map[string]string{"a.hcl": "dns_config {\n  node_ttl = \"-1s\"\n}"},
 		want:  `DIR/a.hcl:2: dns_config.node_ttl: must not be negative`,
+	}, {
+		name:  "cache entry ttl",
+		files: map[string]string{"a.hcl": "cache {\n  entry_ttl = \"10ms\"\n}"},
+		want:  `DIR/a.hcl:2: cache.entry_ttl: must be at least 1s`,
+	}, {
+		name:  "cache max entries",
+		files: map[string]string{"a.json": "{\"cache\": {\n\"max_entries\": 0}}"},
+		want:  `DIR/a.json:2: cache.max_entries: must be at least 1`,
+	}, {
+		name:  "cache stale if error",
+		files: map[string]string{"a.hcl": "cache {\n  stale_if_error = \"-1s\"\n}"},
+		want:  `DIR/a.hcl:2: cache.stale_if_error: must not be negative`,
+	}, {
+		name:  "rate without burst",
+		files: map[string]string{"a.hcl": "limits {\n  rpc_rate_per_client = 10\n  rpc_burst_per_client = 0\n}"},
+		want:  `DIR/a.hcl:3: limits.rpc_burst_per_client: must be at least 1 with a rate limit`,
+	}, {
+		name:  "negative blocking limit",
+		files: map[string]string{"a.hcl": "limits {\n  max_blocking_queries_per_client = -1\n}"},
+		want:  `DIR/a.hcl:2: limits.max_blocking_queries_per_client: must not be negative`,
 	}, {
 		name:  "reconnect timeout",
 		files: map[string]string{"a.hcl": `reconnect_timeout = "0s"`},

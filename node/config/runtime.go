@@ -89,12 +89,30 @@ type Runtime struct {
 	RaftMultiplier int
 
 	DNS DNSConfig
+	// Cache is the agent cache of a client agent.
+	Cache CacheConfig
+	// Limits are what a server grants each client.
+	Limits LimitsConfig
 
 	// Services and Checks are the definitions from the config files,
 	// validated and normalized, in load order. Service IDs are unique, and
 	// check IDs are unique across both.
 	Services []*ServiceDefinition
 	Checks   []*CheckDefinition
+}
+
+// CacheConfig is the built cache block.
+type CacheConfig struct {
+	EntryTTL     time.Duration
+	MaxEntries   int
+	StaleIfError time.Duration
+}
+
+// LimitsConfig is the built limits block; a zero means no limit.
+type LimitsConfig struct {
+	RPCRatePerClient            int
+	RPCBurstPerClient           int
+	MaxBlockingQueriesPerClient int
 }
 
 // DNSConfig is the built dns_config block, plus the recursors.
@@ -329,6 +347,9 @@ func (b *builder) build(dev bool, hostErr error) (*Runtime, error) {
 		return nil, b.origin("performance.raft_multiplier").errorf("must be between 1 and 10, got %d", r.RaftMultiplier)
 	}
 
+	if err := b.buildCacheAndLimits(r); err != nil {
+		return nil, err
+	}
 	if err := b.buildDNS(r); err != nil {
 		return nil, err
 	}
@@ -366,6 +387,33 @@ func (b *builder) buildAddrs(r *Runtime) error {
 	}
 	if len(r.ClientAddrs) == 0 {
 		return b.origin("client_addr").errorf("needs at least one address")
+	}
+	return nil
+}
+
+func (b *builder) buildCacheAndLimits(r *Runtime) error {
+	c, l := &b.merged.Cache, &b.merged.Limits
+	r.Cache = CacheConfig{EntryTTL: *c.EntryTTL, MaxEntries: *c.MaxEntries, StaleIfError: *c.StaleIfError}
+	r.Limits = LimitsConfig{
+		RPCRatePerClient:            *l.RPCRatePerClient,
+		RPCBurstPerClient:           *l.RPCBurstPerClient,
+		MaxBlockingQueriesPerClient: *l.MaxBlockingQueriesPerClient,
+	}
+	switch {
+	case r.Cache.EntryTTL < time.Second:
+		return b.origin("cache.entry_ttl").errorf("must be at least 1s")
+	case r.Cache.MaxEntries < 1:
+		return b.origin("cache.max_entries").errorf("must be at least 1")
+	case r.Cache.StaleIfError < 0:
+		return b.origin("cache.stale_if_error").errorf("must not be negative")
+	case r.Limits.RPCRatePerClient < 0:
+		return b.origin("limits.rpc_rate_per_client").errorf("must not be negative")
+	case r.Limits.RPCBurstPerClient < 0:
+		return b.origin("limits.rpc_burst_per_client").errorf("must not be negative")
+	case r.Limits.RPCRatePerClient > 0 && r.Limits.RPCBurstPerClient < 1:
+		return b.origin("limits.rpc_burst_per_client").errorf("must be at least 1 with a rate limit")
+	case r.Limits.MaxBlockingQueriesPerClient < 0:
+		return b.origin("limits.max_blocking_queries_per_client").errorf("must not be negative")
 	}
 	return nil
 }
