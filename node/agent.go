@@ -24,11 +24,18 @@ import (
 	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 var (
 	// ErrShutdown is returned by Start on an agent that was shut down.
 	ErrShutdown = errors.New("agent shut down")
+	// ErrRateLimited refuses a call from a client over its RPC rate
+	// (limits.rpc_rate_per_client); HTTP answers it with 429.
+	ErrRateLimited = errors.New("rate limit exceeded")
+	// ErrTooManyBlocking refuses a blocking query from a client that holds
+	// limits.max_blocking_queries_per_client open already; HTTP 429.
+	ErrTooManyBlocking = errors.New("too many concurrent blocking queries")
 )
 
 // fullSyncInterval is how often the agent compares its whole local state
@@ -85,7 +92,11 @@ type Agent struct {
 	balancer *balance.Balancer
 	// cache holds a client agent's watched health/service answers; nil on
 	// servers, which read their own catalog.
-	cache         *serviceCache
+	cache *serviceCache
+	// metrics are served at /v1/agent/metrics; limits hold a server's
+	// clients to their share (nil on client agents).
+	metrics       *agentMetrics
+	limits        *clientLimits
 	memberEvents  chan gossip.Event // for the leader's reconciliation
 	eventsDropped atomic.Bool       // the queue overflowed: reconcile all
 	membersCh     chan struct{}     // a token per membership change
@@ -112,6 +123,7 @@ func New(cfg *config.Runtime, logger *slog.Logger, opts ...Option) (*Agent, erro
 		membersCh:    make(chan struct{}, 1),
 		leftCh:       make(chan struct{}),
 		balancer:     balance.New(0),
+		metrics:      newAgentMetrics(),
 	}
 	for _, o := range opts {
 		o(&a.opts)
@@ -149,7 +161,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	a.pool = rpc.NewPool(10 * time.Second)
+	a.pool = rpc.NewPool(10*time.Second, rpc.Hello{Node: a.cfg.NodeName, Server: a.cfg.ServerMode})
 	if a.advertise, err = advertiseAddr(a.cfg); err != nil {
 		return err
 	}
@@ -167,6 +179,10 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		// A client answers its host's lookups from memory, each watched
 		// service kept current by one blocking query.
 		a.cache = newServiceCache(a.server.HealthServiceNodes, a.cfg.Cache, a.cfg.DNS.MaxStale, a.logger.With("component", "cache"))
+		a.cache.metrics = a.metrics
+		a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "meshd_cache_entries", Help: "Answers the agent cache holds, each watched on the servers.",
+		}, func() float64 { return float64(a.cache.size()) }))
 	}
 	a.states = newStateSaver(a.persist, a.logger)
 	a.local = newLocalState(a.cfg.CheckUpdateInterval, func() { a.sync.trigger() })
@@ -261,6 +277,7 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	}
 	local := &localServer{raft: a.raft, store: a.store, pool: a.pool}
 	a.server = local
+	a.limits = newClientLimits(a.cfg.Limits, a.metrics)
 	a.rpcServer = netrpc.NewServer()
 	for name, endpoint := range map[string]any{
 		"Catalog": &catalogEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
@@ -337,7 +354,15 @@ func (a *Agent) serveServerPort(ln net.Listener) {
 				}
 				serving[c] = struct{}{}
 				mu.Unlock()
-				a.rpcServer.ServeCodec(rpc.NewServerCodec(c))
+				c.SetReadDeadline(time.Now().Add(10 * time.Second))
+				codec, err := rpc.Accept(c, a.limits.admitFor(c.RemoteAddr()))
+				c.SetReadDeadline(time.Time{})
+				if err == nil {
+					a.rpcServer.ServeCodec(codec)
+				} else {
+					a.logger.Debug("rpc connection without a hello", "remote", c.RemoteAddr(), "error", err)
+					c.Close()
+				}
 				mu.Lock()
 				delete(serving, c)
 				mu.Unlock()

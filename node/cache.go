@@ -143,6 +143,7 @@ func (e *cacheEntry) publish(ctx context.Context, ans *cachedAnswer) bool {
 type serviceCache struct {
 	fetch    func(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error)
 	logger   *slog.Logger
+	metrics  *agentMetrics // may be nil
 	maxStale time.Duration // of the watches' reads; 0: no bound
 	// entryTTL, maxEntries and staleIfError are the cache config's.
 	entryTTL     time.Duration
@@ -196,6 +197,7 @@ func (c *serviceCache) get(ctx context.Context, key serviceKey) (ans *cachedAnsw
 	e, ok := c.entries[key]
 	if !ok {
 		e = c.startLocked(key)
+		c.metrics.lookup(false)
 	}
 	c.mu.Unlock()
 
@@ -205,6 +207,7 @@ func (c *serviceCache) get(ctx context.Context, key serviceKey) (ans *cachedAnsw
 	ans, err = e.answer, e.err
 	e.mu.Unlock()
 	if ans != nil {
+		c.metrics.lookup(true)
 		if age := e.age(now); age > c.staleIfError {
 			return nil, false, fmt.Errorf("%w for %v (stale_if_error %v): %v", errCacheStale, age.Round(time.Millisecond), c.staleIfError, err)
 		}
@@ -304,6 +307,11 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 		index   uint64
 		backoff time.Duration
 		once    sync.Once
+		// poll: the servers refused a blocking query (this agent holds as
+		// many as they allow), so the watch polls without one, backing off
+		// between polls, until they take one again.
+		poll        bool
+		pollBackoff time.Duration
 	)
 	markReady := func() { once.Do(func() { close(e.ready) }) }
 	defer markReady()
@@ -324,9 +332,16 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 			Service: e.key.service, Tags: tags, PassingOnly: e.key.passing,
 			QueryOptions: rpc.QueryOptions{AllowStale: true, MaxStale: c.maxStale, MinIndex: index, MaxWait: cacheWatchWait},
 		}
+		if poll {
+			q.MinIndex = 0
+		}
 		res, err := c.fetch(ctx, q)
 		if ctx.Err() != nil {
 			return
+		}
+		if err != nil && q.MinIndex > 0 && errors.Is(err, ErrTooManyBlocking) {
+			poll = true
+			continue
 		}
 		if err != nil {
 			e.mu.Lock()
@@ -359,6 +374,15 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 			markReady()
 		}
 		index = max(res.Index, 1)
+		if poll {
+			poll = false
+			pollBackoff = min(max(2*pollBackoff, cacheRetryMin), cacheRetryMax)
+			if !sleepCtx(ctx, pollBackoff) {
+				return
+			}
+		} else if q.MinIndex > 0 {
+			pollBackoff = 0 // a blocking query was taken
+		}
 	}
 }
 

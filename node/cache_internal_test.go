@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -23,6 +24,8 @@ type fakeCatalog struct {
 	err     error
 	changed chan struct{}
 	calls   int
+	// refuseBlocking answers blocking queries with ErrTooManyBlocking.
+	refuseBlocking bool
 }
 
 func newFakeCatalog() *fakeCatalog {
@@ -34,6 +37,10 @@ func newFakeCatalog() *fakeCatalog {
 func (f *fakeCatalog) fetch(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error) {
 	f.mu.Lock()
 	f.calls++
+	if f.refuseBlocking && q.MinIndex > 0 {
+		f.mu.Unlock()
+		return nil, fmt.Errorf("%w: test", ErrTooManyBlocking)
+	}
 	for f.err == nil && q.MinIndex >= f.index {
 		ch := f.changed
 		f.mu.Unlock()
@@ -331,5 +338,33 @@ func TestServiceCacheBlocking(t *testing.T) {
 	waitFor(t, "the watch to block again", func() bool { return f.callCount() == 3 })
 	if n := f.callCount(); n != 3 {
 		t.Fatalf("%d upstream queries for %d local watchers", n, watchers)
+	}
+}
+
+// TestServiceCachePollsWhenRefused: servers that refuse the watch's
+// blocking query (the agent holds as many as they allow) get polls
+// instead, backing off, and the answer still follows changes.
+func TestServiceCachePollsWhenRefused(t *testing.T) {
+	f := newFakeCatalog()
+	f.refuseBlocking = true
+	c := testCache(t, f)
+	key := newServiceKey("dc1", "web", nil, false)
+	ans, _, err := c.get(context.Background(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.update(nil, nil)
+	waitFor(t, "a poll to pick up the change", func() bool { return !ans.fresh() })
+	got, _, err := c.get(context.Background(), key)
+	if err != nil || len(got.nodes) != 0 || got.entry.failing.Load() {
+		t.Fatalf("after the change: %d nodes, failing=%v, %v", len(got.nodes), got.entry.failing.Load(), err)
+	}
+	// Backing off (100 ms, 200 ms, 400 ms...) between polls: three more
+	// rounds of a refused blocking query and a poll take at least three
+	// sleeps of 100 ms; a busy loop would take microseconds.
+	before, start := f.callCount(), time.Now()
+	waitFor(t, "three more rounds", func() bool { return f.callCount() >= before+6 })
+	if took := time.Since(start); took < 300*time.Millisecond {
+		t.Fatalf("three rounds while refused in %v: not backing off", took)
 	}
 }

@@ -439,6 +439,7 @@ func (s *localServer) checks(ctx context.Context, opts *rpc.QueryOptions, method
 var remoteSentinels = []error{
 	catalog.ErrInvalid, catalog.ErrNotFound, catalog.ErrBadFilter,
 	consensus.ErrNotLeader, consensus.ErrNotReady, ErrShutdown,
+	ErrRateLimited, ErrTooManyBlocking,
 }
 
 // fromRemote turns an endpoint's error text back into its sentinel.

@@ -63,6 +63,7 @@ func (a *Agent) routes() http.Handler {
 	handle(write, "/v1/agent/check/fail/{id...}", a.agentCheckTTL(catalog.HealthCritical))
 	handle(write, "/v1/agent/check/update/{id...}", a.agentCheckUpdate)
 	handle(read, "/v1/agent/self", a.agentSelf)
+	handle(read, "/v1/agent/metrics", a.agentMetricsEndpoint)
 	handle(write, "/v1/agent/service/maintenance/{id...}", a.agentServiceMaintenance)
 	handle(write, "/v1/agent/maintenance", a.agentNodeMaintenance)
 	handle(read, "/v1/agent/members", a.agentMembers)
@@ -108,7 +109,7 @@ func (a *Agent) wrap(f apiFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a.openRequests.Add(1)
 		defer a.openRequests.Add(-1)
-		out, err := f(w, r)
+		out, err := a.serveLimited(w, r, f)
 		if err != nil {
 			code, msg := errorStatus(err)
 			// 503 is an answer ("nothing healthy"), not a failure.
@@ -134,6 +135,21 @@ func (a *Agent) wrap(f apiFunc) http.Handler {
 	})
 }
 
+// serveLimited runs f, holding a blocking query (a read with ?index) on
+// a server to the blocking limit of the address it came from.
+func (a *Agent) serveLimited(w http.ResponseWriter, r *http.Request, f apiFunc) (any, error) {
+	if a.limits != nil && r.Method == http.MethodGet {
+		if idx := r.URL.Query().Get("index"); idx != "" && idx != "0" {
+			done, err := a.limits.enterBlocking(hostOf(r.RemoteAddr))
+			if err != nil {
+				return nil, err
+			}
+			defer done()
+		}
+	}
+	return f(w, r)
+}
+
 func errorStatus(err error) (int, string) {
 	var he *httpError
 	var mbe *http.MaxBytesError
@@ -147,6 +163,8 @@ func errorStatus(err error) (int, string) {
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, consensus.ErrNotLeader):
 		return http.StatusInternalServerError, "No cluster leader"
+	case errors.Is(err, ErrRateLimited), errors.Is(err, ErrTooManyBlocking):
+		return http.StatusTooManyRequests, err.Error()
 	}
 	return http.StatusInternalServerError, err.Error()
 }

@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net/rpc"
 	"sync"
@@ -9,8 +10,27 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// ConnByte is the first byte of an RPC connection on the server port.
+// ConnByte is the first byte of an RPC connection on the server port. A
+// Hello follows it, then the calls.
 const ConnByte byte = 0x02
+
+// Hello is the first message of an RPC connection: who is calling, so a
+// server can hold each client to its limits.
+type Hello struct {
+	// Node is the calling agent's node name.
+	Node string
+	// Server marks a server calling on behalf of others (a forwarded
+	// call); the server it came from already held the client to its
+	// limits.
+	Server bool
+}
+
+// Admit decides whether a server takes a call, once its arguments are
+// read: an error refuses it (the caller gets the error as the call's
+// answer, and the connection carries on). done, when not nil, is called
+// once the call has returned, before its answer is written (or when the
+// connection closes first).
+type Admit func(method string, args any) (done func(), err error)
 
 // header precedes every request and response body.
 type header struct {
@@ -98,29 +118,95 @@ func (c clientCodec) ReadResponseHeader(r *rpc.Response) error {
 
 func (c clientCodec) ReadResponseBody(body any) error { return c.readBody(body) }
 
-// serverCodec adapts codec to rpc.ServerCodec.
-type serverCodec struct{ *codec }
+// serverCodec adapts codec to rpc.ServerCodec, admitting each call.
+type serverCodec struct {
+	*codec
+	admit Admit
+	// method and seq are the request being read: net/rpc reads header
+	// and body one after the other from one goroutine.
+	method string
+	seq    uint64
 
-// NewServerCodec returns the server side of the codec over rwc.
-func NewServerCodec(rwc io.ReadWriteCloser) rpc.ServerCodec { return serverCodec{newCodec(rwc)} }
+	doneMu sync.Mutex // guards done
+	done   map[uint64]func()
+}
 
-func (c serverCodec) ReadRequestHeader(r *rpc.Request) error {
+// Accept reads the Hello that opens a connection (after ConnByte) and
+// returns the server side of the codec over rwc, with the Admit that
+// admitFor chooses for that caller (nil: take every call). The caller
+// bounds the wait for the hello with a read deadline.
+func Accept(rwc io.ReadWriteCloser, admitFor func(Hello) Admit) (rpc.ServerCodec, error) {
+	c := &serverCodec{codec: newCodec(rwc), done: make(map[uint64]func())}
+	var h Hello
+	if err := c.dec.Decode(&h); err != nil {
+		return nil, fmt.Errorf("rpc hello: %w", err)
+	}
+	if admitFor != nil {
+		c.admit = admitFor(h)
+	}
+	return c, nil
+}
+
+func (c *serverCodec) ReadRequestHeader(r *rpc.Request) error {
 	var h header
 	if err := c.readHeader(&h); err != nil {
 		return err
 	}
 	r.ServiceMethod, r.Seq = h.ServiceMethod, h.Seq
+	c.method, c.seq = h.ServiceMethod, h.Seq
 	return nil
 }
 
-func (c serverCodec) ReadRequestBody(body any) error { return c.readBody(body) }
+func (c *serverCodec) ReadRequestBody(body any) error {
+	if err := c.readBody(body); err != nil || body == nil || c.admit == nil {
+		return err
+	}
+	done, err := c.admit(c.method, body)
+	if err != nil {
+		return err
+	}
+	if done != nil {
+		c.doneMu.Lock()
+		c.done[c.seq] = done
+		c.doneMu.Unlock()
+	}
+	return nil
+}
 
-func (c serverCodec) WriteResponse(r *rpc.Response, body any) error {
+func (c *serverCodec) WriteResponse(r *rpc.Response, body any) error {
+	// The call's work is over: free its admission before the caller can
+	// see the answer and call again.
+	c.finish(r.Seq)
 	err := c.write(&header{ServiceMethod: r.ServiceMethod, Seq: r.Seq, Error: r.Error}, body)
 	if err != nil {
 		// A response that cannot be written means the connection is gone:
 		// close it so the server's read loop ends too.
 		c.Close()
+	}
+	return err
+}
+
+// finish runs the done func of the call seq, if it has one.
+func (c *serverCodec) finish(seq uint64) {
+	c.doneMu.Lock()
+	done := c.done[seq]
+	delete(c.done, seq)
+	c.doneMu.Unlock()
+	if done != nil {
+		done()
+	}
+}
+
+// Close closes the connection and ends the calls still in flight on it
+// as far as admission is concerned: their answers can no longer be sent.
+func (c *serverCodec) Close() error {
+	err := c.codec.Close()
+	c.doneMu.Lock()
+	dones := c.done
+	c.done = make(map[uint64]func())
+	c.doneMu.Unlock()
+	for _, done := range dones {
+		done()
 	}
 	return err
 }

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"sync"
 	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // Pool holds one multiplexed connection per server address: net/rpc
@@ -17,15 +19,16 @@ import (
 // concurrent use.
 type Pool struct {
 	dialTimeout time.Duration
+	hello       Hello
 
 	mu      sync.Mutex // guards the fields below
 	clients map[string]*rpc.Client
 	closed  bool
 }
 
-// NewPool returns an empty pool.
-func NewPool(dialTimeout time.Duration) *Pool {
-	return &Pool{dialTimeout: dialTimeout, clients: map[string]*rpc.Client{}}
+// NewPool returns an empty pool whose connections open with hello.
+func NewPool(dialTimeout time.Duration, hello Hello) *Pool {
+	return &Pool{dialTimeout: dialTimeout, hello: hello, clients: map[string]*rpc.Client{}}
 }
 
 // ErrPoolClosed is returned by Call after Close.
@@ -120,7 +123,11 @@ func (p *Pool) client(ctx context.Context, addr string) (*rpc.Client, error) {
 		return nil, fmt.Errorf("rpc dial %s: %w", addr, err)
 	}
 	conn.SetWriteDeadline(time.Now().Add(p.dialTimeout))
-	if _, err := conn.Write([]byte{ConnByte}); err != nil {
+	opening, err := msgpack.Marshal(&p.hello)
+	if err == nil {
+		_, err = conn.Write(append([]byte{ConnByte}, opening...))
+	}
+	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("rpc dial %s: %w", addr, err)
 	}

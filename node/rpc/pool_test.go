@@ -32,8 +32,12 @@ func (e *Echo) Say(args *EchoArgs, reply *EchoReply) error {
 }
 
 // serve runs an RPC server the way the agent's server port does: read the
-// first byte, then serve the codec.
-func serve(t *testing.T, e *Echo) string {
+// first byte and the hello, then serve the codec.
+func serve(t *testing.T, e *Echo) string { return serveAdmit(t, e, nil, nil) }
+
+// serveAdmit is serve with admit deciding on each call; hellos, when not
+// nil, hears each connection's hello.
+func serveAdmit(t *testing.T, e *Echo, admit Admit, hellos chan<- Hello) string {
 	t.Helper()
 	srv := rpc.NewServer()
 	if err := srv.RegisterName("Echo", e); err != nil {
@@ -65,7 +69,17 @@ func serve(t *testing.T, e *Echo) string {
 					c.Close()
 					return
 				}
-				srv.ServeCodec(NewServerCodec(c))
+				codec, err := Accept(c, func(h Hello) Admit {
+					if hellos != nil {
+						hellos <- h
+					}
+					return admit
+				})
+				if err != nil {
+					c.Close()
+					return
+				}
+				srv.ServeCodec(codec)
 			}()
 		}
 	}()
@@ -84,7 +98,7 @@ func serve(t *testing.T, e *Echo) string {
 func TestPoolCalls(t *testing.T) {
 	e := &Echo{release: make(chan struct{})}
 	addr := serve(t, e)
-	p := NewPool(time.Second)
+	p := NewPool(time.Second, Hello{Node: "client1"})
 	defer p.Close()
 	ctx := context.Background()
 
@@ -126,7 +140,7 @@ func TestPoolCalls(t *testing.T) {
 }
 
 func TestPoolRedialsAfterFailure(t *testing.T) {
-	p := NewPool(time.Second)
+	p := NewPool(time.Second, Hello{Node: "client1"})
 	defer p.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -144,5 +158,68 @@ func TestPoolRedialsAfterFailure(t *testing.T) {
 	}
 	if err := p.Call(context.Background(), addr, "Echo.Say", &EchoArgs{}, &reply); !errors.Is(err, ErrPoolClosed) {
 		t.Fatalf("call after Close = %v", err)
+	}
+}
+
+// TestAdmit: the server hears the caller's hello; a refused call gets the
+// refusal as its answer and the connection carries on; done runs once the
+// call returns, so a blocked call holds its slot until then and no longer.
+func TestAdmit(t *testing.T) {
+	e := &Echo{release: make(chan struct{})}
+	var (
+		mu        sync.Mutex
+		open      int
+		maxOpen   = 1
+		blockedIn = make(chan struct{})
+	)
+	admit := func(method string, args any) (func(), error) {
+		if a, ok := args.(*EchoArgs); ok && a.Text == "refuse" {
+			return nil, errors.New("too many requests: " + method)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if open == maxOpen {
+			return nil, errors.New("too many open calls")
+		}
+		open++
+		if a, ok := args.(*EchoArgs); ok && a.Block {
+			close(blockedIn)
+		}
+		return func() { mu.Lock(); open--; mu.Unlock() }, nil
+	}
+	hellos := make(chan Hello, 1)
+	addr := serveAdmit(t, e, admit, hellos)
+	p := NewPool(time.Second, Hello{Node: "client1", Server: true})
+	defer p.Close()
+	ctx := context.Background()
+
+	var reply EchoReply
+	err := p.Call(ctx, addr, "Echo.Say", &EchoArgs{Text: "refuse"}, &reply)
+	var re *RemoteError
+	if !errors.As(err, &re) || re.Msg != "too many requests: Echo.Say" {
+		t.Fatalf("refused call = %v", err)
+	}
+	if h := <-hellos; h != (Hello{Node: "client1", Server: true}) {
+		t.Fatalf("hello %+v", h)
+	}
+	if err := p.Call(ctx, addr, "Echo.Say", &EchoArgs{Text: "a"}, &reply); err != nil || reply.Text != "echo a" {
+		t.Fatalf("call after a refusal = %q, %v", reply.Text, err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		var r EchoReply
+		done <- p.Call(ctx, addr, "Echo.Say", &EchoArgs{Text: "slow", Block: true}, &r)
+	}()
+	<-blockedIn
+	// While the slow call holds the only slot, others are refused.
+	if err := p.Call(ctx, addr, "Echo.Say", &EchoArgs{Text: "b"}, &reply); !errors.As(err, &re) || re.Msg != "too many open calls" {
+		t.Fatalf("a call while the slot is held = %v", err)
+	}
+	close(e.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Call(ctx, addr, "Echo.Say", &EchoArgs{Text: "c"}, &reply); err != nil {
+		t.Fatalf("the slot was not released: %v", err)
 	}
 }

@@ -1,0 +1,158 @@
+package node
+
+import (
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/meshd/meshd/node/config"
+	"github.com/meshd/meshd/node/rpc"
+	"golang.org/x/time/rate"
+)
+
+// clientIdle is how long a client's bookkeeping stays once it has no call
+// in flight and has sent nothing.
+const clientIdle = 10 * time.Minute
+
+// clientLimits holds each client of a server to limits.rpc_rate_per_client
+// (a token bucket per calling agent) and
+// limits.max_blocking_queries_per_client (blocking queries held open at
+// once, RPC ones per agent, HTTP ones per address), and counts what each
+// sends. It is safe for concurrent use.
+type clientLimits struct {
+	limit       rate.Limit // 0: no rate limit
+	burst       int
+	maxBlocking int // 0: no limit
+	metrics     *agentMetrics
+	now         func() time.Time
+
+	mu        sync.Mutex // guards the fields below
+	clients   map[string]*clientUse
+	lastSweep time.Time
+}
+
+// clientUse is one client's share.
+type clientUse struct {
+	limiter  *rate.Limiter // nil without a rate limit
+	blocking int
+	lastSeen time.Time
+}
+
+func newClientLimits(cfg config.LimitsConfig, m *agentMetrics) *clientLimits {
+	return &clientLimits{
+		limit: rate.Limit(cfg.RPCRatePerClient), burst: cfg.RPCBurstPerClient, maxBlocking: cfg.MaxBlockingQueriesPerClient,
+		metrics: m, now: time.Now, clients: make(map[string]*clientUse),
+	}
+}
+
+// admitFor returns the rpc.Admit of a connection that opened with hello
+// from remote. A server's forwarded calls are counted, not limited: the
+// server they came through held their client to its limits.
+func (l *clientLimits) admitFor(remote net.Addr) func(rpc.Hello) rpc.Admit {
+	return func(h rpc.Hello) rpc.Admit {
+		if h.Server {
+			return func(method string, _ any) (func(), error) {
+				l.metrics.rpcRequests.WithLabelValues(method).Inc()
+				return nil, nil
+			}
+		}
+		client := h.Node
+		if client == "" {
+			client = hostOf(remote.String())
+		}
+		return func(method string, args any) (func(), error) {
+			l.metrics.rpcRequests.WithLabelValues(method).Inc()
+			l.metrics.clientRequests.WithLabelValues(client).Inc()
+			return l.admit(client, isBlocking(args))
+		}
+	}
+}
+
+// isBlocking reports whether RPC arguments ask for a blocking query.
+func isBlocking(args any) bool {
+	q, ok := args.(interface{ Options() *rpc.QueryOptions })
+	return ok && q.Options().MinIndex > 0
+}
+
+// admit takes one call from client against its rate, and when blocking
+// one of its blocking slots, released by the func it returns.
+func (l *clientLimits) admit(client string, blocking bool) (func(), error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := l.now()
+	u := l.useLocked(client, now)
+	if u.limiter != nil && !u.limiter.AllowN(now, 1) {
+		l.metrics.clientRefused.WithLabelValues(client, "rate").Inc()
+		return nil, fmt.Errorf("%w: %s sent more than %d RPCs/s (burst %d); slow down or raise limits.rpc_rate_per_client",
+			ErrRateLimited, client, int(l.limit), l.burst)
+	}
+	if !blocking {
+		return nil, nil
+	}
+	return l.enterLocked(client, u)
+}
+
+// enterBlocking takes a blocking slot for an HTTP client at addr.
+func (l *clientLimits) enterBlocking(addr string) (func(), error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.enterLocked(addr, l.useLocked(addr, l.now()))
+}
+
+func (l *clientLimits) enterLocked(client string, u *clientUse) (func(), error) {
+	if l.maxBlocking > 0 && u.blocking >= l.maxBlocking {
+		l.metrics.clientRefused.WithLabelValues(client, "blocking").Inc()
+		return nil, fmt.Errorf("%w: %s holds %d open on this server; raise limits.max_blocking_queries_per_client",
+			ErrTooManyBlocking, client, u.blocking)
+	}
+	u.blocking++
+	l.metrics.clientBlocking.WithLabelValues(client).Set(float64(u.blocking))
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			u.blocking--
+			u.lastSeen = l.now()
+			l.metrics.clientBlocking.WithLabelValues(client).Set(float64(u.blocking))
+		})
+	}, nil
+}
+
+// useLocked returns client's share, creating it, and now and then drops
+// the shares (and metric series) of clients gone quiet. The caller holds
+// l.mu.
+func (l *clientLimits) useLocked(client string, now time.Time) *clientUse {
+	if now.Sub(l.lastSweep) > time.Minute {
+		l.lastSweep = now
+		for name, u := range l.clients {
+			if u.blocking == 0 && now.Sub(u.lastSeen) > clientIdle {
+				delete(l.clients, name)
+				l.metrics.clientRequests.DeleteLabelValues(name)
+				l.metrics.clientBlocking.DeleteLabelValues(name)
+				l.metrics.clientRefused.DeleteLabelValues(name, "rate")
+				l.metrics.clientRefused.DeleteLabelValues(name, "blocking")
+			}
+		}
+	}
+	u, ok := l.clients[client]
+	if !ok {
+		u = &clientUse{}
+		if l.limit > 0 {
+			u.limiter = rate.NewLimiter(l.limit, l.burst)
+		}
+		l.clients[client] = u
+	}
+	u.lastSeen = now
+	return u
+}
+
+// hostOf is the IP of a host:port address, or the address itself.
+func hostOf(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}

@@ -1,0 +1,125 @@
+package node
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// agentMetrics are an agent's Prometheus metrics, in a registry of its
+// own (several agents share a test process).
+type agentMetrics struct {
+	reg *prometheus.Registry
+
+	// On servers: RPCs taken, by method; by calling agent; refused, by
+	// agent and reason; blocking queries held open, by agent.
+	rpcRequests    *prometheus.CounterVec
+	clientRequests *prometheus.CounterVec
+	clientRefused  *prometheus.CounterVec
+	clientBlocking *prometheus.GaugeVec
+
+	// On client agents: lookups answered from the cache, and misses.
+	cacheHits, cacheMisses prometheus.Counter
+}
+
+func newAgentMetrics() *agentMetrics {
+	m := &agentMetrics{
+		reg: prometheus.NewRegistry(),
+		rpcRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_rpc_requests_total", Help: "RPCs this server took, by method.",
+		}, []string{"method"}),
+		clientRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_rpc_client_requests_total", Help: "RPCs this server took from each agent (forwarded calls from servers excluded).",
+		}, []string{"client"}),
+		clientRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_rpc_client_refused_total", Help: "Calls refused with 429, by agent (or HTTP client address) and limit: rate or blocking.",
+		}, []string{"client", "limit"}),
+		clientBlocking: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshd_rpc_client_blocking_queries", Help: "Blocking queries this server holds open, by agent (or HTTP client address).",
+		}, []string{"client"}),
+		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshd_cache_hits_total", Help: "Lookups the agent cache answered from memory.",
+		}),
+		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "meshd_cache_misses_total", Help: "Lookups that started a cache entry (one query to the servers).",
+		}),
+	}
+	m.reg.MustRegister(m.rpcRequests, m.clientRequests, m.clientRefused, m.clientBlocking, m.cacheHits, m.cacheMisses,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// agentMetricsEndpoint answers GET /v1/agent/metrics: the Prometheus text
+// format with ?format=prometheus (what Prometheus scrapes), else Consul's
+// JSON shape (Gauges, Counters, Samples) as its clients read it.
+func (a *Agent) agentMetricsEndpoint(w http.ResponseWriter, r *http.Request) (any, error) {
+	if r.URL.Query().Get("format") == "prometheus" {
+		promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+		return nil, nil
+	}
+	families, err := a.metrics.reg.Gather()
+	if err != nil {
+		return nil, err
+	}
+	return metricsSummary(families, time.Now()), nil
+}
+
+// metricsJSON is Consul's agent/metrics answer.
+type metricsJSON struct {
+	Timestamp string
+	Gauges    []gaugeJSON
+	Points    []struct{}
+	Counters  []counterJSON
+	Samples   []struct{}
+}
+
+type gaugeJSON struct {
+	Name   string
+	Value  float64
+	Labels map[string]string
+}
+
+type counterJSON struct {
+	Name   string
+	Count  int
+	Sum    float64
+	Labels map[string]string
+}
+
+func metricsSummary(families []*dto.MetricFamily, now time.Time) *metricsJSON {
+	out := &metricsJSON{
+		Timestamp: now.UTC().Format("2006-01-02 15:04:05 -0700 MST"),
+		Gauges:    []gaugeJSON{}, Points: []struct{}{}, Counters: []counterJSON{}, Samples: []struct{}{},
+	}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := make(map[string]string, len(m.GetLabel()))
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			switch f.GetType() {
+			case dto.MetricType_COUNTER:
+				v := m.GetCounter().GetValue()
+				out.Counters = append(out.Counters, counterJSON{Name: f.GetName(), Count: int(v), Sum: v, Labels: labels})
+			case dto.MetricType_GAUGE:
+				out.Gauges = append(out.Gauges, gaugeJSON{Name: f.GetName(), Value: m.GetGauge().GetValue(), Labels: labels})
+			}
+		}
+	}
+	return out
+}
+
+// lookup counts a cache lookup as a hit or a miss; m may be nil.
+func (m *agentMetrics) lookup(hit bool) {
+	switch {
+	case m == nil:
+	case hit:
+		m.cacheHits.Inc()
+	default:
+		m.cacheMisses.Inc()
+	}
+}
