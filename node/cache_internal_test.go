@@ -368,3 +368,29 @@ func TestServiceCachePollsWhenRefused(t *testing.T) {
 		t.Fatalf("three rounds while refused in %v: not backing off", took)
 	}
 }
+
+// BenchmarkServiceCacheHit is a lookup answered from memory: what every
+// cached DNS question and HTTP read pays before building its answer.
+func BenchmarkServiceCacheHit(b *testing.B) {
+	f := newFakeCatalog()
+	c := newServiceCache(f.fetch, testCacheConfig, 0, slog.New(slog.DiscardHandler))
+	defer c.close()
+	keys := make([]serviceKey, 1000)
+	for i := range keys {
+		keys[i] = newServiceKey("dc1", fmt.Sprintf("svc-%d", i), nil, false)
+		if _, _, err := c.get(context.Background(), keys[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, hit, err := c.get(context.Background(), keys[i%len(keys)]); err != nil || !hit {
+				b.Fatalf("hit=%v err=%v", hit, err)
+			}
+			i++
+		}
+	})
+}

@@ -43,7 +43,7 @@ func Start(ctx context.Context, bin string, workers int, extra ...string) (*Agen
 func StartWrapped(ctx context.Context, wrap []string, bin string, workers int, extra ...string) (*Agent, error) {
 	var ports [3]int
 	for i := range ports {
-		p, err := freePort()
+		p, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
@@ -52,23 +52,33 @@ func StartWrapped(ctx context.Context, wrap []string, bin string, workers int, e
 	args := append([]string{"agent", "-dev", "-log-level", "warn",
 		"-http-port", strconv.Itoa(ports[0]), "-dns-port", strconv.Itoa(ports[1]), "-server-port", strconv.Itoa(ports[2])},
 		extra...)
-	argv := append(append(slices.Clone(wrap), bin), args...)
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+	a, err := Launch(ctx, append(append(slices.Clone(wrap), bin), args...), workers, ports[0], ports[1])
+	if err != nil {
+		return nil, err
 	}
-	a := &Agent{
-		cmd:     cmd,
-		HTTP:    fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
-		DNSPort: ports[1],
-		Client:  &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}},
-	}
-	if err := a.waitUp(); err != nil {
+	if err := a.WaitUp(30 * time.Second); err != nil {
 		a.Stop()
 		return nil, err
 	}
 	return a, nil
+}
+
+// Launch runs argv (the binary and its arguments) as an agent whose HTTP
+// API and DNS are on httpPort and dnsPort of 127.0.0.1, without waiting
+// for it: servers that bootstrap together are up only once all run. ctx
+// bounds the agent's life.
+func Launch(ctx context.Context, argv []string, workers, httpPort, dnsPort int) (*Agent, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	return &Agent{
+		cmd:     cmd,
+		HTTP:    fmt.Sprintf("http://127.0.0.1:%d", httpPort),
+		DNSPort: dnsPort,
+		Client:  &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}},
+	}, nil
 }
 
 // Pid is the agent's process ID.
@@ -80,7 +90,8 @@ func (a *Agent) Stop() {
 	_ = a.cmd.Wait()
 }
 
-func freePort() (int, error) {
+// FreePort is a TCP port free on 127.0.0.1 now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
@@ -89,8 +100,9 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func (a *Agent) waitUp() error {
-	deadline := time.Now().Add(30 * time.Second)
+// WaitUp waits, up to timeout, until the agent's API names a leader.
+func (a *Agent) WaitUp(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		resp, err := a.Client.Get(a.HTTP + "/v1/status/leader")
 		if err == nil {
