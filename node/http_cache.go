@@ -110,7 +110,9 @@ func (a *Agent) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cach
 			setCacheHeaders(w, false, 0)
 			return res, nil
 		}
-		if !cc.hasStaleIfError || age > cc.maxAge+cc.staleIfError {
+		// The fetch may have taken a while: judge the answer by its age now.
+		age = ans.entry.age(a.cache.now())
+		if !cc.hasStaleIfError || age > cc.maxAge+cc.staleIfError || age > a.cache.staleIfError {
 			return nil, ferr
 		}
 	}

@@ -152,6 +152,14 @@ func (c *serverCodec) ReadRequestHeader(r *rpc.Request) error {
 	if err := c.readHeader(&h); err != nil {
 		return err
 	}
+	c.doneMu.Lock()
+	_, inFlight := c.done[h.Seq]
+	c.doneMu.Unlock()
+	if inFlight {
+		// net/rpc clients never reuse a sequence number in flight; one that
+		// does would swap admissions between calls. End the connection.
+		return fmt.Errorf("rpc: sequence number %d reused while in flight", h.Seq)
+	}
 	r.ServiceMethod, r.Seq = h.ServiceMethod, h.Seq
 	c.method, c.seq = h.ServiceMethod, h.Seq
 	return nil
