@@ -40,33 +40,33 @@ func (a *Agent) readCacheControl(r *http.Request, qo *rpc.QueryOptions) (cacheCo
 	if cached && qo.RequireConsistent {
 		return cc, badRequest("Cannot specify ?cached with ?consistent, conflicting semantics.")
 	}
-	for _, d := range strings.Split(r.Header.Get("Cache-Control"), ",") {
-		name, val, _ := strings.Cut(strings.TrimSpace(d), "=")
-		switch strings.ToLower(name) {
+	// The header's directives first, then the query's, which win.
+	set := func(name, field, val string) error {
+		var err error
+		switch name {
 		case "max-age":
-			if cc.maxAge, err = cacheSeconds("Cache-Control max-age", val); err != nil {
-				return cc, err
-			}
+			cc.maxAge, err = cacheSeconds(field, val)
 			cc.hasMaxAge = true
 		case "stale-if-error":
-			if cc.staleIfError, err = cacheSeconds("Cache-Control stale-if-error", val); err != nil {
-				return cc, err
-			}
+			cc.staleIfError, err = cacheSeconds(field, val)
 			cc.hasStaleIfError = true
+		}
+		return err
+	}
+	for _, d := range strings.Split(r.Header.Get("Cache-Control"), ",") {
+		name, val, _ := strings.Cut(strings.TrimSpace(d), "=")
+		name = strings.ToLower(name)
+		if err := set(name, "Cache-Control "+name, val); err != nil {
+			return cc, err
 		}
 	}
 	q := r.URL.Query()
-	if v, ok := q["max-age"]; ok {
-		if cc.maxAge, err = cacheSeconds("max-age", v[0]); err != nil {
-			return cc, err
+	for _, name := range []string{"max-age", "stale-if-error"} {
+		if v, ok := q[name]; ok {
+			if err := set(name, name, v[0]); err != nil {
+				return cc, err
+			}
 		}
-		cc.hasMaxAge = true
-	}
-	if v, ok := q["stale-if-error"]; ok {
-		if cc.staleIfError, err = cacheSeconds("stale-if-error", v[0]); err != nil {
-			return cc, err
-		}
-		cc.hasStaleIfError = true
 	}
 	if a.cache == nil {
 		if cached {
