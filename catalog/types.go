@@ -239,6 +239,9 @@ type DeregisterRequest struct {
 	Node      string
 	ServiceID string
 	CheckID   string
+	// Datacenter, when another than the receiving server's, makes it
+	// forward the request there; the catalog ignores it.
+	Datacenter string
 }
 
 // CheckStatusUpdate changes the status and output of one existing check.

@@ -17,7 +17,7 @@
 // members it knows, and a restarted agent rejoins them by itself.
 //
 // Tags are encoded into serf tags with short keys ("role", "dc", "id",
-// "port", "expect", "build", "vsn"); they travel in memberlist's node
+// "port", "expect", "wan", "build", "vsn"); they travel in memberlist's node
 // meta, which holds at most MaxTagsSize (512) bytes, and Tags.Validate
 // checks the exact encoded size. The keys are meshd's, not Consul's
 // ("role" is "server" or "client"), so meshd and Consul agents cannot

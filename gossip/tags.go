@@ -28,6 +28,7 @@ const (
 	TagNodeID     = "id"
 	TagServerPort = "port"
 	TagExpect     = "expect"
+	TagWANPort    = "wan"
 	TagBuild      = "build"
 	TagVersion    = "vsn"
 )
@@ -59,6 +60,10 @@ type Tags struct {
 	// BootstrapExpect is the server's bootstrap_expect setting; zero when
 	// it is not bootstrapping by expectation. Always zero for clients.
 	BootstrapExpect int
+	// WANPort is the WAN gossip port of a server that is in the WAN pool,
+	// so the other servers of its datacenter can bring it in (flood
+	// join); zero when it has none. Always zero for clients.
+	WANPort int
 	// Build is the meshd version string; optional.
 	Build string
 }
@@ -78,6 +83,9 @@ func (t Tags) Encode() map[string]string {
 	}
 	if t.BootstrapExpect != 0 {
 		m[TagExpect] = strconv.Itoa(t.BootstrapExpect)
+	}
+	if t.WANPort != 0 {
+		m[TagWANPort] = strconv.Itoa(t.WANPort)
 	}
 	if t.Build != "" {
 		m[TagBuild] = t.Build
@@ -125,12 +133,18 @@ func (t Tags) Validate() error {
 		if t.BootstrapExpect < 0 {
 			return fmt.Errorf("%w: bootstrap expect %d: must not be negative", ErrInvalidTags, t.BootstrapExpect)
 		}
+		if t.WANPort < 0 || t.WANPort > 65535 {
+			return fmt.Errorf("%w: wan port %d: out of range 0-65535", ErrInvalidTags, t.WANPort)
+		}
 	case RoleClient:
 		if t.ServerPort != 0 {
 			return fmt.Errorf("%w: server port %d: a client has none", ErrInvalidTags, t.ServerPort)
 		}
 		if t.BootstrapExpect != 0 {
 			return fmt.Errorf("%w: bootstrap expect %d: a client does not bootstrap", ErrInvalidTags, t.BootstrapExpect)
+		}
+		if t.WANPort != 0 {
+			return fmt.Errorf("%w: wan port %d: a client is not in the WAN pool", ErrInvalidTags, t.WANPort)
 		}
 	}
 	if n := t.EncodedSize(); n > MaxTagsSize {
@@ -175,5 +189,6 @@ func DecodeTags(raw map[string]string) (Tags, error) {
 	}
 	t.ServerPort = parse(TagServerPort)
 	t.BootstrapExpect = parse(TagExpect)
+	t.WANPort = parse(TagWANPort)
 	return t, firstErr
 }

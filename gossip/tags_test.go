@@ -12,7 +12,7 @@ import (
 
 func TestTagsValidate(t *testing.T) {
 	server := Tags{Role: RoleServer, Datacenter: "dc1", NodeID: "0b2c6c9e-4c1f-4a36-a9a4-1c7b2b4d1f00",
-		ServerPort: 8300, BootstrapExpect: 3, Build: "0.1.0"}
+		ServerPort: 8300, BootstrapExpect: 3, WANPort: 8302, Build: "0.1.0"}
 	client := Tags{Role: RoleClient, Datacenter: "us-east_1"}
 	with := func(base Tags, f func(*Tags)) Tags { f(&base); return base }
 
@@ -35,6 +35,8 @@ func TestTagsValidate(t *testing.T) {
 		{"negative expect", with(server, func(t *Tags) { t.BootstrapExpect = -1 }), ErrInvalidTags, "bootstrap expect"},
 		{"client with port", with(client, func(t *Tags) { t.ServerPort = 8300 }), ErrInvalidTags, "server port"},
 		{"client with expect", with(client, func(t *Tags) { t.BootstrapExpect = 3 }), ErrInvalidTags, "bootstrap expect"},
+		{"wan port too big", with(server, func(t *Tags) { t.WANPort = 65536 }), ErrInvalidTags, "wan port"},
+		{"client with wan port", with(client, func(t *Tags) { t.WANPort = 8302 }), ErrInvalidTags, "wan port"},
 		{"oversize build", with(server, func(t *Tags) { t.Build = strings.Repeat("x", 500) }), ErrTagsTooLarge, "bytes"},
 		{"oversize node id", with(client, func(t *Tags) { t.NodeID = strings.Repeat("x", 600) }), ErrTagsTooLarge, "512"},
 	} {

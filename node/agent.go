@@ -24,6 +24,7 @@ import (
 	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/wan"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -87,6 +88,10 @@ type Agent struct {
 
 	opts   options
 	gossip *gossip.Pool
+	// wan is a server's WAN pool (nil on clients, or with ports.serf_wan
+	// = -1); floodCh wakes its flood join.
+	wan     *wan.Pool
+	floodCh chan struct{}
 	// balancer remembers round-robin and least-recent turns for
 	// /v1/lb/service.
 	balancer *balance.Balancer
@@ -121,6 +126,7 @@ func New(cfg *config.Runtime, logger *slog.Logger, opts ...Option) (*Agent, erro
 		store:        catalog.NewStore(),
 		memberEvents: make(chan gossip.Event, memberEventBuffer),
 		membersCh:    make(chan struct{}, 1),
+		floodCh:      make(chan struct{}, 1),
 		leftCh:       make(chan struct{}),
 		balancer:     balance.New(0),
 		metrics:      newAgentMetrics(),
@@ -275,7 +281,13 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	if a.raft, err = consensus.New(rcfg, a.store); err != nil {
 		return err
 	}
-	local := &localServer{raft: a.raft, store: a.store, pool: a.pool}
+	if a.wan, err = a.newWAN(port); err != nil {
+		return err
+	}
+	local := &localServer{raft: a.raft, store: a.store, pool: a.pool, dc: a.cfg.Datacenter}
+	if a.wan != nil {
+		local.wan = a.wan.Router()
+	}
 	a.server = local
 	a.limits = newClientLimits(a.cfg.Limits, a.metrics)
 	a.rpcServer = netrpc.NewServer()
@@ -606,6 +618,11 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	if a.gossip != nil {
 		if err := a.gossip.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("gossip: %w", err))
+		}
+	}
+	if a.wan != nil {
+		if err := a.wan.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("wan gossip: %w", err))
 		}
 	}
 	if a.serverLn != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/wan"
 )
 
 // Agent cache timings.
@@ -25,6 +26,13 @@ const (
 	// query fails.
 	cacheRetryMin = 100 * time.Millisecond
 	cacheRetryMax = 30 * time.Second
+	// cacheRetryNoPath bounds it for a datacenter the servers cannot
+	// reach, so its answers come back soon after the link does (the
+	// servers answer such a query at once, without a WAN call).
+	cacheRetryNoPath = 5 * time.Second
+	// behindHold is how long answers older than the published one are
+	// held back before the watch takes them as a restore.
+	behindHold = 2 * time.Second
 	// cacheMissWait bounds how long a miss waits for its first answer.
 	cacheMissWait = 10 * time.Second
 )
@@ -67,7 +75,7 @@ type cachedAnswer struct {
 func (a *cachedAnswer) fresh() bool {
 	now := a.now()
 	a.entry.touch(now)
-	return !a.replaced() && a.entry.age(now) <= a.entry.staleIfError
+	return !a.replaced() && !a.entry.noPath.Load() && a.entry.age(now) <= a.entry.staleIfError
 }
 
 // replaced reports whether a newer answer replaced a, or its entry went.
@@ -97,6 +105,11 @@ type cacheEntry struct {
 	// the age of an answer is read on every lookup.
 	confirmedAt atomic.Int64
 	failing     atomic.Bool
+	// noPath is set while the servers say the entry's datacenter cannot
+	// be reached (wan.ErrNoPath, wan.ErrUnreachable): its answer is then
+	// not served, however recent, so another datacenter's outage reads as
+	// one, and the watch retries at most every cacheRetryNoPath.
+	noPath atomic.Bool
 	// staleIfError is the cache's: how old an answer may be served.
 	staleIfError time.Duration
 
@@ -206,6 +219,9 @@ func (c *serviceCache) get(ctx context.Context, key serviceKey) (ans *cachedAnsw
 	e.mu.Lock()
 	ans, err = e.answer, e.err
 	e.mu.Unlock()
+	if ans != nil && e.noPath.Load() && err != nil {
+		return nil, false, err
+	}
 	if ans != nil {
 		c.metrics.lookup(true)
 		if age := e.age(now); age > c.staleIfError {
@@ -312,6 +328,9 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 		// between polls, until they take one again.
 		poll        bool
 		pollBackoff time.Duration
+		// behindSince is when a server first answered with an index below
+		// the one published (zero: none is).
+		behindSince time.Time
 	)
 	markReady := func() { once.Do(func() { close(e.ready) }) }
 	defer markReady()
@@ -330,7 +349,7 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 		}
 		q := &rpc.ServiceQuery{
 			Service: e.key.service, Tags: tags, PassingOnly: e.key.passing,
-			QueryOptions: rpc.QueryOptions{AllowStale: true, MaxStale: c.maxStale, MinIndex: index, MaxWait: cacheWatchWait},
+			QueryOptions: rpc.QueryOptions{Datacenter: e.key.dc, AllowStale: true, MaxStale: c.maxStale, MinIndex: index, MaxWait: cacheWatchWait},
 		}
 		if poll {
 			q.MinIndex = 0
@@ -348,8 +367,12 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 			e.err = err
 			e.mu.Unlock()
 			e.failing.Store(true)
+			e.noPath.Store(errors.Is(err, wan.ErrNoPath) || errors.Is(err, wan.ErrUnreachable))
 			markReady()
 			backoff = min(max(2*backoff, cacheRetryMin), cacheRetryMax)
+			if e.noPath.Load() {
+				backoff = min(backoff, cacheRetryNoPath)
+			}
 			c.logger.Debug("cache watch failed", "service", e.key.service, "retry_in", backoff, "error", err)
 			if !sleepCtx(ctx, backoff) {
 				return
@@ -357,15 +380,31 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 			continue
 		}
 		backoff = 0
+		if res.Index < index {
+			// An older answer than the one published: a server still
+			// catching up (the watch moved to it when the one it used went
+			// away), or a snapshot restore. Hold it back and ask again; an
+			// index that stays behind for behindHold is a restore, and the
+			// watch starts over from it.
+			now := c.now()
+			if behindSince.IsZero() {
+				behindSince = now
+			}
+			if now.Sub(behindSince) < behindHold {
+				if !sleepCtx(ctx, cacheRetryMin) {
+					return
+				}
+				continue
+			}
+			index = 0
+		}
+		behindSince = time.Time{}
 		e.mu.Lock()
 		e.err = nil
 		e.mu.Unlock()
 		e.confirmedAt.Store(c.now().UnixNano())
 		e.failing.Store(false)
-		// An index going backwards (a restore, another server) starts over.
-		if res.Index < index {
-			index = 0
-		}
+		e.noPath.Store(false)
 		if index == 0 || res.Index > index {
 			next := &cachedAnswer{nodes: res.Nodes, meta: res.QueryMeta, changed: make(chan struct{}), entry: e, now: c.now}
 			if !e.publish(ctx, next) {

@@ -41,7 +41,7 @@ func (f *fakeCatalog) fetch(ctx context.Context, q *rpc.ServiceQuery) (*rpc.Chec
 		f.mu.Unlock()
 		return nil, fmt.Errorf("%w: test", ErrTooManyBlocking)
 	}
-	for f.err == nil && q.MinIndex >= f.index {
+	for f.err == nil && q.MinIndex == f.index { // as a server: until the index differs
 		ch := f.changed
 		f.mu.Unlock()
 		select {
@@ -63,6 +63,16 @@ func (f *fakeCatalog) update(nodes []catalog.CheckServiceNode, err error) {
 	f.mu.Lock()
 	f.index++
 	f.nodes, f.err = nodes, err
+	close(f.changed)
+	f.changed = make(chan struct{})
+	f.mu.Unlock()
+}
+
+// goBack answers from an older index from now on, as a server that is
+// behind the others does.
+func (f *fakeCatalog) goBack(index uint64, nodes []catalog.CheckServiceNode) {
+	f.mu.Lock()
+	f.index, f.nodes = index, nodes
 	close(f.changed)
 	f.changed = make(chan struct{})
 	f.mu.Unlock()
@@ -286,6 +296,41 @@ func TestServiceCacheStaleLimit(t *testing.T) {
 	if got, _, err := c.get(context.Background(), key); err != nil || got.entry.age(clock.Now()) != 0 {
 		t.Fatalf("after recovery: err %v", err)
 	}
+}
+
+// TestServiceCacheHoldsBackOlderAnswers: when the watch's server is
+// replaced by one that is behind (an older index), the cache keeps the
+// newer answer instead of going back in time; an older index that stays
+// (a snapshot restore) is taken after behindHold.
+func TestServiceCacheHoldsBackOlderAnswers(t *testing.T) {
+	f := newFakeCatalog()
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	c := newServiceCache(f.fetch, testCacheConfig, 0, slog.New(slog.DiscardHandler))
+	t.Cleanup(c.close)
+	c.now = clock.Now
+	key := newServiceKey("dc1", "web", nil, false)
+	ans, _, err := c.get(context.Background(), key)
+	if err != nil || len(ans.nodes) != 1 {
+		t.Fatalf("first answer %v, %v", ans, err)
+	}
+	calls := f.callCount()
+	f.goBack(1, nil)
+	waitFor(t, "the watch to ask again a few times", func() bool { return f.callCount() >= calls+3 })
+	got, _, err := c.get(context.Background(), key)
+	if err != nil || got != ans || ans.replaced() {
+		t.Fatalf("an older answer replaced the newer one: %v, %v", got, err)
+	}
+	clock.advance(behindHold + time.Second)
+	waitFor(t, "the restored (older) answer to be taken", func() bool {
+		got, _, err := c.get(context.Background(), key)
+		return err == nil && len(got.nodes) == 0 && got.meta.Index == 1
+	})
+	// And it watches on from there.
+	f.update(ans.nodes, nil)
+	waitFor(t, "the next change", func() bool {
+		got, _, err := c.get(context.Background(), key)
+		return err == nil && len(got.nodes) == 1 && got.meta.Index == 2
+	})
 }
 
 // TestServiceCacheBlocking: local blocking queries wait on the cache for

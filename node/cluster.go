@@ -18,6 +18,7 @@ type Option func(*options)
 
 type options struct {
 	gossip          func(*gossip.Config)
+	wanGossip       func(*gossip.Config)
 	serverFailGrace time.Duration
 }
 
@@ -37,8 +38,13 @@ func WithGossipConfig(f func(*gossip.Config)) Option {
 // it events are dropped and the leader reconciles everything instead.
 const memberEventBuffer = 1024
 
-// startGossip joins this agent to its datacenter's LAN pool.
+// startGossip joins this agent to its datacenter's LAN pool, and a server
+// to the WAN pool first (its LAN tags carry the WAN port).
 func (a *Agent) startGossip(ctx, bg context.Context) error {
+	wanPort, err := a.startWAN(ctx, bg)
+	if err != nil {
+		return err
+	}
 	gcfg := gossip.DefaultLANConfig()
 	gcfg.NodeName = a.cfg.NodeName
 	gcfg.BindAddr = a.cfg.BindAddr.String()
@@ -50,6 +56,7 @@ func (a *Agent) startGossip(ctx, bg context.Context) error {
 		gcfg.Tags.Role = gossip.RoleServer
 		gcfg.Tags.ServerPort = a.serverLn.Addr().(*net.TCPAddr).Port
 		gcfg.Tags.BootstrapExpect = a.cfg.BootstrapExpect
+		gcfg.Tags.WANPort = wanPort
 	}
 	if !a.cfg.InMemory {
 		dir := filepath.Join(a.cfg.DataDir, "serf")
@@ -71,6 +78,7 @@ func (a *Agent) startGossip(ctx, bg context.Context) error {
 		return fmt.Errorf("gossip: %w", err)
 	}
 	a.gossip = pool
+	a.startFlood(bg)
 	if len(a.cfg.StartJoin) > 0 {
 		if _, err := pool.Join(a.cfg.StartJoin); err != nil {
 			return fmt.Errorf("join %v: %w", a.cfg.StartJoin, err)
@@ -98,6 +106,9 @@ func (a *Agent) onMemberEvent(e gossip.Event) {
 		a.eventsDropped.Store(true) // the leader will reconcile everyone
 	}
 	a.membershipChanged()
+	if a.wan != nil && (e.Type == gossip.MemberJoin || e.Type == gossip.MemberUpdate) {
+		a.floodNow()
+	}
 	if !a.cfg.ServerMode && e.Type == gossip.MemberJoin {
 		for _, m := range e.Members {
 			if m.IsServer() {

@@ -13,6 +13,7 @@ import (
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/wan"
 )
 
 // catalogServer is what an agent asks of the servers: every catalog write
@@ -42,9 +43,11 @@ type catalogServer interface {
 	ChecksInState(ctx context.Context, q *rpc.StateQuery) (*rpc.ChecksResponse, error)
 
 	// Leader is the leader's server address ("" when none is known);
-	// Peers the voters' addresses.
-	Leader(ctx context.Context) (string, error)
-	Peers(ctx context.Context) ([]string, error)
+	// Peers the voters' addresses; of datacenter dc ("" for the local one).
+	Leader(ctx context.Context, dc string) (string, error)
+	Peers(ctx context.Context, dc string) ([]string, error)
+	// Datacenters lists the known datacenters, nearest first.
+	Datacenters(ctx context.Context) ([]string, error)
 }
 
 // Blocking query bounds, as Consul's.
@@ -64,25 +67,79 @@ type localServer struct {
 	raft  *consensus.Server
 	store *catalog.Store
 	pool  *rpc.Pool
+	// dc is this server's datacenter; wan routes requests for the others
+	// (nil when the WAN pool is disabled: no other datacenter is known).
+	dc  string
+	wan *wan.Router
 }
 
 func (s *localServer) Register(ctx context.Context, req *catalog.RegisterRequest) (uint64, error) {
-	return s.write(ctx, consensus.RegisterType, req, "Catalog.Register")
+	return s.write(ctx, req.Datacenter, consensus.RegisterType, req, "Catalog.Register")
 }
 
 func (s *localServer) Deregister(ctx context.Context, req *catalog.DeregisterRequest) (uint64, error) {
-	return s.write(ctx, consensus.DeregisterType, req, "Catalog.Deregister")
+	return s.write(ctx, req.Datacenter, consensus.DeregisterType, req, "Catalog.Deregister")
 }
 
 func (s *localServer) UpdateCheck(ctx context.Context, u *catalog.CheckStatusUpdate) (uint64, error) {
-	return s.write(ctx, consensus.CheckUpdateType, u, "Catalog.UpdateCheck")
+	return s.write(ctx, "", consensus.CheckUpdateType, u, "Catalog.UpdateCheck")
 }
 
-// write applies a command on the leader: here, or forwarded to it. It
-// waits out an election, and a leader that cannot be reached (killed, but
-// not yet noticed), for up to leaderWait before it fails with ErrNotLeader.
-func (s *localServer) write(ctx context.Context, t consensus.MessageType, body any, method string) (uint64, error) {
+// remoteDC reports whether dc names a datacenter other than this one.
+func (s *localServer) remoteDC(dc string) bool {
+	return dc != "" && !strings.EqualFold(dc, s.dc)
+}
+
+// Bounds of a request forwarded to another datacenter. They end it before
+// the caller's own RPC deadline (rpc.CallTimeout) would take this server
+// for unreachable: a plain call gets forwardTimeout for every attempt, a
+// blocking query its wait less forwardMargin.
+const (
+	forwardTimeout = 7 * time.Second
+	forwardMargin  = 5 * time.Second
+)
+
+// forwardDC sends method to a server of datacenter dc through the WAN
+// router, nearest first, moving to the next server while one cannot
+// answer. Errors the remote endpoint returned come back as they are; the
+// others name the datacenter.
+func (s *localServer) forwardDC(ctx context.Context, dc, method string, args, reply any) error {
+	if s.wan == nil {
+		return fmt.Errorf("%w %q (the WAN pool is disabled)", wan.ErrNoPath, dc)
+	}
+	budget := forwardTimeout
+	if d := rpc.CallTimeout(args); d > rpc.DefaultCallTimeout {
+		budget = d - forwardMargin
+	}
+	fctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	err := s.wan.Forward(fctx, dc, func(ctx context.Context, addr string) error {
+		return fromRemote(s.pool.Call(ctx, addr, method, args, reply))
+	}, serverUnavailable)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		return fmt.Errorf("%w %q: no answer within %v", wan.ErrUnreachable, dc, budget)
+	}
+	return err
+}
+
+// serverUnavailable reports whether err means the server asked could not
+// answer for its cluster now (unreachable, cut off from the quorum,
+// replaying its log, stopping), so another server may.
+func serverUnavailable(err error) bool {
+	return rpc.IsTransportError(err) || errors.Is(err, consensus.ErrNotLeader) ||
+		errors.Is(err, consensus.ErrNotReady) || errors.Is(err, ErrShutdown)
+}
+
+// write applies a command on the leader: here, or forwarded to it, or to
+// datacenter dc when that is another one. It waits out an election, and a
+// leader that cannot be reached (killed, but not yet noticed), for up to
+// leaderWait before it fails with ErrNotLeader.
+func (s *localServer) write(ctx context.Context, dc string, t consensus.MessageType, body any, method string) (uint64, error) {
 	var reply rpc.WriteResponse
+	if s.remoteDC(dc) {
+		err := s.forwardDC(ctx, dc, method, body, &reply)
+		return reply.Index, err
+	}
 	err := s.onLeader(ctx, method, body, &reply, func() error {
 		idx, err := s.raft.Apply(ctx, t, body)
 		reply.Index = idx
@@ -152,10 +209,14 @@ func (s *localServer) leader(ctx context.Context) (string, error) {
 	return s.raft.Leader(), nil
 }
 
-// read answers a read here, or forwards it to the leader when it is not
-// stale and this server does not lead. It returns false when it forwarded
-// (the reply is then filled by the leader).
+// read answers a read here, or forwards it: to another datacenter when
+// opts names one, else to the leader when it is not stale and this server
+// does not lead. It returns false when it forwarded (the reply is then
+// filled by the server that answered).
 func (s *localServer) read(ctx context.Context, opts *rpc.QueryOptions, method string, args, reply any) (bool, error) {
+	if s.remoteDC(opts.Datacenter) {
+		return false, s.forwardDC(ctx, opts.Datacenter, method, args, reply)
+	}
 	if s.staleOK(opts) {
 		return true, nil
 	}
@@ -183,7 +244,7 @@ func (s *localServer) staleOK(opts *rpc.QueryOptions) bool {
 // HealthServiceNodes).
 func (s *localServer) localHealthService(ctx context.Context, q *rpc.ServiceQuery) (nodes []catalog.CheckServiceNode, fresh func() bool, ok bool, err error) {
 	opts := q.QueryOptions
-	if opts.MinIndex != 0 || opts.RequireConsistent || !s.staleOK(&opts) {
+	if opts.MinIndex != 0 || opts.RequireConsistent || s.remoteDC(opts.Datacenter) || !s.staleOK(&opts) {
 		return nil, nil, false, nil
 	}
 	if err := s.readReady(ctx, &opts); err != nil {
@@ -439,10 +500,12 @@ func (s *localServer) checks(ctx context.Context, opts *rpc.QueryOptions, method
 var remoteSentinels = []error{
 	catalog.ErrInvalid, catalog.ErrNotFound, catalog.ErrBadFilter,
 	consensus.ErrNotLeader, consensus.ErrNotReady, ErrShutdown,
-	ErrRateLimited, ErrTooManyBlocking,
+	ErrRateLimited, ErrTooManyBlocking, wan.ErrNoPath, wan.ErrUnreachable,
 }
 
-// fromRemote turns an endpoint's error text back into its sentinel.
+// fromRemote turns an endpoint's error text back into its sentinel. The
+// result still unwraps to the *rpc.RemoteError: the server answered, so
+// it is no transport error.
 func fromRemote(err error) error {
 	var re *rpc.RemoteError
 	if !errors.As(err, &re) {
@@ -450,15 +513,47 @@ func fromRemote(err error) error {
 	}
 	for _, s := range remoteSentinels {
 		if strings.HasPrefix(re.Msg, s.Error()) {
-			return fmt.Errorf("%w%s", s, strings.TrimPrefix(re.Msg, s.Error()))
+			return &remoteSentinel{sentinel: s, remote: re}
 		}
 	}
 	return err
 }
 
-func (s *localServer) Leader(ctx context.Context) (string, error) { return s.raft.Leader(), nil }
+// remoteSentinel is an endpoint's error recognised as one of ours.
+type remoteSentinel struct {
+	sentinel error
+	remote   *rpc.RemoteError
+}
 
-func (s *localServer) Peers(ctx context.Context) ([]string, error) { return s.raft.Peers() }
+func (e *remoteSentinel) Error() string   { return e.remote.Msg }
+func (e *remoteSentinel) Unwrap() []error { return []error{e.sentinel, e.remote} }
+
+func (s *localServer) Leader(ctx context.Context, dc string) (string, error) {
+	if s.remoteDC(dc) {
+		var reply string
+		err := s.forwardDC(ctx, dc, "Status.Leader", &rpc.DCRequest{Datacenter: dc}, &reply)
+		return reply, err
+	}
+	return s.raft.Leader(), nil
+}
+
+func (s *localServer) Peers(ctx context.Context, dc string) ([]string, error) {
+	if s.remoteDC(dc) {
+		var reply []string
+		err := s.forwardDC(ctx, dc, "Status.Peers", &rpc.DCRequest{Datacenter: dc}, &reply)
+		return reply, err
+	}
+	return s.raft.Peers()
+}
+
+// Datacenters lists the datacenters the WAN pool knows, nearest first;
+// only this one when the pool is disabled.
+func (s *localServer) Datacenters(ctx context.Context) ([]string, error) {
+	if s.wan == nil {
+		return []string{s.dc}, nil
+	}
+	return s.wan.Datacenters(), nil
+}
 
 // RaftStats is how far this server's log and catalog are, by Raft's own
 // count (which a snapshot install moves too).

@@ -213,8 +213,9 @@ func queryFlag(r *http.Request, name string) (bool, error) {
 func parseQueryOptions(r *http.Request, dc string) (rpc.QueryOptions, error) {
 	var qo rpc.QueryOptions
 	q := r.URL.Query()
-	if v := q.Get("dc"); v != "" && !strings.EqualFold(v, dc) {
-		return qo, &httpError{http.StatusInternalServerError, fmt.Sprintf("No path to datacenter %q", v)}
+	var err error
+	if qo.Datacenter, err = requestDC(r, dc); err != nil {
+		return qo, err
 	}
 	if v := q.Get("index"); v != "" {
 		idx, err := strconv.ParseUint(v, 10, 64)
@@ -230,7 +231,6 @@ func parseQueryOptions(r *http.Request, dc string) (rpc.QueryOptions, error) {
 		}
 		qo.MaxWait = d
 	}
-	var err error
 	if qo.AllowStale, err = queryFlag(r, "stale"); err != nil {
 		return qo, err
 	}
@@ -248,6 +248,25 @@ func parseQueryOptions(r *http.Request, dc string) (rpc.QueryOptions, error) {
 		return qo, badRequest("Cannot specify ?stale with ?consistent, conflicting semantics.")
 	}
 	return qo, nil
+}
+
+// requestDC reads ?dc: "" for this agent's datacenter (local), else the
+// datacenter named, lower-cased, which must be a valid datacenter name.
+func requestDC(r *http.Request, local string) (string, error) {
+	return datacenterParam("dc", r.URL.Query().Get("dc"), local)
+}
+
+// datacenterParam checks a datacenter named by field: "" when it is empty
+// or this agent's own, else the name lower-cased.
+func datacenterParam(field, v, local string) (string, error) {
+	if v == "" || strings.EqualFold(v, local) {
+		return "", nil
+	}
+	v = strings.ToLower(v)
+	if !config.ValidDatacenter(v) {
+		return "", badRequest("Invalid %s %q: a datacenter name is a DNS label (letters, digits and dashes)", field, v)
+	}
+	return v, nil
 }
 
 // setMeta writes an answer's X-Consul-* headers; the index is never below 1.

@@ -94,7 +94,11 @@ func cacheSeconds(field, v string) (time.Duration, error) {
 // cache with q's index and wait, and writes X-Cache and Age. The nodes it
 // returns are shared: callers copy before they change anything.
 func (a *Agent) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cacheControl, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error) {
-	key := newServiceKey(a.cfg.Datacenter, q.Service, q.Tags, q.PassingOnly)
+	dc := q.Datacenter
+	if dc == "" {
+		dc = a.cfg.Datacenter
+	}
+	key := newServiceKey(dc, q.Service, q.Tags, q.PassingOnly)
 	ans, hit, err := a.cache.getBlocking(ctx, key, q.MinIndex, q.MaxWait)
 	if err != nil {
 		return nil, err
@@ -104,7 +108,7 @@ func (a *Agent) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cach
 		// Too old for this read: ask the servers (any of them) once.
 		res, ferr := a.server.HealthServiceNodes(ctx, &rpc.ServiceQuery{
 			Service: q.Service, Tags: q.Tags, PassingOnly: q.PassingOnly,
-			QueryOptions: rpc.QueryOptions{AllowStale: true, MaxStale: a.cfg.DNS.MaxStale},
+			QueryOptions: rpc.QueryOptions{Datacenter: q.Datacenter, AllowStale: true, MaxStale: a.cfg.DNS.MaxStale},
 		})
 		if ferr == nil {
 			setCacheHeaders(w, false, 0)

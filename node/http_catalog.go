@@ -72,11 +72,15 @@ func (a *Agent) catalogRegister(w http.ResponseWriter, r *http.Request) (any, er
 	if err := decodeBody(r, w, &b); err != nil {
 		return nil, err
 	}
-	req, err := a.toRegisterRequest(&b)
+	dc, err := a.writeDC(r, b.Datacenter)
 	if err != nil {
 		return nil, err
 	}
-	if err := a.refuseAgentNode(r.Context(), req.Node); err != nil {
+	req, err := a.toRegisterRequest(&b, dc)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.refuseAgentNode(r.Context(), dc, req.Node); err != nil {
 		return nil, err
 	}
 	if _, err := a.server.Register(r.Context(), req); err != nil {
@@ -85,20 +89,30 @@ func (a *Agent) catalogRegister(w http.ResponseWriter, r *http.Request) (any, er
 	return true, nil
 }
 
+// writeDC is the datacenter a catalog write goes to: the body's
+// Datacenter, else ?dc; "" for this agent's own.
+func (a *Agent) writeDC(r *http.Request, body string) (string, error) {
+	if body != "" {
+		return datacenterParam("Datacenter", body, a.cfg.Datacenter)
+	}
+	return requestDC(r, a.cfg.Datacenter)
+}
+
 // toRegisterRequest checks a catalog/register body and turns it into the
-// Raft command; every error names the field.
-func (a *Agent) toRegisterRequest(b *catalogRegisterBody) (*catalog.RegisterRequest, error) {
+// Raft command for datacenter dc ("" for this one); every error names the
+// field.
+func (a *Agent) toRegisterRequest(b *catalogRegisterBody, dc string) (*catalog.RegisterRequest, error) {
 	if strings.TrimSpace(b.Node) == "" {
 		return nil, badRequest("Node: missing node name")
 	}
 	if b.Address == "" && !b.SkipNodeUpdate {
 		return nil, badRequest("Address: missing node address")
 	}
-	if b.Datacenter != "" && !strings.EqualFold(b.Datacenter, a.cfg.Datacenter) {
-		return nil, &httpError{http.StatusInternalServerError, "No path to datacenter \"" + b.Datacenter + "\""}
+	if dc == "" {
+		dc = a.cfg.Datacenter
 	}
 	req := &catalog.RegisterRequest{
-		ID: b.ID, Node: b.Node, Address: b.Address, Datacenter: a.cfg.Datacenter,
+		ID: b.ID, Node: b.Node, Address: b.Address, Datacenter: dc,
 		TaggedAddresses: b.TaggedAddresses, NodeMeta: b.NodeMeta, SkipNodeUpdate: b.SkipNodeUpdate,
 	}
 	if s := b.Service; s != nil {
@@ -179,10 +193,11 @@ func (a *Agent) catalogDeregister(w http.ResponseWriter, r *http.Request) (any, 
 	if strings.TrimSpace(b.Node) == "" {
 		return nil, badRequest("Node: missing node name")
 	}
-	if b.Datacenter != "" && !strings.EqualFold(b.Datacenter, a.cfg.Datacenter) {
-		return nil, &httpError{http.StatusInternalServerError, "No path to datacenter \"" + b.Datacenter + "\""}
+	dc, err := a.writeDC(r, b.Datacenter)
+	if err != nil {
+		return nil, err
 	}
-	_, err := a.server.Deregister(r.Context(), &catalog.DeregisterRequest{Node: b.Node, ServiceID: b.ServiceID, CheckID: b.CheckID})
+	_, err = a.server.Deregister(r.Context(), &catalog.DeregisterRequest{Node: b.Node, ServiceID: b.ServiceID, CheckID: b.CheckID, Datacenter: dc})
 	if err != nil {
 		return nil, err
 	}
@@ -396,8 +411,11 @@ type jsonNull struct{}
 
 func (jsonNull) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
 
+// catalogDatacenters lists the datacenters the WAN pool knows, nearest
+// first by round-trip time from the answering server.
 func (a *Agent) catalogDatacenters(w http.ResponseWriter, r *http.Request) (any, error) {
-	return []string{a.cfg.Datacenter}, nil
+	dcs, err := a.server.Datacenters(r.Context())
+	return orEmpty(dcs), err
 }
 
 // validateExternalDefinition checks a definition the servers will run (an
@@ -422,8 +440,8 @@ func validateExternalDefinition(field string, d *catalogCheckDefinition) error {
 // (it carries serfHealth): that agent's anti-entropy owns the node and
 // would silently remove what the write added within a minute, a known
 // Consul surprise. Such services belong in the agent's own API.
-func (a *Agent) refuseAgentNode(ctx context.Context, node string) error {
-	res, err := a.server.NodeChecks(ctx, &rpc.NodeQuery{Node: node, QueryOptions: rpc.QueryOptions{AllowStale: true}})
+func (a *Agent) refuseAgentNode(ctx context.Context, dc, node string) error {
+	res, err := a.server.NodeChecks(ctx, &rpc.NodeQuery{Node: node, QueryOptions: rpc.QueryOptions{AllowStale: true, Datacenter: dc}})
 	if err != nil {
 		return err
 	}

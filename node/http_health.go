@@ -131,11 +131,19 @@ func (a *Agent) healthState(w http.ResponseWriter, r *http.Request) (any, error)
 }
 
 func (a *Agent) statusLeader(w http.ResponseWriter, r *http.Request) (any, error) {
-	return a.server.Leader(r.Context())
+	dc, err := requestDC(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
+	return a.server.Leader(r.Context(), dc)
 }
 
 func (a *Agent) statusPeers(w http.ResponseWriter, r *http.Request) (any, error) {
-	peers, err := a.server.Peers(r.Context())
+	dc, err := requestDC(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
+	peers, err := a.server.Peers(r.Context(), dc)
 	return orEmpty(peers), err
 }
 

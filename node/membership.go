@@ -336,6 +336,11 @@ func (a *Agent) Leave(ctx context.Context) error {
 		}
 	}
 	var err error
+	if a.wan != nil {
+		if werr := a.wan.Leave(ctx); werr != nil {
+			a.logger.Warn("leave the wan pool", "error", werr)
+		}
+	}
 	if a.gossip != nil {
 		err = a.gossip.Leave(ctx)
 	}
@@ -359,6 +364,11 @@ func (a *Agent) Leave(ctx context.Context) error {
 func (a *Agent) LeftCh() <-chan struct{} { return a.leftCh }
 
 func (a *Agent) agentMembers(w http.ResponseWriter, r *http.Request) (any, error) {
+	if wanFlag, err := queryFlag(r, "wan"); err != nil {
+		return nil, err
+	} else if wanFlag {
+		return a.wanMembers(), nil
+	}
 	if a.gossip == nil {
 		return nil, errNoGossip
 	}
@@ -371,6 +381,11 @@ func (a *Agent) agentMembers(w http.ResponseWriter, r *http.Request) (any, error
 }
 
 func (a *Agent) agentJoin(w http.ResponseWriter, r *http.Request) (any, error) {
+	if wanFlag, err := queryFlag(r, "wan"); err != nil {
+		return nil, err
+	} else if wanFlag {
+		return nil, a.wanJoin(r)
+	}
 	if a.gossip == nil {
 		return nil, errNoGossip
 	}
@@ -393,7 +408,16 @@ func (a *Agent) agentForceLeave(w http.ResponseWriter, r *http.Request) (any, er
 	if err != nil {
 		return nil, err
 	}
-	if err := a.gossip.ForceLeave(r.PathValue("node"), prune); err != nil {
+	pool := interface{ ForceLeave(string, bool) error }(a.gossip)
+	if wanFlag, err := queryFlag(r, "wan"); err != nil {
+		return nil, err
+	} else if wanFlag {
+		if a.wan == nil {
+			return nil, a.errNotWANServer()
+		}
+		pool = a.wan
+	}
+	if err := pool.ForceLeave(r.PathValue("node"), prune); err != nil {
 		if errors.Is(err, gossip.ErrUnknownMember) {
 			return nil, notFound("%v", err)
 		}

@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/meshd/meshd/catalog"
-	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/node/rpc"
 )
 
@@ -83,15 +82,8 @@ func (s *remoteServer) call(ctx context.Context, method string, args, reply any)
 	}
 	var lastErr error
 	for _, addr := range list {
-		err := s.pool.Call(ctx, addr, method, args, reply)
-		if rpc.IsTransportError(err) {
-			lastErr = err
-			continue
-		}
-		err = fromRemote(err)
-		if errors.Is(err, consensus.ErrNotLeader) || errors.Is(err, consensus.ErrNotReady) || errors.Is(err, ErrShutdown) {
-			// This server cannot answer for the cluster now (cut off from
-			// the quorum, replaying, stopping): another may.
+		err := fromRemote(s.pool.Call(ctx, addr, method, args, reply))
+		if serverUnavailable(err) {
 			lastErr = err
 			continue
 		}
@@ -174,15 +166,21 @@ func (s *remoteServer) ChecksInState(ctx context.Context, q *rpc.StateQuery) (*r
 	return read[rpc.ChecksResponse](ctx, s, "Health.ChecksInState", q)
 }
 
-func (s *remoteServer) Leader(ctx context.Context) (string, error) {
+func (s *remoteServer) Leader(ctx context.Context, dc string) (string, error) {
 	var reply string
-	err := s.call(ctx, "Status.Leader", &rpc.Empty{}, &reply)
+	err := s.call(ctx, "Status.Leader", &rpc.DCRequest{Datacenter: dc}, &reply)
 	return reply, err
 }
 
-func (s *remoteServer) Peers(ctx context.Context) ([]string, error) {
+func (s *remoteServer) Peers(ctx context.Context, dc string) ([]string, error) {
 	var reply []string
-	err := s.call(ctx, "Status.Peers", &rpc.Empty{}, &reply)
+	err := s.call(ctx, "Status.Peers", &rpc.DCRequest{Datacenter: dc}, &reply)
+	return reply, err
+}
+
+func (s *remoteServer) Datacenters(ctx context.Context) ([]string, error) {
+	var reply []string
+	err := s.call(ctx, "Catalog.ListDatacenters", &rpc.Empty{}, &reply)
 	return reply, err
 }
 

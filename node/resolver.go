@@ -30,14 +30,11 @@ func (r dnsResolver) ServiceInstances(ctx context.Context, q dns.ServiceLookup) 
 // its own catalog, whose watch channels say when (or when the leader has
 // been silent for longer than max_stale).
 func (r dnsResolver) ServiceInstancesFresh(ctx context.Context, q dns.ServiceLookup) ([]catalog.CheckServiceNode, func() bool, error) {
-	if !strings.EqualFold(q.Datacenter, r.a.cfg.Datacenter) {
-		return nil, nil, nil // other datacenters arrive with federation
-	}
 	var tags []string
 	if q.Tag != "" {
 		tags = []string{q.Tag}
 	}
-	sq := &rpc.ServiceQuery{Service: q.Service, Tags: tags, QueryOptions: r.opts()}
+	sq := &rpc.ServiceQuery{Service: q.Service, Tags: tags, QueryOptions: r.opts(q.Datacenter)}
 	if c := r.a.cache; c != nil && sq.AllowStale {
 		ans, _, err := c.get(ctx, newServiceKey(q.Datacenter, q.Service, tags, false))
 		if err != nil {
@@ -58,10 +55,7 @@ func (r dnsResolver) ServiceInstancesFresh(ctx context.Context, q dns.ServiceLoo
 }
 
 func (r dnsResolver) Node(ctx context.Context, datacenter, name string) (*catalog.Node, error) {
-	if !strings.EqualFold(datacenter, r.a.cfg.Datacenter) {
-		return nil, nil
-	}
-	res, err := r.a.server.NodeServices(ctx, &rpc.NodeQuery{Node: name, QueryOptions: r.opts()})
+	res, err := r.a.server.NodeServices(ctx, &rpc.NodeQuery{Node: name, QueryOptions: r.opts(datacenter)})
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +63,7 @@ func (r dnsResolver) Node(ctx context.Context, datacenter, name string) (*catalo
 }
 
 func (r dnsResolver) ReverseLookup(ctx context.Context, ip netip.Addr) (dns.Reverse, error) {
-	res, err := r.a.server.AddressOwners(ctx, &rpc.AddressQuery{Address: ip.String(), QueryOptions: r.opts()})
+	res, err := r.a.server.AddressOwners(ctx, &rpc.AddressQuery{Address: ip.String(), QueryOptions: r.opts("")})
 	if err != nil {
 		return dns.Reverse{}, err
 	}
@@ -100,8 +94,11 @@ func (r dnsResolver) NameServers(context.Context) ([]dns.NameServer, error) {
 	return out, nil
 }
 
-// opts are the read options of DNS lookups: dns_config.allow_stale and
-// max_stale, as Consul's.
-func (r dnsResolver) opts() rpc.QueryOptions {
-	return rpc.QueryOptions{AllowStale: r.a.cfg.DNS.AllowStale, MaxStale: r.a.cfg.DNS.MaxStale}
+// opts are the read options of DNS lookups in datacenter dc:
+// dns_config.allow_stale and max_stale, as Consul's.
+func (r dnsResolver) opts(dc string) rpc.QueryOptions {
+	if strings.EqualFold(dc, r.a.cfg.Datacenter) {
+		dc = ""
+	}
+	return rpc.QueryOptions{Datacenter: dc, AllowStale: r.a.cfg.DNS.AllowStale, MaxStale: r.a.cfg.DNS.MaxStale}
 }

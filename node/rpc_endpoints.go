@@ -105,6 +105,16 @@ func (e *catalogEndpoint) AddressOwners(args *rpc.AddressQuery, reply *rpc.Addre
 	return fill(reply)(e.s.AddressOwners(e.ctx, args))
 }
 
+func (e *catalogEndpoint) ListDatacenters(args *rpc.Empty, reply *[]string) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	dcs, err := e.s.Datacenters(e.ctx)
+	*reply = dcs
+	return err
+}
+
 type healthEndpoint struct {
 	s     *localServer
 	ctx   context.Context
@@ -149,22 +159,22 @@ type statusEndpoint struct {
 	calls *callTracker
 }
 
-func (e *statusEndpoint) Leader(args *rpc.Empty, reply *string) error {
+func (e *statusEndpoint) Leader(args *rpc.DCRequest, reply *string) error {
 	if !e.calls.enter() {
 		return ErrShutdown
 	}
 	defer e.calls.exit()
-	leader, err := e.s.Leader(e.ctx)
+	leader, err := e.s.Leader(e.ctx, args.Datacenter)
 	*reply = leader
 	return err
 }
 
-func (e *statusEndpoint) Peers(args *rpc.Empty, reply *[]string) error {
+func (e *statusEndpoint) Peers(args *rpc.DCRequest, reply *[]string) error {
 	if !e.calls.enter() {
 		return ErrShutdown
 	}
 	defer e.calls.exit()
-	peers, err := e.s.Peers(e.ctx)
+	peers, err := e.s.Peers(e.ctx, args.Datacenter)
 	*reply = peers
 	return err
 }

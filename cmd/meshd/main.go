@@ -30,9 +30,12 @@ func usage(w io.Writer) {
 Commands:
   agent        Run a meshd agent (meshd agent -dev to try it out)
   join         Tell the agent to join the cluster through <address>
-  members      List the cluster's members (-detailed for every tag)
+               (-wan: a server joins another datacenter's servers)
+  members      List the cluster's members (-detailed for every tag,
+               -wan for the servers of every datacenter)
   leave        Make the agent leave the cluster gracefully and stop
-  force-leave  Mark a failed node as left (-prune forgets it entirely)
+  force-leave  Mark a failed node as left (-prune forgets it entirely,
+               -wan for a server in the WAN pool)
   operator     Operate the cluster: operator raft list-peers
   snapshot     Save or restore the catalog: snapshot save|restore <file>
   version      Print the version

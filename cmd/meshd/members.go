@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"net"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,8 +22,13 @@ func runMembers(args []string, stdout, stderr io.Writer) int {
 	client := addHTTPFlags(fs)
 	detailed := fs.Bool("detailed", false, "Show every tag of each member.")
 	status := fs.String("status", "", "Show only members in this status (alive, left, failed...).")
+	wan := fs.Bool("wan", false, "List the WAN pool: the servers of every datacenter (ask a server).")
 	if err := fs.Parse(args); err != nil {
 		return 1
+	}
+	path := "/v1/agent/members"
+	if *wan {
+		path += "?wan=1"
 	}
 	var members []struct {
 		Name   string
@@ -31,8 +37,12 @@ func runMembers(args []string, stdout, stderr io.Writer) int {
 		Tags   map[string]string
 		Status int
 	}
-	if err := client().getJSON("/v1/agent/members", &members); err != nil {
+	if err := client().getJSON(path, &members); err != nil {
 		return fail(stderr, "members", err)
+	}
+	if *wan && len(members) == 0 {
+		fmt.Fprintln(stderr, "meshd members: no WAN members: only servers are in the WAN pool; ask a server (-http-addr)")
+		return 1
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	if *detailed {
@@ -67,17 +77,22 @@ func runJoin(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("join", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	client := addHTTPFlags(fs)
+	wan := fs.Bool("wan", false, "Join the WAN pool through a server of another datacenter (ask a server; WAN port 8302 by default).")
 	if err := fs.Parse(args); err != nil {
 		return 1
 	}
 	if fs.NArg() == 0 {
-		fmt.Fprintln(stderr, "Usage: meshd join [-http-addr addr] <address>...")
+		fmt.Fprintln(stderr, "Usage: meshd join [-wan] [-http-addr addr] <address>...")
 		return 1
+	}
+	query := ""
+	if *wan {
+		query = "?wan=1"
 	}
 	c := client()
 	joined := 0
 	for _, addr := range fs.Args() {
-		if err := c.put("/v1/agent/join/"+addr, nil); err != nil {
+		if err := c.put("/v1/agent/join/"+addr+query, nil); err != nil {
 			fmt.Fprintf(stderr, "meshd join: %s: %v\n", addr, err)
 			continue
 		}
@@ -109,16 +124,24 @@ func runForceLeave(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	client := addHTTPFlags(fs)
 	prune := fs.Bool("prune", false, "Remove the node from the member list entirely.")
+	wan := fs.Bool("wan", false, "Force-leave a server from the WAN pool (its name is <node>.<dc>).")
 	if err := fs.Parse(args); err != nil {
 		return 1
 	}
 	if fs.NArg() != 1 {
-		fmt.Fprintln(stderr, "Usage: meshd force-leave [-prune] [-http-addr addr] <node>")
+		fmt.Fprintln(stderr, "Usage: meshd force-leave [-prune] [-wan] [-http-addr addr] <node>")
 		return 1
 	}
-	path := "/v1/agent/force-leave/" + fs.Arg(0)
+	q := url.Values{}
 	if *prune {
-		path += "?prune"
+		q.Set("prune", "1")
+	}
+	if *wan {
+		q.Set("wan", "1")
+	}
+	path := "/v1/agent/force-leave/" + fs.Arg(0)
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	if err := client().put(path, nil); err != nil {
 		return fail(stderr, "force-leave", err)

@@ -54,3 +54,27 @@ func TestMembershipCommands(t *testing.T) {
 		t.Fatalf("members -status left = %d %q", code, out)
 	}
 }
+
+func TestWANCommands(t *testing.T) {
+	dc1 := nodetest.StartClusterWith(t, 1, 1, nodetest.Options{Datacenter: "dc1", WAN: true})
+	dc2 := nodetest.StartClusterWith(t, 1, 0, nodetest.Options{Datacenter: "dc2", WAN: true})
+	addr2 := "-http-addr=" + dc2[0].HTTPAddr()
+	if code, out, errOut := meshd(t, "join", "-wan", addr2, dc1[0].WANAddr()); code != 0 || !strings.Contains(out, "joined") {
+		t.Fatalf("join -wan = %d %q %q", code, out, errOut)
+	}
+	nodetest.Eventually(t, 10*time.Second, "both servers in dc1's WAN pool", func() bool {
+		code, out, _ := meshd(t, "members", "-wan", "-http-addr="+dc1[0].HTTPAddr())
+		return code == 0 && strings.Contains(out, "server1.dc1") && strings.Contains(out, "server1.dc2") &&
+			strings.Count(out, "alive") == 2
+	})
+	// A client has no WAN pool: it says whom to ask.
+	if code, _, errOut := meshd(t, "members", "-wan", "-http-addr="+dc1[1].HTTPAddr()); code == 0 || !strings.Contains(errOut, "ask a server") {
+		t.Fatalf("members -wan on a client = %d %q", code, errOut)
+	}
+	if code, _, errOut := meshd(t, "join", "-wan", "-http-addr="+dc1[1].HTTPAddr(), dc2[0].WANAddr()); code == 0 || !strings.Contains(errOut, "only run by servers") {
+		t.Fatalf("join -wan on a client = %d %q", code, errOut)
+	}
+	if code, _, errOut := meshd(t, "force-leave", "-wan", addr2, "nobody.dc3"); code == 0 || !strings.Contains(errOut, "404") {
+		t.Fatalf("force-leave -wan of an unknown member = %d %q", code, errOut)
+	}
+}

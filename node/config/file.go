@@ -27,6 +27,9 @@ type File struct {
 
 	BindAddr      *string `mapstructure:"bind_addr"`
 	AdvertiseAddr *string `mapstructure:"advertise_addr"`
+	// AdvertiseAddrWAN is the address other datacenters reach this
+	// server's WAN gossip and RPC at; default advertise_addr.
+	AdvertiseAddrWAN *string `mapstructure:"advertise_addr_wan"`
 	// ClientAddr is one address or several separated by spaces.
 	ClientAddr *string   `mapstructure:"client_addr"`
 	Ports      FilePorts `mapstructure:"ports"`
@@ -41,6 +44,8 @@ type File struct {
 
 	RetryJoin            []string `mapstructure:"retry_join"`
 	StartJoin            []string `mapstructure:"start_join"`
+	RetryJoinWAN         []string `mapstructure:"retry_join_wan"`
+	StartJoinWAN         []string `mapstructure:"start_join_wan"`
 	LeaveOnTerminate     *bool    `mapstructure:"leave_on_terminate"`
 	SkipLeaveOnInterrupt *bool    `mapstructure:"skip_leave_on_interrupt"`
 

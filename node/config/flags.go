@@ -51,6 +51,9 @@ func AddFlags(fs *flag.FlagSet) *LoadOptions {
 	boolFlag(fs, o, &f.EnableLocalScriptChecks, "enable-local-script-checks", "enable_local_script_checks", "Allow script checks defined in config files.")
 	listFlag(fs, o, &f.RetryJoin, "retry-join", "retry_join", "Address of an agent to join at start, retrying until it works. Repeatable.")
 	listFlag(fs, o, &f.StartJoin, "join", "start_join", "Address of an agent to join at start. Repeatable.")
+	listFlag(fs, o, &f.RetryJoinWAN, "retry-join-wan", "retry_join_wan", "Address of a server in another datacenter to join the WAN pool through, retrying until it works (servers). Repeatable.")
+	listFlag(fs, o, &f.StartJoinWAN, "join-wan", "start_join_wan", "Address of a server in another datacenter to join the WAN pool through at start (servers). Repeatable.")
+	stringFlag(fs, o, &f.AdvertiseAddrWAN, "advertise-wan", "advertise_addr_wan", "Address other datacenters reach this server at (default -advertise).")
 	fs.Var(&metaValue{dst: &f.NodeMeta, record: o.recorder("-node-meta", "node_meta")}, "node-meta",
 		"Node metadata as key:value. Repeatable.")
 	return o

@@ -364,6 +364,18 @@ func TestLoadErrors(t *testing.T) {
 		args: []string{"-server", "-bootstrap-expect", "-1"},
 		want: "-bootstrap-expect: must not be negative",
 	}, {
+		name:  "retry_join_wan on a client",
+		files: map[string]string{"a.hcl": "\nretry_join_wan = [\"10.1.0.1\"]"},
+		want:  "DIR/a.hcl:2: retry_join_wan: only servers join the WAN pool; set server = true or join a server of this datacenter instead",
+	}, {
+		name: "join-wan with the WAN port disabled",
+		args: []string{"-server", "-serf-wan-port", "-1", "-join-wan", "10.1.0.1"},
+		want: "-serf-wan-port: is disabled, but retry_join_wan or start_join_wan asks to join the WAN pool",
+	}, {
+		name: "advertise-wan not an IP",
+		args: []string{"-advertise-wan", "dc2.example"},
+		want: `-advertise-wan: "dc2.example" is not an IP address`,
+	}, {
 		name: "bootstrap without server",
 		args: []string{"-bootstrap"},
 		want: "-bootstrap: requires server mode (server = true, or -server)",
@@ -634,5 +646,25 @@ func TestDisabledListeners(t *testing.T) {
 	}
 	if got, want := r.DNSAddrs(), []string{"127.0.0.1:8600", "[::1]:8600"}; !slices.Equal(got, want) {
 		t.Errorf("DNSAddrs = %q, want %q", got, want)
+	}
+}
+
+func TestLoadWAN(t *testing.T) {
+	r, _, err := loadArgs(t, "-server", "-data-dir", t.TempDir(), "-bind", "10.0.0.5", "-retry-join-wan", "198.51.100.1", "-join-wan", "198.51.100.2:8302")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.AdvertiseAddrWAN.String() != "10.0.0.5" {
+		t.Errorf("AdvertiseAddrWAN = %v, want the advertise address", r.AdvertiseAddrWAN)
+	}
+	if !slices.Equal(r.RetryJoinWAN, []string{"198.51.100.1"}) || !slices.Equal(r.StartJoinWAN, []string{"198.51.100.2:8302"}) {
+		t.Errorf("RetryJoinWAN %q StartJoinWAN %q", r.RetryJoinWAN, r.StartJoinWAN)
+	}
+	r, _, err = loadArgs(t, "-server", "-data-dir", t.TempDir(), "-bind", "10.0.0.5", "-advertise-wan", "203.0.113.9")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.AdvertiseAddrWAN.String() != "203.0.113.9" || r.AdvertiseAddr.String() != "10.0.0.5" {
+		t.Errorf("advertise %v, advertise wan %v", r.AdvertiseAddr, r.AdvertiseAddrWAN)
 	}
 }

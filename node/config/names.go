@@ -55,3 +55,7 @@ func validUUID(s string) bool {
 	}
 	return true
 }
+
+// ValidDatacenter reports whether s can name a datacenter: a DNS label
+// (it is one in web.service.<dc>.consul).
+func ValidDatacenter(s string) bool { return validLabel(s) }

@@ -74,6 +74,13 @@ type Runtime struct {
 
 	RetryJoin []string
 	StartJoin []string
+	// RetryJoinWAN and StartJoinWAN are servers of other datacenters a
+	// server joins the WAN pool through (servers only).
+	RetryJoinWAN []string
+	StartJoinWAN []string
+	// AdvertiseAddrWAN is what other datacenters reach this server at:
+	// advertise_addr_wan, else AdvertiseAddr (zero like it when unset).
+	AdvertiseAddrWAN netip.Addr
 	// LeaveOnTerminate defaults to !ServerMode, SkipLeaveOnInterrupt to
 	// ServerMode: on SIGTERM/SIGINT a client leaves, a server only stops.
 	LeaveOnTerminate     bool
@@ -322,6 +329,18 @@ func (b *builder) build(dev bool, hostErr error) (*Runtime, error) {
 	}
 	r.RetryJoin = m.RetryJoin
 	r.StartJoin = m.StartJoin
+	r.RetryJoinWAN = m.RetryJoinWAN
+	r.StartJoinWAN = m.StartJoinWAN
+	if !r.ServerMode && len(r.RetryJoinWAN)+len(r.StartJoinWAN) > 0 {
+		canon := "retry_join_wan"
+		if len(r.RetryJoinWAN) == 0 {
+			canon = "start_join_wan"
+		}
+		return nil, b.origin(canon).errorf("only servers join the WAN pool; set server = true or join a server of this datacenter instead")
+	}
+	if r.ServerMode && r.SerfWANPort == PortDisabled && len(r.RetryJoinWAN)+len(r.StartJoinWAN) > 0 {
+		return nil, b.origin("ports.serf_wan").errorf("is disabled, but retry_join_wan or start_join_wan asks to join the WAN pool")
+	}
 	r.LeaveOnTerminate = !r.ServerMode
 	if m.LeaveOnTerminate != nil {
 		r.LeaveOnTerminate = *m.LeaveOnTerminate
@@ -377,6 +396,17 @@ func (b *builder) buildAddrs(r *Runtime) error {
 		r.AdvertiseAddr = adv.Unmap()
 	} else if !r.BindAddr.IsUnspecified() {
 		r.AdvertiseAddr = r.BindAddr
+	}
+	r.AdvertiseAddrWAN = r.AdvertiseAddr
+	if m.AdvertiseAddrWAN != nil && strings.TrimSpace(*m.AdvertiseAddrWAN) != "" {
+		adv, err := netip.ParseAddr(strings.TrimSpace(*m.AdvertiseAddrWAN))
+		if err != nil {
+			return b.origin("advertise_addr_wan").errorf("%q is not an IP address", *m.AdvertiseAddrWAN)
+		}
+		if adv.IsUnspecified() {
+			return b.origin("advertise_addr_wan").errorf("%s cannot be reached; give a specific address", adv)
+		}
+		r.AdvertiseAddrWAN = adv.Unmap()
 	}
 	for _, s := range strings.Fields(*m.ClientAddr) {
 		a, err := netip.ParseAddr(s)

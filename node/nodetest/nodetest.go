@@ -14,6 +14,7 @@ import (
 	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node"
 	"github.com/meshd/meshd/node/config"
+	"github.com/meshd/meshd/wan"
 )
 
 // Options tune a test agent.
@@ -49,6 +50,11 @@ type Options struct {
 	// ServerFailGrace, when set, is how long a failed server keeps its
 	// Raft vote.
 	ServerFailGrace time.Duration
+	// Datacenter defaults to "dc1".
+	Datacenter string
+	// WAN runs a server's WAN gossip pool (on a free port, with the fast
+	// test timings); otherwise ports.serf_wan is -1.
+	WAN bool
 }
 
 // Agent is a started agent with its addresses.
@@ -89,6 +95,9 @@ func Launch(t testing.TB, opts Options) *Agent {
 	}
 	if opts.ServerFailGrace > 0 {
 		nopts = append(nopts, node.WithServerFailGrace(opts.ServerFailGrace))
+	}
+	if opts.WAN {
+		nopts = append(nopts, node.WithWANGossipConfig(wan.TestTimings))
 	}
 	a, err := node.New(cfg, logger, nopts...)
 	if err != nil {
@@ -173,6 +182,14 @@ func Config(t testing.TB, opts Options) *config.Runtime {
 	}
 	f.NodeName = &name
 	f.Ports.HTTP, f.Ports.DNS, f.Ports.Server, f.Ports.SerfLAN = &zero, &zero, &zero, &zero
+	wanPort := -1
+	if opts.WAN {
+		wanPort = 0
+	}
+	f.Ports.SerfWAN = &wanPort
+	if opts.Datacenter != "" {
+		f.Datacenter = &opts.Datacenter
+	}
 	f.BindAddr, f.ClientAddr = &loopback, &loopback
 	if opts.DataDir != "" {
 		f.DataDir = &opts.DataDir

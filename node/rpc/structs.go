@@ -9,6 +9,10 @@ import (
 // QueryOptions are what every read takes: blocking, and how stale an
 // answer may be.
 type QueryOptions struct {
+	// Datacenter names the datacenter to answer from; empty, or the
+	// server's own, means its own. A server forwards a read for another
+	// datacenter to one of that datacenter's servers (WAN).
+	Datacenter string
 	// MinIndex makes the read block until the answer's index differs from
 	// it, or MaxWait passes. 0 answers at once.
 	MinIndex uint64
@@ -125,6 +129,12 @@ type NodeStateResponse struct {
 
 // Empty is the argument of calls that take none.
 type Empty struct{}
+
+// DCRequest is the argument of calls that take only a datacenter (empty:
+// the server's own). It decodes what an Empty encodes.
+type DCRequest struct {
+	Datacenter string
+}
 
 // RaftStats answers Status.RaftStats: how far a server has caught up.
 type RaftStats struct {

@@ -1,0 +1,111 @@
+package wan
+
+import (
+	"context"
+	"net"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd/gossip"
+)
+
+func startPool(t *testing.T, node, dc string) *Pool {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.NodeName, cfg.Datacenter, cfg.ServerPort = node, dc, 8300
+	cfg.Tune = TestTimings
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Shutdown(context.Background()) })
+	return p
+}
+
+func addrOf(p *Pool) string {
+	host, port := p.Addr()
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestPoolsOfTwoDatacenters(t *testing.T) {
+	a := startPool(t, "s1", "dc1")
+	b := startPool(t, "s1", "dc2") // the same node name in another datacenter
+	c := startPool(t, "s2", "dc2")
+	if got := a.LocalMember().Name; got != "s1.dc1" {
+		t.Fatalf("member name %q, want s1.dc1", got)
+	}
+	if _, err := b.Join([]string{addrOf(a)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Join([]string{addrOf(b)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "three members everywhere", func() bool {
+		return len(a.Members()) == 3 && len(b.Members()) == 3 && len(c.Members()) == 3
+	})
+	var names []string
+	for _, m := range a.Members() {
+		names = append(names, m.Name)
+		if m.Tags.Role != gossip.RoleServer || m.Tags.ServerPort != 8300 {
+			t.Errorf("member %s tags %+v, want a server with its RPC port", m.Name, m.Tags)
+		}
+	}
+	if want := []string{"s1.dc1", "s1.dc2", "s2.dc2"}; !slices.Equal(names, want) {
+		t.Fatalf("members %v, want %v", names, want)
+	}
+	r := a.Router()
+	if got := r.Servers("dc2"); len(got) != 2 {
+		t.Fatalf("Servers(dc2) = %v, want 2", got)
+	}
+	dcs := r.Datacenters()
+	if !slices.Equal(dcs, []string{"dc1", "dc2"}) {
+		t.Fatalf("Datacenters() = %v", dcs)
+	}
+
+	// A stopped datacenter is declared failed, and has no path any more.
+	b.Shutdown(context.Background())
+	c.Shutdown(context.Background())
+	waitFor(t, 20*time.Second, "dc2 declared failed", func() bool { return len(r.Servers("dc2")) == 0 })
+	if dcs := r.Datacenters(); !slices.Equal(dcs, []string{"dc1", "dc2"}) {
+		t.Fatalf("a failed datacenter is still listed (until reaped): %v", dcs)
+	}
+}
+
+// TestImports keeps wan on gossip and serf (DESIGN.md, "Packages").
+func TestImports(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool in PATH")
+	}
+	out, err := exec.Command(goTool, "list", "-f", `{{join .Imports " "}}`, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, imp := range strings.Fields(string(out)) {
+		if !strings.Contains(strings.Split(imp, "/")[0], ".") {
+			continue
+		}
+		if imp != "github.com/meshd/meshd/gossip" && !strings.HasPrefix(imp, "github.com/hashicorp/serf/") {
+			t.Errorf("wan imports %s; only the standard library, gossip and serf are allowed", imp)
+		}
+	}
+}
