@@ -25,6 +25,7 @@ const (
 	indexNodeService = "node_service"
 	indexStatus      = "status"
 	indexAddress     = "address"
+	indexName        = "name"
 )
 
 // serviceIndexPrefix prefixes the per-service rows of the index table. Those
@@ -46,6 +47,7 @@ func schema() *memdb.DBSchema {
 		servicesTableSchema(),
 		checksTableSchema(),
 		indexTableSchema(),
+		queriesTableSchema(),
 	} {
 		db.Tables[t.Name] = t
 	}

@@ -18,6 +18,7 @@ const (
 	recordService
 	recordCheck
 	recordIndex
+	recordQuery
 	// recordEnd closes the stream with the number of rows before it, so a
 	// stream cut at a row boundary is not taken for a whole one.
 	recordEnd byte = 0xff
@@ -49,6 +50,7 @@ func (sn *Snapshot) Persist(w io.Writer) error {
 		{tableServices, recordService},
 		{tableChecks, recordCheck},
 		{tableIndex, recordIndex},
+		{tableQueries, recordQuery},
 	} {
 		it, err := sn.tx.Get(t.table, indexID)
 		if err != nil {
@@ -120,6 +122,8 @@ func (s *Store) Restore(r io.Reader) error {
 			table, row = tableChecks, &Check{}
 		case recordIndex:
 			table, row = tableIndex, &IndexEntry{}
+		case recordQuery:
+			table, row = tableQueries, &PreparedQuery{}
 		default:
 			return fmt.Errorf("snapshot record kind %d: %w", kind, ErrInvalid)
 		}

@@ -16,6 +16,10 @@ const (
 	RegisterType    MessageType = 1
 	DeregisterType  MessageType = 2
 	CheckUpdateType MessageType = 3
+	// PreparedQueryType creates, replaces or deletes a prepared query.
+	// Older servers skip it (IgnoreUnknownTypeFlag is set on it when
+	// applied), so a mixed-version cluster keeps running.
+	PreparedQueryType MessageType = 4
 )
 
 // IgnoreUnknownTypeFlag marks a command that replicas which do not know its
@@ -39,6 +43,8 @@ func (t MessageType) String() string {
 		return "deregister"
 	case CheckUpdateType:
 		return "check-update"
+	case PreparedQueryType:
+		return "prepared-query"
 	}
 	return fmt.Sprintf("type-%d", uint8(t))
 }
@@ -68,6 +74,8 @@ func Decode(buf []byte) (MessageType, any, error) {
 		body = &catalog.DeregisterRequest{}
 	case CheckUpdateType:
 		body = &catalog.CheckStatusUpdate{}
+	case PreparedQueryType:
+		body = &catalog.PreparedQueryRequest{}
 	default:
 		return t, nil, fmt.Errorf("%w: %s", ErrUnknownCommand, t)
 	}

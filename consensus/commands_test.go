@@ -66,6 +66,8 @@ func FuzzDecode(f *testing.F) {
 		{RegisterType, &catalog.RegisterRequest{Node: "n", Service: &catalog.Service{Service: "web"}, Checks: []*catalog.Check{{CheckID: "c"}}}},
 		{DeregisterType, &catalog.DeregisterRequest{Node: "n"}},
 		{CheckUpdateType, &catalog.CheckStatusUpdate{Node: "n", CheckID: "c", Status: "critical"}},
+		{PreparedQueryType | IgnoreUnknownTypeFlag, &catalog.PreparedQueryRequest{Op: catalog.QuerySet,
+			Query: &catalog.PreparedQuery{ID: "q", Name: "web", Service: catalog.ServiceQuery{Service: "web", Failover: catalog.QueryFailover{NearestN: 1}}}}},
 	} {
 		buf, _ := Encode(body.t, body.b)
 		f.Add(buf)

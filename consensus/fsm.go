@@ -51,6 +51,8 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return f.store.Deregister(l.Index, req)
 	case *catalog.CheckStatusUpdate:
 		return f.store.UpdateCheckStatus(l.Index, req)
+	case *catalog.PreparedQueryRequest:
+		return f.store.ApplyPreparedQuery(l.Index, req)
 	}
 	panic(fmt.Sprintf("consensus: index %d: no handler for %s", l.Index, t))
 }

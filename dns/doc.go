@@ -12,6 +12,7 @@
 //	single.<any of the three above>             one record, picked by weight
 //	<node>.node[.<dc>].<domain>                 A, AAAA, ANY
 //	<hex-ip>.addr[.<dc>].<domain>               A, AAAA, ANY (SRV targets)
+//	<query>.query[.<dc>].<domain>               A, AAAA, SRV, ANY (prepared queries)
 //	<domain>                                    SOA, NS
 //	<d.c.b.a>.in-addr.arpa                      PTR, ANY (reverse lookups)
 //	<32 nibbles>.ip6.arpa                       PTR, ANY

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/catalog/balance"
@@ -116,6 +117,8 @@ func (s *Server) answer(ctx context.Context, resp *dns.Msg, q dns.Question) (for
 		s.answerNode(ctx, resp, q, z, pq)
 	case kindAddr:
 		s.answerAddr(resp, q, z, pq)
+	case kindQuery:
+		s.answerQuery(ctx, resp, q, z, pq)
 	default:
 		s.nxdomain(resp, z)
 	}
@@ -424,4 +427,51 @@ func findOpt(extra []dns.RR) (*dns.OPT, int) {
 func validQuestionName(name string) bool {
 	_, ok := dns.IsDomainName(name)
 	return ok && dns.IsFqdn(name)
+}
+
+// answerQuery answers <name>.query[.<dc>]: the instances a prepared query
+// found, A/AAAA or SRV, with SRV targets named in the datacenter that
+// answered (another one after a failover).
+func (s *Server) answerQuery(ctx context.Context, resp *dns.Msg, q dns.Question, z *zone, pq query) {
+	qr, ok := s.resolver.(QueryResolver)
+	if !ok {
+		s.nxdomain(resp, z)
+		return
+	}
+	ans, err := qr.PreparedQuery(ctx, pq.dc, pq.query)
+	if err != nil {
+		s.logger.Warn("prepared query", "query", pq.query, "datacenter", pq.dc, "err", err)
+		resp.Rcode = dns.RcodeServerFailure
+		return
+	}
+	if !ans.Found || len(ans.Nodes) == 0 {
+		s.nxdomain(resp, z)
+		return
+	}
+	ttl := s.ttls.lookup(ans.Service)
+	if ans.TTL > 0 {
+		ttl = uint32(ans.TTL / time.Second)
+	}
+	dc := ans.Datacenter
+	if dc == "" {
+		dc = pq.dc
+	}
+	insts := make([]*catalog.CheckServiceNode, len(ans.Nodes))
+	for i := range ans.Nodes {
+		insts[i] = &ans.Nodes[i]
+	}
+	rand.Shuffle(len(insts), func(i, j int) { insts[i], insts[j] = insts[j], insts[i] })
+	switch q.Qtype {
+	case dns.TypeSRV:
+		s.srvRecords(resp, q.Name, z, dc, ttl, insts)
+	case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
+		serviceAddrRecords(resp, q.Name, q.Qtype, ttl, insts)
+	}
+	if limit := s.cfg.ARecordLimit; limit > 0 && len(resp.Answer) > limit {
+		resp.Answer = resp.Answer[:limit]
+		pruneExtra(resp)
+	}
+	if len(resp.Answer) == 0 {
+		s.nodata(resp, z)
+	}
 }

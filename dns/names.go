@@ -62,6 +62,7 @@ const (
 	kindService                 // [tag.]service.service[.dc], _service._tag.service[.dc]
 	kindNode                    // node.node[.dc]
 	kindAddr                    // hex-ip.addr[.dc]
+	kindQuery                   // name.query[.dc]: a prepared query
 )
 
 // query is a parsed name under the domain.
@@ -73,6 +74,7 @@ type query struct {
 	single bool
 	node   string     // kindNode
 	addr   netip.Addr // kindAddr
+	query  string     // kindQuery: the prepared query's name or ID
 	dc     string     // every kind but kindApex
 }
 
@@ -115,6 +117,11 @@ func parseLabels(labels []string, defaultDC string) query {
 			return query{}
 		}
 		return query{kind: kindNode, node: parts[0], dc: dc}
+	case "query":
+		if len(parts) != 1 {
+			return query{}
+		}
+		return query{kind: kindQuery, query: parts[0], dc: dc}
 	case "addr":
 		if len(parts) != 1 {
 			return query{}
@@ -129,7 +136,7 @@ func parseLabels(labels []string, defaultDC string) query {
 }
 
 func isKindLabel(l string) bool {
-	return l == "service" || l == "node" || l == "addr"
+	return l == "service" || l == "node" || l == "addr" || l == "query"
 }
 
 // parseService reads the labels before "service": name, tag.name, or the

@@ -3,6 +3,7 @@ package dns
 import (
 	"context"
 	"net/netip"
+	"time"
 
 	"github.com/meshd/meshd/catalog"
 )
@@ -40,6 +41,30 @@ type Resolver interface {
 	ReverseLookup(ctx context.Context, ip netip.Addr) (Reverse, error)
 	// NameServers returns the servers of the local datacenter.
 	NameServers(ctx context.Context) ([]NameServer, error)
+}
+
+// QueryResolver is a Resolver that also runs prepared queries, for
+// <name>.query[.<dc>].<domain>; without it such names are NXDOMAIN.
+type QueryResolver interface {
+	Resolver
+	// PreparedQuery runs the query with that name (or ID) in datacenter
+	// dc, failing over as the query says. An unknown query is the zero
+	// QueryAnswer and a nil error.
+	PreparedQuery(ctx context.Context, dc, name string) (QueryAnswer, error)
+}
+
+// QueryAnswer is what a prepared query found.
+type QueryAnswer struct {
+	// Found is false for an unknown query.
+	Found bool
+	// Service is the service the query looks up (for the TTL).
+	Service string
+	// Nodes are the healthy instances, as the query filtered them.
+	Nodes []catalog.CheckServiceNode
+	// Datacenter is where they are: another one after a failover.
+	Datacenter string
+	// TTL is the query's DNS TTL; 0 uses the service TTL.
+	TTL time.Duration
 }
 
 // Reverse is what a reverse (PTR) lookup found at an address in the local

@@ -295,6 +295,8 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 		"Catalog": &catalogEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
 		"Health":  &healthEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
 		"Status":  &statusEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
+
+		"PreparedQuery": &preparedQueryEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
 	} {
 		if err := a.rpcServer.RegisterName(name, endpoint); err != nil {
 			return fmt.Errorf("rpc endpoint %s: %w", name, err)

@@ -332,3 +332,52 @@ func TestShutdownEndsBlockingQueries(t *testing.T) {
 		t.Fatalf("shutdown waited %v for a blocking query", took)
 	}
 }
+
+func TestConsulClientPreparedQuery(t *testing.T) {
+	a := nodetest.Start(t, nodetest.Options{})
+	c := newClient(t, a)
+	for i, tags := range [][]string{{"v1"}, {"v2"}} {
+		reg := &api.AgentServiceRegistration{ID: "db-" + tags[0], Name: "db", Port: 5432 + i, Tags: tags}
+		if err := c.Agent().ServiceRegister(reg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pq := c.PreparedQuery()
+	id, _, err := pq.Create(&api.PreparedQueryDefinition{
+		Name: "db-v2",
+		Service: api.ServiceQuery{Service: "db", Tags: []string{"!v1"}, OnlyPassing: true,
+			Failover: api.QueryFailoverOptions{NearestN: 2, Datacenters: []string{"dc2"}}},
+		DNS: api.QueryDNSOptions{TTL: "10s"},
+	}, nil)
+	if err != nil || id == "" {
+		t.Fatalf("create: %q %v", id, err)
+	}
+	defs, _, err := pq.Get(id, nil)
+	if err != nil || len(defs) != 1 || defs[0].Name != "db-v2" || defs[0].Service.Failover.NearestN != 2 {
+		t.Fatalf("get: %+v %v", defs, err)
+	}
+	res, _, err := pq.Execute("db-v2", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Service != "db" || res.Datacenter != "dc1" || res.Failovers != 0 || res.DNS.TTL != "10s" ||
+		len(res.Nodes) != 1 || res.Nodes[0].Service.ID != "db-v2" {
+		t.Fatalf("execute: %+v", res)
+	}
+	defs[0].Service.Tags = nil
+	if _, err := pq.Update(defs[0], nil); err != nil {
+		t.Fatal(err)
+	}
+	if res, _, err := pq.Execute(id, nil); err != nil || len(res.Nodes) != 2 {
+		t.Fatalf("after update: %+v %v", res, err)
+	}
+	if list, _, err := pq.List(nil); err != nil || len(list) != 1 {
+		t.Fatalf("list: %+v %v", list, err)
+	}
+	if _, err := pq.Delete(id, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := pq.Execute(id, nil); err == nil {
+		t.Fatal("execute of a deleted query: no error")
+	}
+}

@@ -48,6 +48,13 @@ type catalogServer interface {
 	Peers(ctx context.Context, dc string) ([]string, error)
 	// Datacenters lists the known datacenters, nearest first.
 	Datacenters(ctx context.Context) ([]string, error)
+
+	// Prepared queries: create, replace or delete (returns the ID), read,
+	// list, and run.
+	PreparedQueryApply(ctx context.Context, req *catalog.PreparedQueryRequest) (string, error)
+	PreparedQueryGet(ctx context.Context, q *rpc.PreparedQueryGet) (*rpc.PreparedQueriesResponse, error)
+	PreparedQueryList(ctx context.Context, q *rpc.QueryOptions) (*rpc.PreparedQueriesResponse, error)
+	PreparedQueryExecute(ctx context.Context, q *rpc.PreparedQueryExecute) (*rpc.PreparedQueryExecuteResponse, error)
 }
 
 // Blocking query bounds, as Consul's.

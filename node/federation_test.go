@@ -204,8 +204,9 @@ func TestFederation(t *testing.T) {
 			err = json.NewDecoder(resp.Body).Decode(&got)
 			done <- result{n: len(got), took: time.Since(start), err: err}
 		}()
-		// Give the query a moment to block (it answers with either count
-		// if it has not yet), then change the service in dc2.
+		// Once the query is open on the dc1 client, change the service in
+		// dc2: the change must wake it.
+		nodetest.Eventually(t, 10*time.Second, "the blocking query open", func() bool { return f.client1.OpenRequests() >= 1 })
 		registerAgentService(t, f.client2, "api-2", "api", 9002)
 		select {
 		case r := <-done:
@@ -213,7 +214,7 @@ func TestFederation(t *testing.T) {
 				t.Fatal(r.err)
 			}
 			t.Logf("blocking query across datacenters returned %d instances after %v", r.n, r.took)
-			if r.took > 30*time.Second {
+			if r.n != 2 || r.took > 30*time.Second {
 				t.Fatalf("took %v, want well under the 60s wait", r.took)
 			}
 		case <-time.After(70 * time.Second):
@@ -244,6 +245,153 @@ func TestFederation(t *testing.T) {
 		}
 		if got := healthEntries(t, f.client2.HTTP+"/v1/health/service/db"); len(got) != 0 {
 			t.Fatalf("db still in dc2: %+v", got)
+		}
+	})
+
+	t.Run("prepared queries", func(t *testing.T) {
+		body := `{"ID": "pay-1", "Name": "pay", "Port": 7001, "Check": {"TTL": "60s", "Status": "passing"}}`
+		if code, resp := do(t, "PUT", f.client1.HTTP+"/v1/agent/service/register", body); code != 200 {
+			t.Fatalf("register pay-1: %d %s", code, resp)
+		}
+		registerAgentService(t, f.client2, "pay-2", "pay", 7002)
+		create := func(a *nodetest.Agent, query, body string) string {
+			t.Helper()
+			code, resp := do(t, "POST", a.HTTP+"/v1/query"+query, body)
+			if code != 200 {
+				t.Fatalf("create query %s: %d %s", body, code, resp)
+			}
+			var out struct{ ID string }
+			if err := json.Unmarshal([]byte(resp), &out); err != nil || out.ID == "" {
+				t.Fatalf("create answer %q: %v", resp, err)
+			}
+			return out.ID
+		}
+		nearest := create(f.client1, "", `{"Name": "pay-near", "Service": {"Service": "pay", "Failover": {"NearestN": 1}}, "DNS": {"TTL": "7s"}}`)
+		listed := create(f.dc1[1], "", `{"Name": "pay-listed", "Service": {"Service": "pay", "OnlyPassing": true, "Failover": {"Datacenters": ["dc9", "dc2"]}}}`)
+		none := create(f.client1, "", `{"Name": "pay-local", "Service": {"Service": "pay"}}`)
+
+		type result struct {
+			Service    string
+			Datacenter string
+			Failovers  int
+			Nodes      []healthEntry
+			DNS        struct{ TTL string }
+		}
+		execute := func(idOrName string) result {
+			t.Helper()
+			var r result
+			getJSONT(t, f.client1.HTTP+"/v1/query/"+idOrName+"/execute", &r)
+			return r
+		}
+		nodetest.Eventually(t, 10*time.Second, "pay-near answered from dc1", func() bool {
+			r := execute("pay-near")
+			return r.Datacenter == "dc1" && r.Failovers == 0 && len(r.Nodes) == 1 && r.Nodes[0].Service.ID == "pay-1"
+		})
+		if r := execute(nearest); r.Service != "pay" || r.DNS.TTL != "7s" {
+			t.Fatalf("by ID: %+v", r)
+		}
+
+		// dc1's instance turns critical: both failover queries answer
+		// from dc2, and say so; the one without failover finds nothing.
+		if code, resp := do(t, "PUT", f.client1.HTTP+"/v1/agent/check/fail/service:pay-1", ""); code != 200 {
+			t.Fatalf("fail pay-1: %d %s", code, resp)
+		}
+		var r result
+		nodetest.Eventually(t, 10*time.Second, "pay-near failing over to dc2", func() bool {
+			r = execute("pay-near")
+			return r.Datacenter == "dc2"
+		})
+		if r.Failovers != 1 || len(r.Nodes) != 1 || r.Nodes[0].Service.ID != "pay-2" || r.Nodes[0].Node.Datacenter != "dc2" {
+			t.Fatalf("pay-near after the failure: %+v", r)
+		}
+		if r := execute(listed); r.Datacenter != "dc2" || r.Failovers != 2 || len(r.Nodes) != 1 {
+			t.Fatalf("pay-listed (dc9 has no path, then dc2): %+v", r)
+		}
+		if r := execute(none); r.Datacenter != "dc1" || len(r.Nodes) != 0 {
+			t.Fatalf("pay-local: %+v", r)
+		}
+		// DNS reads are stale ones: a follower may lag by a moment.
+		var m *mdns.Msg
+		nodetest.Eventually(t, 10*time.Second, "pay-near.query.consul from dc2", func() bool {
+			m = query(t, f.client1.DNS, "pay-near.query.consul", mdns.TypeSRV, "udp")
+			return m.Rcode == mdns.RcodeSuccess && len(m.Answer) == 1 && m.Answer[0].(*mdns.SRV).Port == 7002
+		})
+		if srv := m.Answer[0].(*mdns.SRV); srv.Port != 7002 || !strings.HasSuffix(srv.Target, ".dc2.consul.") || srv.Hdr.Ttl != 7 {
+			t.Fatalf("pay-near.query.consul SRV %v, want dc2's port 7002, a dc2 target and TTL 7", srv)
+		}
+		if m := query(t, f.client1.DNS, "pay-local.query.consul", mdns.TypeA, "udp"); m.Rcode != mdns.RcodeNameError {
+			t.Fatalf("pay-local.query.consul rcode %s, want NXDOMAIN", mdns.RcodeToString[m.Rcode])
+		}
+
+		// And back when it recovers.
+		if code, resp := do(t, "PUT", f.client1.HTTP+"/v1/agent/check/pass/service:pay-1", ""); code != 200 {
+			t.Fatalf("pass pay-1: %d %s", code, resp)
+		}
+		nodetest.Eventually(t, 10*time.Second, "pay-near back in dc1", func() bool {
+			r := execute("pay-near")
+			return r.Datacenter == "dc1" && r.Failovers == 0 && len(r.Nodes) == 1
+		})
+		nodetest.Eventually(t, 10*time.Second, "pay-near.query.consul back in dc1", func() bool {
+			m := query(t, f.client1.DNS, "pay-near.query.consul", mdns.TypeSRV, "udp")
+			return m.Rcode == mdns.RcodeSuccess && len(m.Answer) == 1 && m.Answer[0].(*mdns.SRV).Port == 7001
+		})
+
+		// Read, list, update, delete; a query lives in its datacenter.
+		var qs []struct {
+			ID, Name string
+			Service  struct{ Service string }
+		}
+		getJSONT(t, f.client1.HTTP+"/v1/query", &qs)
+		if len(qs) != 3 {
+			t.Fatalf("list: %+v", qs)
+		}
+		getJSONT(t, f.client1.HTTP+"/v1/query/"+listed, &qs)
+		if len(qs) != 1 || qs[0].Name != "pay-listed" {
+			t.Fatalf("get: %+v", qs)
+		}
+		if code, resp := do(t, "PUT", f.client1.HTTP+"/v1/query/"+none, `{"Name": "pay-local", "Service": {"Service": "api"}}`); code != 200 {
+			t.Fatalf("update: %d %s", code, resp)
+		}
+		if r := execute("pay-local"); r.Service != "api" {
+			t.Fatalf("after update: %+v", r)
+		}
+		if code, resp := do(t, "DELETE", f.client1.HTTP+"/v1/query/"+none, ""); code != 200 {
+			t.Fatalf("delete: %d %s", code, resp)
+		}
+		for _, path := range []string{"/v1/query/" + none, "/v1/query/" + none + "/execute", "/v1/query/pay-local/execute"} {
+			if code, _ := do(t, "GET", f.client1.HTTP+path, ""); code != 404 {
+				t.Fatalf("GET %s after delete: %d, want 404", path, code)
+			}
+		}
+		remote := create(f.client1, "?dc=dc2", `{"Name": "pay-there", "Service": {"Service": "pay"}}`)
+		getJSONT(t, f.client2.HTTP+"/v1/query/"+remote, &qs)
+		if len(qs) != 1 || qs[0].Name != "pay-there" {
+			t.Fatalf("created with ?dc=dc2, read in dc2: %+v", qs)
+		}
+		var rr result
+		getJSONT(t, f.client1.HTTP+"/v1/query/pay-there/execute?dc=dc2", &rr)
+		if rr.Datacenter != "dc2" || len(rr.Nodes) != 1 {
+			t.Fatalf("executed with ?dc=dc2: %+v", rr)
+		}
+		for _, bad := range []struct{ body, field string }{
+			{`{"Name": "x"}`, "Service.Service"},
+			{`{"Name": "dup", "Service": {"Service": "pay"}}`, ""},
+			{`{"Name": "pay-near", "Service": {"Service": "pay"}}`, "Name"},
+			{`{"Service": {"Service": "pay", "Failover": {"NearestN": -1}}}`, "NearestN"},
+			{`{"Service": {"Service": "pay", "Failover": {"Datacenters": ["DC 2"]}}}`, "Datacenters[0]"},
+			{`{"Service": {"Service": "pay"}, "DNS": {"TTL": "soon"}}`, "DNS.TTL"},
+			{`{"Template": {"Type": "name_prefix_match"}, "Service": {"Service": "pay"}}`, "Template"},
+		} {
+			code, resp := do(t, "POST", f.client1.HTTP+"/v1/query", bad.body)
+			if bad.field == "" {
+				if code != 200 {
+					t.Fatalf("create %s: %d %s", bad.body, code, resp)
+				}
+				continue
+			}
+			if code != 400 || !strings.Contains(resp, bad.field) {
+				t.Errorf("create %s: %d %q, want 400 naming %s", bad.body, code, resp, bad.field)
+			}
 		}
 	})
 

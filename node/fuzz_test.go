@@ -14,13 +14,18 @@ import (
 // bytes, the answer is a 2xx or a 4xx with a message, never a 5xx or a
 // crash, and the agent keeps answering.
 func fuzzBodies(f *testing.F, path string, seeds ...string) {
+	fuzzRequests(f, "PUT", path, seeds...)
+}
+
+// fuzzRequests is fuzzBodies with another method.
+func fuzzRequests(f *testing.F, method, path string, seeds ...string) {
 	for _, s := range seeds {
 		f.Add([]byte(s))
 	}
 	a := nodetest.Start(f, nodetest.Options{Quiet: true})
 	client := &http.Client{Timeout: 10 * time.Second}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		req, err := http.NewRequest("PUT", a.HTTP+path, bytes.NewReader(body))
+		req, err := http.NewRequest(method, a.HTTP+path, bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -67,5 +72,18 @@ func FuzzAgentCheckRegister(f *testing.F) {
 		`{"ID":"disk","Name":"disk","TTL":"1m","Status":"warning","Notes":"n"}`,
 		`{"Name":"web","HTTP":"http://127.0.0.1:1","Interval":"5s"}`,
 		`{"Name":"x","TTL":"-5s"}`,
+	)
+}
+
+func FuzzQueryCreate(f *testing.F) {
+	fuzzRequests(f, "POST", "/v1/query",
+		`{"Name":"web-any","Service":{"Service":"web","Failover":{"NearestN":2,"Datacenters":["dc2","dc3"]}},"DNS":{"TTL":"10s"}}`,
+		`{"name":"q","service":{"service":"web","only_passing":true,"tags":["v1","!canary"],"node_meta":{"a":"b"},"ignore_check_ids":["x"],"near":"_agent"}}`,
+		`{"Service":{"Service":"web","Failover":{"NearestN":-1}}}`,
+		`{"Service":{"Service":"web"},"DNS":{"TTL":"x"}}`,
+		`{"Template":{"Type":"name_prefix_match"},"Service":{"Service":"web"}}`,
+		`{"Service":{"Service":"web","Failover":{"Datacenters":[""]}}}`,
+		`{"Name":"a.b","Service":{"Service":"web"}}`,
+		`[]`, `null`, `{"Service":"web"}`,
 	)
 }

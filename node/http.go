@@ -90,6 +90,13 @@ func (a *Agent) routes() http.Handler {
 
 	handle(read, "/v1/lb/service/{name...}", a.lbService)
 
+	handle("POST", "/v1/query", a.queryCreate)
+	handle(read, "/v1/query", a.queryList)
+	handle(read, "/v1/query/{id}", a.queryGet)
+	handle("PUT", "/v1/query/{id}", a.queryUpdate)
+	handle("DELETE", "/v1/query/{id}", a.queryDelete)
+	handle(read, "/v1/query/{id}/execute", a.queryExecute)
+
 	handle(read, "/v1/status/leader", a.statusLeader)
 	handle(read, "/v1/status/peers", a.statusPeers)
 

@@ -184,4 +184,33 @@ func (s *remoteServer) Datacenters(ctx context.Context) ([]string, error) {
 	return reply, err
 }
 
+func (s *remoteServer) PreparedQueryApply(ctx context.Context, req *catalog.PreparedQueryRequest) (string, error) {
+	if req.Op == catalog.QuerySet && req.Query != nil && req.Query.ID == "" {
+		// The ID is chosen once, here, so a retry on another server
+		// cannot create the query twice.
+		id, err := newUUID()
+		if err != nil {
+			return "", err
+		}
+		req.Query.ID = id
+	}
+	_, err := s.write(ctx, "PreparedQuery.Apply", req)
+	if req.Query == nil {
+		return "", err
+	}
+	return req.Query.ID, err
+}
+
+func (s *remoteServer) PreparedQueryGet(ctx context.Context, q *rpc.PreparedQueryGet) (*rpc.PreparedQueriesResponse, error) {
+	return read[rpc.PreparedQueriesResponse](ctx, s, "PreparedQuery.Get", q)
+}
+
+func (s *remoteServer) PreparedQueryList(ctx context.Context, q *rpc.QueryOptions) (*rpc.PreparedQueriesResponse, error) {
+	return read[rpc.PreparedQueriesResponse](ctx, s, "PreparedQuery.List", q)
+}
+
+func (s *remoteServer) PreparedQueryExecute(ctx context.Context, q *rpc.PreparedQueryExecute) (*rpc.PreparedQueryExecuteResponse, error) {
+	return read[rpc.PreparedQueryExecuteResponse](ctx, s, "PreparedQuery.Execute", q)
+}
+
 var _ catalogServer = (*remoteServer)(nil)

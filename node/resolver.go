@@ -17,7 +17,10 @@ type dnsResolver struct {
 	a *Agent
 }
 
-var _ dns.ReusingResolver = dnsResolver{}
+var (
+	_ dns.ReusingResolver = dnsResolver{}
+	_ dns.QueryResolver   = dnsResolver{}
+)
 
 func (r dnsResolver) ServiceInstances(ctx context.Context, q dns.ServiceLookup) ([]catalog.CheckServiceNode, error) {
 	insts, _, err := r.ServiceInstancesFresh(ctx, q)
@@ -79,6 +82,16 @@ func (r dnsResolver) ReverseLookup(ctx context.Context, ip netip.Addr) (dns.Reve
 		}
 	}
 	return out, nil
+}
+
+// PreparedQuery runs a prepared query for DNS (<name>.query[.<dc>]), with
+// the DNS read options.
+func (r dnsResolver) PreparedQuery(ctx context.Context, dc, name string) (dns.QueryAnswer, error) {
+	res, err := r.a.server.PreparedQueryExecute(ctx, &rpc.PreparedQueryExecute{QueryIDOrName: name, QueryOptions: r.opts(dc)})
+	if err != nil || !res.Found {
+		return dns.QueryAnswer{}, err
+	}
+	return dns.QueryAnswer{Found: true, Service: res.Service, Nodes: res.Nodes, Datacenter: res.Datacenter, TTL: queryTTL(res.DNS)}, nil
 }
 
 // NameServers are the alive servers of the datacenter as gossip sees

@@ -115,6 +115,53 @@ func (e *catalogEndpoint) ListDatacenters(args *rpc.Empty, reply *[]string) erro
 	return err
 }
 
+type preparedQueryEndpoint struct {
+	s     *localServer
+	ctx   context.Context
+	calls *callTracker
+}
+
+func (e *preparedQueryEndpoint) Apply(args *catalog.PreparedQueryRequest, reply *rpc.WriteResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	_, err := e.s.PreparedQueryApply(e.ctx, args)
+	return err
+}
+
+func (e *preparedQueryEndpoint) Get(args *rpc.PreparedQueryGet, reply *rpc.PreparedQueriesResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.PreparedQueryGet(e.ctx, args))
+}
+
+func (e *preparedQueryEndpoint) List(args *rpc.QueryOptions, reply *rpc.PreparedQueriesResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.PreparedQueryList(e.ctx, args))
+}
+
+func (e *preparedQueryEndpoint) Execute(args *rpc.PreparedQueryExecute, reply *rpc.PreparedQueryExecuteResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.PreparedQueryExecute(e.ctx, args))
+}
+
+func (e *preparedQueryEndpoint) ExecuteRemote(args *rpc.PreparedQueryExecuteRemote, reply *rpc.PreparedQueryExecuteResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.PreparedQueryExecuteRemote(e.ctx, args))
+}
+
 type healthEndpoint struct {
 	s     *localServer
 	ctx   context.Context

@@ -141,3 +141,47 @@ type RaftStats struct {
 	LastIndex    uint64
 	AppliedIndex uint64
 }
+
+// PreparedQueryGet asks PreparedQuery.Get for one query by ID (or name).
+type PreparedQueryGet struct {
+	QueryID string
+	QueryOptions
+}
+
+// PreparedQueriesResponse answers PreparedQuery.Get and .List.
+type PreparedQueriesResponse struct {
+	QueryMeta
+	Queries []*catalog.PreparedQuery
+}
+
+// PreparedQueryExecute asks PreparedQuery.Execute to run a stored query,
+// named by ID or name, failing over as it says. Limit > 0 caps the
+// instances returned.
+type PreparedQueryExecute struct {
+	QueryIDOrName string
+	Limit         int
+	QueryOptions
+}
+
+// PreparedQueryExecuteRemote asks a server of another datacenter to run a
+// query definition (from the datacenter that holds it) on its catalog.
+type PreparedQueryExecuteRemote struct {
+	Query catalog.PreparedQuery
+	Limit int
+	QueryOptions
+}
+
+// PreparedQueryExecuteResponse is what a query found: Datacenter is where
+// (another one after a failover) and Failovers how many other
+// datacenters were tried. Found is false for an unknown query.
+type PreparedQueryExecuteResponse struct {
+	QueryMeta
+	Found      bool
+	Service    string
+	Nodes      []catalog.CheckServiceNode
+	DNS        catalog.QueryDNSOptions
+	Datacenter string
+	Failovers  int
+	// Near is the query's Service.Near: the agent sorts by it.
+	Near string
+}

@@ -1,0 +1,198 @@
+package node
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/node/rpc"
+)
+
+// queryBody is a prepared query as clients send it: Consul's fields,
+// with the ones meshd does not run refused by name rather than ignored.
+type queryBody struct {
+	Name     string
+	Service  catalog.ServiceQuery
+	DNS      catalog.QueryDNSOptions
+	Template *struct {
+		Type   string
+		Regexp string
+	}
+	Session string
+}
+
+func (a *Agent) decodeQuery(w http.ResponseWriter, r *http.Request) (*catalog.PreparedQuery, error) {
+	var b queryBody
+	if err := decodeBody(r, w, &b); err != nil {
+		return nil, err
+	}
+	if b.Template != nil && (b.Template.Type != "" || b.Template.Regexp != "") {
+		return nil, badRequest("Template: query templates are not supported; create one query per service")
+	}
+	if b.Session != "" {
+		return nil, badRequest("Session: sessions are not supported")
+	}
+	q := catalog.PreparedQuery{Name: b.Name, Service: b.Service, DNS: b.DNS}
+	for i, dc := range q.Service.Failover.Datacenters {
+		if _, err := datacenterParam("Service.Failover.Datacenters["+strconv.Itoa(i)+"]", dc, ""); err != nil {
+			return nil, err
+		}
+	}
+	if err := q.Validate(); err != nil {
+		return nil, err
+	}
+	return &q, nil
+}
+
+// queryCreate answers POST /v1/query: {"ID": "..."}.
+func (a *Agent) queryCreate(w http.ResponseWriter, r *http.Request) (any, error) {
+	dc, err := requestDC(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
+	q, err := a.decodeQuery(w, r)
+	if err != nil {
+		return nil, err
+	}
+	q.ID = ""
+	id, err := a.server.PreparedQueryApply(r.Context(), &catalog.PreparedQueryRequest{Op: catalog.QuerySet, Query: q, Datacenter: dc})
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"ID": id}, nil
+}
+
+// queryUpdate answers PUT /v1/query/:id: the query must exist.
+func (a *Agent) queryUpdate(w http.ResponseWriter, r *http.Request) (any, error) {
+	dc, err := requestDC(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
+	q, err := a.decodeQuery(w, r)
+	if err != nil {
+		return nil, err
+	}
+	existing, err := a.lookupQuery(r, dc)
+	if err != nil {
+		return nil, err
+	}
+	q.ID = existing.ID
+	_, err = a.server.PreparedQueryApply(r.Context(), &catalog.PreparedQueryRequest{Op: catalog.QuerySet, Query: q, Datacenter: dc})
+	return nil, err
+}
+
+func (a *Agent) queryDelete(w http.ResponseWriter, r *http.Request) (any, error) {
+	dc, err := requestDC(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
+	existing, err := a.lookupQuery(r, dc)
+	if err != nil {
+		return nil, err
+	}
+	_, err = a.server.PreparedQueryApply(r.Context(), &catalog.PreparedQueryRequest{
+		Op: catalog.QueryDelete, Query: &catalog.PreparedQuery{ID: existing.ID}, Datacenter: dc})
+	return nil, err
+}
+
+// lookupQuery finds the query named by the path's ID (or name), for a
+// write; 404 when there is none.
+func (a *Agent) lookupQuery(r *http.Request, dc string) (*catalog.PreparedQuery, error) {
+	res, err := a.server.PreparedQueryGet(r.Context(), &rpc.PreparedQueryGet{QueryID: r.PathValue("id"),
+		QueryOptions: rpc.QueryOptions{Datacenter: dc}})
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Queries) == 0 {
+		return nil, notFound("%v: %q", errQueryNotFound, r.PathValue("id"))
+	}
+	return res.Queries[0], nil
+}
+
+// queryGet answers GET /v1/query/:id: a list of one, as Consul's.
+func (a *Agent) queryGet(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
+	res, err := a.server.PreparedQueryGet(r.Context(), &rpc.PreparedQueryGet{QueryID: r.PathValue("id"), QueryOptions: qo})
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Queries) == 0 {
+		return nil, notFound("%v: %q", errQueryNotFound, r.PathValue("id"))
+	}
+	setMeta(w, res.QueryMeta)
+	return presentQueries(res.Queries), nil
+}
+
+func (a *Agent) queryList(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
+	res, err := a.server.PreparedQueryList(r.Context(), &qo)
+	if err != nil {
+		return nil, err
+	}
+	setMeta(w, res.QueryMeta)
+	return presentQueries(res.Queries), nil
+}
+
+func presentQueries(qs []*catalog.PreparedQuery) []catalog.PreparedQuery {
+	out := make([]catalog.PreparedQuery, 0, len(qs))
+	for _, q := range qs {
+		c := *q
+		c.Service.Tags = orEmpty(c.Service.Tags)
+		c.Service.Failover.Datacenters = orEmpty(c.Service.Failover.Datacenters)
+		c.Service.IgnoreCheckIDs = orEmpty(c.Service.IgnoreCheckIDs)
+		c.Service.NodeMeta, c.Service.ServiceMeta = orEmptyMap(c.Service.NodeMeta), orEmptyMap(c.Service.ServiceMeta)
+		out = append(out, c)
+	}
+	return out
+}
+
+// queryExecuteResult is Consul's api.PreparedQueryExecuteResponse.
+type queryExecuteResult struct {
+	Service    string
+	Nodes      []catalog.CheckServiceNode
+	DNS        catalog.QueryDNSOptions
+	Datacenter string
+	Failovers  int
+}
+
+// queryExecute answers GET /v1/query/:id/execute (?dc, ?limit, ?near).
+func (a *Agent) queryExecute(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
+	limit := 0
+	if v := r.URL.Query().Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 0 {
+			return nil, badRequest("Invalid limit: %q is not a whole number", v)
+		}
+	}
+	qo.MinIndex = 0
+	res, err := a.server.PreparedQueryExecute(r.Context(), &rpc.PreparedQueryExecute{QueryIDOrName: r.PathValue("id"), Limit: limit, QueryOptions: qo})
+	if err != nil {
+		return nil, err
+	}
+	if !res.Found {
+		return nil, notFound("%v: %q", errQueryNotFound, r.PathValue("id"))
+	}
+	setMeta(w, res.QueryMeta)
+	out := queryExecuteResult{Service: res.Service, DNS: res.DNS, Datacenter: res.Datacenter, Failovers: res.Failovers,
+		Nodes: make([]catalog.CheckServiceNode, 0, len(res.Nodes))}
+	for _, csn := range res.Nodes {
+		out.Nodes = append(out.Nodes, presentCheckServiceNode(csn))
+	}
+	near := r.URL.Query().Get("near")
+	if near == "" {
+		near = res.Near
+	}
+	if near != "" && res.Datacenter == a.cfg.Datacenter {
+		sortNear(out.Nodes, a.distanceFrom(near))
+	}
+	return out, nil
+}
