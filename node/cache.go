@@ -331,6 +331,10 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 		// behindSince is when a server first answered with an index below
 		// the one published (zero: none is).
 		behindSince time.Time
+		// recheck: the last query failed, so the next one does not block:
+		// an answer that has not changed meanwhile would otherwise hold
+		// the entry failing until the next change.
+		recheck bool
 	)
 	markReady := func() { once.Do(func() { close(e.ready) }) }
 	defer markReady()
@@ -351,7 +355,7 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 			Service: e.key.service, Tags: tags, PassingOnly: e.key.passing,
 			QueryOptions: rpc.QueryOptions{Datacenter: e.key.dc, AllowStale: true, MaxStale: c.maxStale, MinIndex: index, MaxWait: cacheWatchWait},
 		}
-		if poll {
+		if poll || recheck {
 			q.MinIndex = 0
 		}
 		res, err := c.fetch(ctx, q)
@@ -368,6 +372,7 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 			e.mu.Unlock()
 			e.failing.Store(true)
 			e.noPath.Store(errors.Is(err, wan.ErrNoPath) || errors.Is(err, wan.ErrUnreachable))
+			recheck = true
 			markReady()
 			backoff = min(max(2*backoff, cacheRetryMin), cacheRetryMax)
 			if e.noPath.Load() {
@@ -398,7 +403,7 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 			}
 			index = 0
 		}
-		behindSince = time.Time{}
+		behindSince, recheck = time.Time{}, false
 		e.mu.Lock()
 		e.err = nil
 		e.mu.Unlock()

@@ -3,14 +3,17 @@ package node_test
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -455,5 +458,35 @@ func TestFederation(t *testing.T) {
 		if len(dcs) != 2 || dcs[0] != "dc1" {
 			t.Fatalf("datacenters with dc2 down: %v, want dc1 first (dc2 has no alive server)", dcs)
 		}
+	})
+
+	t.Run("dc2 is served again once its servers are back", func(t *testing.T) {
+		// The same data dirs and ports: the servers rejoin their LAN pool
+		// and the WAN pool from their gossip snapshots, by themselves.
+		for _, s := range f.dc2[:3] {
+			cfg := s.Config()
+			port := func(addr string) *int {
+				_, p, err := net.SplitHostPort(addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n, _ := strconv.Atoi(p)
+				return &n
+			}
+			server, lan, wan := port(s.ServerAddr()), port(s.GossipAddr()), port(s.WANAddr())
+			nodetest.Launch(t, nodetest.Options{Cluster: true, NodeName: cfg.NodeName, DataDir: cfg.DataDir, BootstrapExpect: 3,
+				Datacenter: "dc2", WAN: true, Edit: func(f *config.File) {
+					f.Ports.Server, f.Ports.SerfLAN, f.Ports.SerfWAN = server, lan, wan
+				}})
+		}
+		start := time.Now()
+		nodetest.Eventually(t, 60*time.Second, "api in dc2 seen from dc1 again", func() bool {
+			return len(healthEntries(t, f.client1.HTTP+"/v1/health/service/api?dc=dc2")) == 2
+		})
+		nodetest.Eventually(t, 30*time.Second, "api.service.dc2.consul answering again", func() bool {
+			r := query(t, f.client1.DNS, "api.service.dc2.consul", mdns.TypeA, "udp")
+			return r.Rcode == mdns.RcodeSuccess && len(r.Answer) == 2
+		})
+		t.Logf("dc2 answered from dc1 again %v after its servers restarted", time.Since(start))
 	})
 }

@@ -153,11 +153,12 @@ func (p *Pool) Leave(ctx context.Context) error { return p.gossip.Leave(ctx) }
 // Shutdown stops the pool and waits for its goroutines.
 func (p *Pool) Shutdown(ctx context.Context) error { return p.gossip.Shutdown(ctx) }
 
-// TestTimings is a Config.Tune for in-process pools on 127.0.0.1 with a
-// kernel-chosen port: gossip.TestConfig's shrunk timings in place of the
-// WAN ones.
+// TestTimings is a Config.Tune for in-process pools: gossip.TestConfig's
+// shrunk timings in place of the WAN ones, keeping the addresses and
+// ports configured.
 func TestTimings(c *gossip.Config) {
 	t := gossip.TestConfig()
+	t.BindAddr, t.BindPort, t.AdvertiseAddr, t.AdvertisePort = c.BindAddr, c.BindPort, c.AdvertiseAddr, c.AdvertisePort
 	t.NodeName, t.Tags, t.SnapshotPath = c.NodeName, c.Tags, c.SnapshotPath
 	t.EventHandler, t.Logger = c.EventHandler, c.Logger
 	t.ReconnectTimeout = c.ReconnectTimeout

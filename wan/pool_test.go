@@ -17,6 +17,7 @@ func startPool(t *testing.T, node, dc string) *Pool {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.NodeName, cfg.Datacenter, cfg.ServerPort = node, dc, 8300
+	cfg.BindAddr, cfg.BindPort = "127.0.0.1", 0
 	cfg.Tune = TestTimings
 	p, err := New(cfg)
 	if err != nil {
