@@ -238,20 +238,26 @@ func (s *Server) answerService(ctx context.Context, resp *dns.Msg, q dns.Questio
 	if single {
 		s.singleAnswer(resp, q, z, pq.dc, ttl, healthy)
 	} else {
-		rand.Shuffle(len(healthy), func(i, j int) { healthy[i], healthy[j] = healthy[j], healthy[i] })
-		switch q.Qtype {
-		case dns.TypeSRV:
-			s.srvRecords(resp, q.Name, z, pq.dc, ttl, healthy)
-		case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
-			serviceAddrRecords(resp, q.Name, q.Qtype, ttl, healthy)
-		}
-		if limit := s.cfg.ARecordLimit; limit > 0 && len(resp.Answer) > limit {
-			resp.Answer = resp.Answer[:limit]
-			pruneExtra(resp)
-		}
+		s.listAnswer(resp, q, z, pq.dc, ttl, healthy)
 	}
 	if len(resp.Answer) == 0 {
 		s.nodata(resp, z)
+	}
+}
+
+// listAnswer answers q with the records of insts (shuffled in place), SRV
+// targets named in datacenter dc, at most Config.ARecordLimit of them.
+func (s *Server) listAnswer(resp *dns.Msg, q dns.Question, z *zone, dc string, ttl uint32, insts []*catalog.CheckServiceNode) {
+	rand.Shuffle(len(insts), func(i, j int) { insts[i], insts[j] = insts[j], insts[i] })
+	switch q.Qtype {
+	case dns.TypeSRV:
+		s.srvRecords(resp, q.Name, z, dc, ttl, insts)
+	case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
+		serviceAddrRecords(resp, q.Name, q.Qtype, ttl, insts)
+	}
+	if limit := s.cfg.ARecordLimit; limit > 0 && len(resp.Answer) > limit {
+		resp.Answer = resp.Answer[:limit]
+		pruneExtra(resp)
 	}
 }
 
@@ -460,17 +466,7 @@ func (s *Server) answerQuery(ctx context.Context, resp *dns.Msg, q dns.Question,
 	for i := range ans.Nodes {
 		insts[i] = &ans.Nodes[i]
 	}
-	rand.Shuffle(len(insts), func(i, j int) { insts[i], insts[j] = insts[j], insts[i] })
-	switch q.Qtype {
-	case dns.TypeSRV:
-		s.srvRecords(resp, q.Name, z, dc, ttl, insts)
-	case dns.TypeA, dns.TypeAAAA, dns.TypeANY:
-		serviceAddrRecords(resp, q.Name, q.Qtype, ttl, insts)
-	}
-	if limit := s.cfg.ARecordLimit; limit > 0 && len(resp.Answer) > limit {
-		resp.Answer = resp.Answer[:limit]
-		pruneExtra(resp)
-	}
+	s.listAnswer(resp, q, z, dc, ttl, insts)
 	if len(resp.Answer) == 0 {
 		s.nodata(resp, z)
 	}

@@ -44,13 +44,19 @@ func (a *Agent) decodeQuery(w http.ResponseWriter, r *http.Request) (*catalog.Pr
 	return &q, nil
 }
 
-// queryCreate answers POST /v1/query: {"ID": "..."}.
-func (a *Agent) queryCreate(w http.ResponseWriter, r *http.Request) (any, error) {
+// queryWrite reads what a query create or update takes: ?dc and the body.
+func (a *Agent) queryWrite(w http.ResponseWriter, r *http.Request) (string, *catalog.PreparedQuery, error) {
 	dc, err := requestDC(r, a.cfg.Datacenter)
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
 	q, err := a.decodeQuery(w, r)
+	return dc, q, err
+}
+
+// queryCreate answers POST /v1/query: {"ID": "..."}.
+func (a *Agent) queryCreate(w http.ResponseWriter, r *http.Request) (any, error) {
+	dc, q, err := a.queryWrite(w, r)
 	if err != nil {
 		return nil, err
 	}
@@ -64,11 +70,7 @@ func (a *Agent) queryCreate(w http.ResponseWriter, r *http.Request) (any, error)
 
 // queryUpdate answers PUT /v1/query/:id: the query must exist.
 func (a *Agent) queryUpdate(w http.ResponseWriter, r *http.Request) (any, error) {
-	dc, err := requestDC(r, a.cfg.Datacenter)
-	if err != nil {
-		return nil, err
-	}
-	q, err := a.decodeQuery(w, r)
+	dc, q, err := a.queryWrite(w, r)
 	if err != nil {
 		return nil, err
 	}

@@ -378,6 +378,22 @@ func (b *builder) build(dev bool, hostErr error) (*Runtime, error) {
 	return r, nil
 }
 
+// advertiseAddr reads an address others reach this agent at (canon names
+// the setting); the zero Addr when it is unset or blank.
+func (b *builder) advertiseAddr(canon string, v *string) (netip.Addr, error) {
+	if v == nil || strings.TrimSpace(*v) == "" {
+		return netip.Addr{}, nil
+	}
+	adv, err := netip.ParseAddr(strings.TrimSpace(*v))
+	if err != nil {
+		return netip.Addr{}, b.origin(canon).errorf("%q is not an IP address", *v)
+	}
+	if adv.IsUnspecified() {
+		return netip.Addr{}, b.origin(canon).errorf("%s cannot be reached; give a specific address", adv)
+	}
+	return adv.Unmap(), nil
+}
+
 func (b *builder) buildAddrs(r *Runtime) error {
 	m := &b.merged
 	bind, err := netip.ParseAddr(strings.TrimSpace(*m.BindAddr))
@@ -385,28 +401,17 @@ func (b *builder) buildAddrs(r *Runtime) error {
 		return b.origin("bind_addr").errorf("%q is not an IP address", *m.BindAddr)
 	}
 	r.BindAddr = bind.Unmap()
-	if m.AdvertiseAddr != nil && strings.TrimSpace(*m.AdvertiseAddr) != "" {
-		adv, err := netip.ParseAddr(strings.TrimSpace(*m.AdvertiseAddr))
-		if err != nil {
-			return b.origin("advertise_addr").errorf("%q is not an IP address", *m.AdvertiseAddr)
-		}
-		if adv.IsUnspecified() {
-			return b.origin("advertise_addr").errorf("%s cannot be reached; give a specific address", adv)
-		}
-		r.AdvertiseAddr = adv.Unmap()
-	} else if !r.BindAddr.IsUnspecified() {
+	if r.AdvertiseAddr, err = b.advertiseAddr("advertise_addr", m.AdvertiseAddr); err != nil {
+		return err
+	}
+	if !r.AdvertiseAddr.IsValid() && !r.BindAddr.IsUnspecified() {
 		r.AdvertiseAddr = r.BindAddr
 	}
-	r.AdvertiseAddrWAN = r.AdvertiseAddr
-	if m.AdvertiseAddrWAN != nil && strings.TrimSpace(*m.AdvertiseAddrWAN) != "" {
-		adv, err := netip.ParseAddr(strings.TrimSpace(*m.AdvertiseAddrWAN))
-		if err != nil {
-			return b.origin("advertise_addr_wan").errorf("%q is not an IP address", *m.AdvertiseAddrWAN)
-		}
-		if adv.IsUnspecified() {
-			return b.origin("advertise_addr_wan").errorf("%s cannot be reached; give a specific address", adv)
-		}
-		r.AdvertiseAddrWAN = adv.Unmap()
+	if r.AdvertiseAddrWAN, err = b.advertiseAddr("advertise_addr_wan", m.AdvertiseAddrWAN); err != nil {
+		return err
+	}
+	if !r.AdvertiseAddrWAN.IsValid() {
+		r.AdvertiseAddrWAN = r.AdvertiseAddr
 	}
 	for _, s := range strings.Fields(*m.ClientAddr) {
 		a, err := netip.ParseAddr(s)
