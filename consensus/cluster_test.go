@@ -92,7 +92,12 @@ func TestClusterBootstrapReplicateFailover(t *testing.T) {
 		}
 	}
 
-	// Kill the leader without a word: a new one is elected.
+	// Kill the leader without a word: a new one is elected, and every
+	// server's leader epoch (which forwarded calls are abandoned on) ends.
+	epochs := map[*testNode]context.Context{}
+	for _, n := range nodes {
+		epochs[n] = n.s.LeaderEpoch()
+	}
 	start := time.Now()
 	leader.s.Shutdown(context.Background())
 	var rest []*testNode
@@ -104,6 +109,11 @@ func TestClusterBootstrapReplicateFailover(t *testing.T) {
 	waitFor(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
 	t.Logf("new leader after %v (raft_multiplier 5)", time.Since(start))
 	newLeader := leaderOf(rest)
+	for n, epoch := range epochs {
+		if epoch.Err() == nil {
+			t.Errorf("%s: the leader epoch did not end when the leader was killed", n.id)
+		}
+	}
 
 	// A new server joins as a non-voter, catches up, and is promoted.
 	n4 := newNode(t, 4)

@@ -148,8 +148,12 @@ type Server struct {
 
 	readyCh     chan struct{}
 	leaderReady atomic.Bool // leading, with the barrier through
-	shutdownCh  chan struct{}
-	wg          sync.WaitGroup
+
+	epochMu    sync.Mutex // guards epoch and endEpoch
+	epoch      context.Context
+	endEpoch   context.CancelFunc
+	shutdownCh chan struct{}
+	wg         sync.WaitGroup
 }
 
 // New validates cfg and prepares a server applying to store. It opens no
@@ -162,14 +166,16 @@ func New(cfg Config, store *catalog.Store) (*Server, error) {
 		return nil, err
 	}
 	logger := cfg.Logger.With("component", "raft")
-	return &Server{
+	s := &Server{
 		cfg:        cfg,
 		fsm:        NewFSM(store, logger),
 		logger:     logger,
 		layer:      newStreamLayer(cfg.Advertise),
 		readyCh:    make(chan struct{}),
 		shutdownCh: make(chan struct{}),
-	}, nil
+	}
+	s.epoch, s.endEpoch = context.WithCancel(context.Background())
+	return s, nil
 }
 
 // HandleConn takes a Raft connection from the server port's multiplexer,
@@ -269,10 +275,52 @@ func (s *Server) Start(ctx context.Context) error {
 	s.raft = r
 	s.snaps = snaps
 	s.started = true
-	s.wg.Add(2)
+	obsCh := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(obs)
+	s.wg.Add(3)
 	go s.waitReady(target, logs)
 	go s.leaderLoop(r.LeaderCh())
+	go s.observeLeader(r, obs, obsCh)
 	return nil
+}
+
+// LeaderEpoch returns a context that ends when this server's view of who
+// leads changes: another leader, or none (a follower that stops hearing
+// from the leader notices within the heartbeat timeout). A call forwarded
+// to the leader is abandoned when its epoch ends, so a killed leader, which
+// never answers, holds it only until the followers notice, not for the
+// call's whole deadline. Shutdown ends the last epoch.
+func (s *Server) LeaderEpoch() context.Context {
+	s.epochMu.Lock()
+	defer s.epochMu.Unlock()
+	return s.epoch
+}
+
+// observeLeader starts a new leader epoch at each leader observation.
+func (s *Server) observeLeader(r *raft.Raft, obs *raft.Observer, ch <-chan raft.Observation) {
+	defer s.wg.Done()
+	next := func() {
+		s.epochMu.Lock()
+		s.endEpoch()
+		s.epoch, s.endEpoch = context.WithCancel(context.Background())
+		s.epochMu.Unlock()
+	}
+	for {
+		select {
+		case <-ch:
+			next()
+		case <-s.shutdownCh:
+			r.DeregisterObserver(obs)
+			s.epochMu.Lock()
+			s.endEpoch()
+			s.epochMu.Unlock()
+			return
+		}
+	}
 }
 
 // leaderLoop runs the leader's duties each time this server gains

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	netrpc "net/rpc"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -305,16 +306,33 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		a.serveServerPort(ln)
+		a.serveServerPort(ln, bg)
 	}()
 	return nil
+}
+
+// stoppingCodec marks the errors of calls cut short by this agent's
+// shutdown (stopping ended) as ErrShutdown, which callers take as "try
+// another server": without it, a write in flight while a server restarts
+// fails back to the user with the bare "context canceled" of the cancelled
+// call.
+type stoppingCodec struct {
+	netrpc.ServerCodec
+	stopping context.Context
+}
+
+func (c stoppingCodec) WriteResponse(r *netrpc.Response, body any) error {
+	if r.Error != "" && c.stopping.Err() != nil && !strings.HasPrefix(r.Error, ErrShutdown.Error()) {
+		r.Error = ErrShutdown.Error() + ": " + r.Error
+	}
+	return c.ServerCodec.WriteResponse(r, body)
 }
 
 // serveServerPort accepts connections on the server port and routes each
 // by its first byte: Raft or RPC. When the listener closes, connections
 // still waiting for their first byte and RPC connections are closed too,
 // so neither an idle probe nor a watcher holds up a shutdown.
-func (a *Agent) serveServerPort(ln net.Listener) {
+func (a *Agent) serveServerPort(ln net.Listener, stopping context.Context) {
 	var (
 		conns   sync.WaitGroup
 		mu      sync.Mutex
@@ -372,7 +390,7 @@ func (a *Agent) serveServerPort(ln net.Listener) {
 				codec, err := rpc.Accept(c, a.limits.admitFor(c.RemoteAddr()))
 				c.SetReadDeadline(time.Time{})
 				if err == nil {
-					a.rpcServer.ServeCodec(codec)
+					a.rpcServer.ServeCodec(stoppingCodec{codec, stopping})
 				} else {
 					a.logger.Debug("rpc connection without a hello", "remote", c.RemoteAddr(), "error", err)
 					c.Close()

@@ -106,6 +106,7 @@ func (a *Agent) onMemberEvent(e gossip.Event) {
 		a.eventsDropped.Store(true) // the leader will reconcile everyone
 	}
 	a.membershipChanged()
+	a.dropFailedServers(e)
 	if a.wan != nil && (e.Type == gossip.MemberJoin || e.Type == gossip.MemberUpdate) {
 		a.floodNow()
 	}
@@ -115,6 +116,22 @@ func (a *Agent) onMemberEvent(e gossip.Event) {
 				a.sync.trigger() // a server to sync with: do not wait for the retry
 				break
 			}
+		}
+	}
+}
+
+// dropFailedServers closes the RPC connections to servers that gossip
+// declared failed or that left: calls in flight on them (a forwarded write,
+// the cache's blocking queries) then fail over to another server at once
+// instead of waiting out their deadline, which for a blocking query is
+// minutes. A crashed host sends no RST, so nothing else would end them.
+func (a *Agent) dropFailedServers(e gossip.Event) {
+	if e.Type != gossip.MemberFailed && e.Type != gossip.MemberLeave {
+		return
+	}
+	for _, m := range e.Members {
+		if s, ok := gossip.ServerFromMember(m); ok {
+			a.pool.Drop(s.Addr.String())
 		}
 	}
 }

@@ -118,10 +118,27 @@ func (s *localServer) forwardDC(ctx context.Context, dc, method string, args, re
 	if d := rpc.CallTimeout(args); d > rpc.DefaultCallTimeout {
 		budget = d - forwardMargin
 	}
+	// A plain call gives each server a share of the budget, so that one
+	// behind a cut link (whose pooled connection hangs, or whose dial
+	// waits for ARP) leaves time for the next; a blocking query is
+	// expected to take its wait on the first server that answers.
+	perTry := budget
+	if budget == forwardTimeout {
+		perTry = forwardTimeout / wan.MaxAttempts
+	}
 	fctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	err := s.wan.Forward(fctx, dc, func(ctx context.Context, addr string) error {
-		return fromRemote(s.pool.Call(ctx, addr, method, args, reply))
+		tctx, cancel := context.WithTimeout(ctx, perTry)
+		defer cancel()
+		err := s.pool.Call(tctx, addr, method, args, reply)
+		if err != nil && ctx.Err() == nil && tctx.Err() != nil {
+			// No answer in its share: the connection may be dead (a
+			// host cut off sends nothing back), so do not keep it.
+			s.pool.Drop(addr)
+			return fmt.Errorf("rpc %s to %s: no answer within %v", method, addr, perTry)
+		}
+		return fromRemote(err)
 	}, serverUnavailable)
 	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 		return fmt.Errorf("%w %q: no answer within %v", wan.ErrUnreachable, dc, budget)
@@ -161,6 +178,7 @@ func (s *localServer) write(ctx context.Context, dc string, t consensus.MessageT
 func (s *localServer) onLeader(ctx context.Context, method string, args, reply any, local func() error) error {
 	deadline := time.Now().Add(leaderWait)
 	for {
+		epoch := s.raft.LeaderEpoch()
 		leader, err := s.leader(ctx)
 		if err != nil {
 			return err
@@ -172,7 +190,7 @@ func (s *localServer) onLeader(ctx context.Context, method string, args, reply a
 			}
 			// Leadership moved between the check and the call: ask again.
 		} else {
-			err = s.pool.Call(ctx, leader, method, args, reply)
+			err = s.callLeader(ctx, epoch, leader, method, args, reply)
 			if !rpc.IsTransportError(err) {
 				return fromRemote(err)
 			}
@@ -184,6 +202,29 @@ func (s *localServer) onLeader(ctx context.Context, method string, args, reply a
 			return ctx.Err()
 		}
 	}
+}
+
+// errLeaderChanged ends a call to a leader that no longer leads, as far as
+// this server knows.
+var errLeaderChanged = errors.New("the leader changed while the call was in flight")
+
+// callLeader calls method on leader and abandons the call when epoch ends
+// (this server's view of the leader changed), returning a transport error
+// so that onLeader asks the new leader. A leader that was killed never
+// answers; without this its forwarded calls would wait out their deadline
+// (10 s) while a new leader was elected in well under a second. The calls
+// forwarded are writes that are safe to repeat (upserts, deletes, and
+// queries whose ID was chosen before Raft) and reads.
+func (s *localServer) callLeader(ctx, epoch context.Context, leader, method string, args, reply any) error {
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(epoch, func() { cancel(errLeaderChanged) })
+	defer stop()
+	err := s.pool.Call(cctx, leader, method, args, reply)
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(cctx), errLeaderChanged) {
+		return fmt.Errorf("rpc %s to %s: %w", method, leader, errLeaderChanged)
+	}
+	return err
 }
 
 // sleepCtx sleeps for d; false when ctx ended first.

@@ -85,6 +85,14 @@ func (a *Agent) onWANEvent(e gossip.Event) {
 	for _, m := range e.Members {
 		a.logger.Debug("wan member event", "event", e.Type.String(), "member", m.Name, "status", m.Status)
 	}
+	a.dropFailedServers(e)
+	if e.Type == gossip.MemberJoin || e.Type == gossip.MemberUpdate {
+		for _, m := range e.Members {
+			if s, ok := gossip.ServerFromMember(m); ok {
+				a.wan.Router().Forget(s.Addr.String())
+			}
+		}
+	}
 }
 
 // startFlood starts the flood join loop once the LAN pool runs.

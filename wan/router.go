@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/serf/coordinate"
@@ -39,18 +40,33 @@ type Membership interface {
 	Coordinate(name string) (*coordinate.Coordinate, bool)
 }
 
+// FailedHold is how long Forward skips a server that failed to answer a
+// forwarded request. WAN gossip takes a minute or more to declare the
+// servers behind a cut link failed (memberlist's WAN timings, and few
+// peers to confirm the suspicion); until then, without this, every request
+// to that datacenter would spend its whole budget on servers that cannot
+// answer. While every server of a datacenter is held, requests to it fail
+// at once; after the hold they are tried again, which is how a healed link
+// is noticed before gossip's own recovery.
+const FailedHold = 10 * time.Second
+
 // Router maps a datacenter name to its servers, nearest first, and
-// forwards requests to them. It holds no state of its own: every call
-// reads the current members and coordinates, so it follows failures and
-// recoveries as gossip sees them. Safe for concurrent use.
+// forwards requests to them. Every call reads the current members and
+// coordinates, so it follows failures and recoveries as gossip sees them;
+// the only state it keeps is which servers failed to answer a forwarded
+// request in the last FailedHold. Safe for concurrent use.
 type Router struct {
-	dc string
-	m  Membership
+	dc  string
+	m   Membership
+	now func() time.Time
+
+	mu     sync.Mutex           // guards failed
+	failed map[string]time.Time // server address → when it last failed to answer
 }
 
 // NewRouter returns a router for a server of datacenter localDC.
 func NewRouter(localDC string, m Membership) *Router {
-	return &Router{dc: strings.ToLower(localDC), m: m}
+	return &Router{dc: strings.ToLower(localDC), m: m, now: time.Now, failed: map[string]time.Time{}}
 }
 
 // Datacenter is the local datacenter.
@@ -193,29 +209,78 @@ func (r *Router) Datacenters() []string {
 // Forward calls try with the RPC address of dc's servers, nearest first,
 // until one answers: try returns nil, or an error for which retry is
 // false (the server answered, with an error, which Forward returns as
-// is). At most MaxAttempts servers are tried. With no alive server known
-// the error wraps ErrNoPath; when every attempt failed it wraps
-// ErrUnreachable and the last error. Both name the datacenter.
+// is). At most MaxAttempts servers are tried, skipping those that failed
+// to answer in the last FailedHold. With no alive server known the error
+// wraps ErrNoPath; when every attempt failed, or every server is held, it
+// wraps ErrUnreachable. Both name the datacenter.
 func (r *Router) Forward(ctx context.Context, dc string, try func(ctx context.Context, addr string) error, retry func(error) bool) error {
 	servers := r.Servers(dc)
 	if len(servers) == 0 {
 		return fmt.Errorf("%w %q", ErrNoPath, dc)
 	}
+	addrs := r.unheld(servers)
+	if len(addrs) == 0 {
+		return fmt.Errorf("%w %q: none of its %d servers answered in the last %v", ErrUnreachable, dc, len(servers), FailedHold)
+	}
 	var last error
 	tried := 0
-	for _, s := range servers {
+	for _, addr := range addrs {
 		if tried == MaxAttempts {
 			break
 		}
 		tried++
-		err := try(ctx, s.Addr.String())
+		err := try(ctx, addr)
 		if err == nil || !retry(err) {
+			r.answered(addr)
 			return err
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		r.hold(addr)
 		last = err
 	}
 	return fmt.Errorf("%w %q: none of %d servers answered: %w", ErrUnreachable, dc, tried, last)
+}
+
+// unheld lists the addresses of servers that have not failed to answer in
+// the last FailedHold, in the order given, and forgets older failures.
+func (r *Router) unheld(servers []gossip.Server) []string {
+	now := r.now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for addr, at := range r.failed {
+		if now.Sub(at) >= FailedHold {
+			delete(r.failed, addr)
+		}
+	}
+	out := make([]string, 0, len(servers))
+	for _, s := range servers {
+		if addr := s.Addr.String(); !r.isHeld(addr) {
+			out = append(out, addr)
+		}
+	}
+	return out
+}
+
+func (r *Router) isHeld(addr string) bool {
+	_, held := r.failed[addr]
+	return held
+}
+
+func (r *Router) hold(addr string) {
+	r.mu.Lock()
+	r.failed[addr] = r.now()
+	r.mu.Unlock()
+}
+
+// Forget ends the hold on the server at addr: gossip has just heard from
+// it (it rejoined after a restart or a healed link), which is better news
+// than its last failure.
+func (r *Router) Forget(addr string) { r.answered(addr) }
+
+func (r *Router) answered(addr string) {
+	r.mu.Lock()
+	delete(r.failed, addr)
+	r.mu.Unlock()
 }

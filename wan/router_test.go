@@ -187,6 +187,57 @@ func TestForward(t *testing.T) {
 			t.Fatalf("error %q does not name the datacenter", err)
 		}
 	})
+	t.Run("servers that did not answer are held, then tried again", func(t *testing.T) {
+		r := NewRouter("dc1", f)
+		now := time.Unix(1000, 0)
+		r.now = func() time.Time { return now }
+		var tried []string
+		fail := func(_ context.Context, addr string) error { tried = append(tried, addr); return errUnreachable }
+		if err := r.Forward(context.Background(), "dc2", fail, retry); !errors.Is(err, ErrUnreachable) {
+			t.Fatalf("Forward = %v", err)
+		}
+		if want := []string{addrOf("s0"), addrOf("s1"), addrOf("s2")}; !slices.Equal(tried, want) {
+			t.Fatalf("tried %v, want %v", tried, want)
+		}
+		// The next request skips the three held servers.
+		tried = nil
+		r.Forward(context.Background(), "dc2", fail, retry)
+		if want := []string{addrOf("s3"), addrOf("s4")}; !slices.Equal(tried, want) {
+			t.Fatalf("then tried %v, want %v", tried, want)
+		}
+		// Every server held: fail at once, naming the datacenter.
+		tried = nil
+		err := r.Forward(context.Background(), "dc2", fail, retry)
+		if !errors.Is(err, ErrUnreachable) || len(tried) != 0 {
+			t.Fatalf("with every server held: %v after trying %v", err, tried)
+		}
+		if want := `Unreachable datacenter "dc2": none of its 5 servers answered in the last 10s`; err.Error() != want {
+			t.Fatalf("error %q, want %q", err, want)
+		}
+		// After the hold they are tried again, and one that answers is
+		// no longer held.
+		now = now.Add(FailedHold)
+		tried = nil
+		err = r.Forward(context.Background(), "dc2", func(_ context.Context, addr string) error {
+			tried = append(tried, addr)
+			return nil
+		}, retry)
+		if err != nil || !slices.Equal(tried, []string{addrOf("s0")}) {
+			t.Fatalf("after the hold: %v, tried %v", err, tried)
+		}
+		// A caller that gives up holds no server.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		r.Forward(ctx, "dc2", func(context.Context, string) error { return errUnreachable }, retry)
+		tried = nil
+		r.Forward(context.Background(), "dc2", func(_ context.Context, addr string) error {
+			tried = append(tried, addr)
+			return nil
+		}, retry)
+		if !slices.Equal(tried, []string{addrOf("s0")}) {
+			t.Fatalf("after a cancelled call: tried %v, want s0 again", tried)
+		}
+	})
 	t.Run("no server", func(t *testing.T) {
 		err := r.Forward(context.Background(), "dc3", func(context.Context, string) error { return nil }, retry)
 		if !errors.Is(err, ErrNoPath) || err.Error() != `No path to datacenter "dc3"` {

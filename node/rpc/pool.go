@@ -48,6 +48,9 @@ func (e *RemoteError) Error() string { return e.Msg }
 // caller can try another server. An error from the endpoint comes back as
 // *RemoteError.
 func (p *Pool) Call(ctx context.Context, addr, method string, args, reply any) error {
+	if err := ctx.Err(); err != nil {
+		return err // the caller gave up already: send nothing
+	}
 	c, err := p.client(ctx, addr)
 	if err != nil {
 		return err
@@ -155,6 +158,21 @@ func (p *Pool) drop(addr string, c *rpc.Client) {
 	}
 	p.mu.Unlock()
 	c.Close()
+}
+
+// Drop closes the connection to addr, if there is one: the calls in
+// flight on it fail at once with a transport error, so their callers move
+// to another server instead of waiting out their deadline. The agent drops
+// a server's connection when gossip declares the server failed: a host
+// that died sends no RST, and its calls would otherwise hang.
+func (p *Pool) Drop(addr string) {
+	p.mu.Lock()
+	c, ok := p.clients[addr]
+	delete(p.clients, addr)
+	p.mu.Unlock()
+	if ok {
+		c.Close()
+	}
 }
 
 // Close closes every connection; calls in flight fail.

@@ -223,3 +223,49 @@ func TestAdmit(t *testing.T) {
 		t.Fatalf("the slot was not released: %v", err)
 	}
 }
+
+// TestPoolDropFailsCallsInFlight: a server that stops answering (a host
+// that died sends no RST) holds its calls until Drop, which the agent calls
+// when gossip declares the server failed; they then fail at once with a
+// transport error, and the next call dials again.
+func TestPoolDropFailsCallsInFlight(t *testing.T) {
+	e := &Echo{release: make(chan struct{})}
+	addr := serve(t, e)
+	defer close(e.release)
+	p := NewPool(time.Second, Hello{Node: "client1"})
+	defer p.Close()
+
+	errc := make(chan error, 1)
+	go func() {
+		var reply EchoReply
+		errc <- p.Call(context.Background(), addr, "Echo.Say", &EchoArgs{Text: "x", Block: true}, &reply)
+	}()
+	// Drop only once the call holds the connection.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.mu.Lock()
+		_, dialled := p.clients[addr]
+		p.mu.Unlock()
+		if dialled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the call never dialled")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	p.Drop(addr)
+	select {
+	case err := <-errc:
+		if !IsTransportError(err) {
+			t.Fatalf("call in flight on a dropped connection = %v, want a transport error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Drop did not end the call in flight")
+	}
+	var reply EchoReply
+	if err := p.Call(context.Background(), addr, "Echo.Say", &EchoArgs{Text: "again"}, &reply); err != nil || reply.Text != "echo again" {
+		t.Fatalf("call after Drop = %q, %v", reply.Text, err)
+	}
+	p.Drop("127.0.0.1:1") // nothing to drop: no effect
+}

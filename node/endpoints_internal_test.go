@@ -1,0 +1,118 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	netrpc "net/rpc"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/meshd/meshd/node/rpc"
+)
+
+// silentServer accepts connections and never answers, like a leader whose
+// host was killed between two heartbeats.
+func silentServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				io.Copy(io.Discard, c)
+				c.Close()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// TestCallLeaderAbandonsOnLeaderChange: a call forwarded to a leader that
+// never answers ends as soon as the leader epoch ends, with a transport
+// error (so onLeader asks the new leader), not at the call's 10 s deadline;
+// the caller's own cancellation stays a context error.
+func TestCallLeaderAbandonsOnLeaderChange(t *testing.T) {
+	addr := silentServer(t)
+	p := rpc.NewPool(time.Second, rpc.Hello{Node: "server2", Server: true})
+	defer p.Close()
+	s := &localServer{pool: p}
+
+	epoch, endEpoch := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		var reply rpc.WriteResponse
+		errc <- s.callLeader(context.Background(), epoch, addr, "Catalog.Register", &struct{}{}, &reply)
+	}()
+	endEpoch()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, errLeaderChanged) || !rpc.IsTransportError(err) {
+			t.Fatalf("call when the leader changed = %v, want errLeaderChanged as a transport error", err)
+		}
+		t.Logf("abandoned after %v", time.Since(start))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call outlived its leader epoch")
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		var reply rpc.WriteResponse
+		errc <- s.callLeader(ctx, context.Background(), addr, "Catalog.Register", &struct{}{}, &reply)
+	}()
+	cancel()
+	select {
+	case err := <-errc:
+		if !errors.Is(err, context.Canceled) || rpc.IsTransportError(err) {
+			t.Fatalf("call whose caller gave up = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call outlived its caller")
+	}
+}
+
+type recordingCodec struct {
+	netrpc.ServerCodec
+	got []string
+}
+
+func (c *recordingCodec) WriteResponse(r *netrpc.Response, _ any) error {
+	c.got = append(c.got, r.Error)
+	return nil
+}
+
+// TestStoppingCodec: once the agent stops, an error answer says so, which
+// callers take as "try another server"; answers before that are untouched.
+func TestStoppingCodec(t *testing.T) {
+	rec := &recordingCodec{}
+	stopping, stop := context.WithCancel(context.Background())
+	c := stoppingCodec{rec, stopping}
+	c.WriteResponse(&netrpc.Response{Error: "invalid request: Node: missing"}, nil)
+	stop()
+	c.WriteResponse(&netrpc.Response{Error: "context canceled"}, nil)
+	c.WriteResponse(&netrpc.Response{Error: ErrShutdown.Error()}, nil)
+	c.WriteResponse(&netrpc.Response{}, nil)
+	want := []string{"invalid request: Node: missing", "agent shut down: context canceled", "agent shut down", ""}
+	if !slices.Equal(rec.got, want) {
+		t.Fatalf("answers = %q, want %q", rec.got, want)
+	}
+	err := fromRemote(&rpc.RemoteError{Msg: rec.got[1]})
+	if !serverUnavailable(err) {
+		t.Fatalf("%v: callers would not try another server", err)
+	}
+}
