@@ -11,7 +11,7 @@ FUZZ_TARGETS = $(shell for f in $$(grep -rlE '^func Fuzz' --include='*_test.go' 
 	for n in $$(grep -oE '^func Fuzz[A-Za-z0-9_]+' $$f | cut -d' ' -f2); do \
 	echo "./$$(dirname $${f#./}):$$n"; done; done)
 
-.PHONY: all build run test test-short lint fuzz bench bench-dns bench-cache clean
+.PHONY: all build run test test-short lint fuzz bench bench-dns bench-cache e2e e2e-image clean
 
 all: build
 
@@ -40,7 +40,9 @@ $(STATICCHECK):
 lint: $(STATICCHECK)
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./scripts/e2e/
 	$(STATICCHECK) ./...
+	$(STATICCHECK) -tags e2e ./scripts/e2e/
 
 # Runs every fuzz target for FUZZTIME each (default 30s).
 fuzz:
@@ -63,6 +65,18 @@ bench-dns: build
 # servers see idle (6 m) and under churn.
 bench-cache: build
 	$(GO) run ./scripts/bench-cache -meshd $(BIN)/meshd
+
+# The image the e2e compose files run: FROM scratch, the static binary and
+# busybox-static (from Debian). Then: docker compose -f scripts/e2e/compose.yml up
+e2e-image:
+	GO=$(GO) scripts/e2e/build-image.sh
+
+# End-to-end fault tests: the real binary as hosts in Docker containers,
+# faults injected with the Docker engine (kill, network disconnect,
+# restart); figures go to scripts/e2e/RESULTS.md. Needs a Docker engine.
+e2e: e2e-image
+	@docker info >/dev/null 2>&1 || { echo "make e2e: no Docker engine answers 'docker info'" >&2; exit 1; }
+	E2E_SKIP_BUILD=1 $(GO) test -tags e2e -count=1 -v -timeout 40m $(E2E_FLAGS) ./scripts/e2e/
 
 clean:
 	rm -rf $(BIN)
