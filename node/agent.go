@@ -285,7 +285,7 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	if a.wan, err = a.newWAN(port); err != nil {
 		return err
 	}
-	local := &localServer{raft: a.raft, store: a.store, pool: a.pool, dc: a.cfg.Datacenter}
+	local := &localServer{raft: a.raft, store: a.store, pool: a.pool, dc: a.cfg.Datacenter, logger: a.root.With("component", "forward")}
 	if a.wan != nil {
 		local.wan = a.wan.Router()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
@@ -78,6 +79,8 @@ type localServer struct {
 	// (nil when the WAN pool is disabled: no other datacenter is known).
 	dc  string
 	wan *wan.Router
+	// logger hears of failed forwards to other datacenters (nil: none).
+	logger *slog.Logger
 }
 
 func (s *localServer) Register(ctx context.Context, req *catalog.RegisterRequest) (uint64, error) {
@@ -129,18 +132,35 @@ func (s *localServer) forwardDC(ctx context.Context, dc, method string, args, re
 	fctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	err := s.wan.Forward(fctx, dc, func(ctx context.Context, addr string) error {
+		started := time.Now()
+		// The dial gets a plain call's share whatever the call: a server
+		// that cannot be connected to in that time is behind a cut link
+		// as far as this request is concerned.
+		dctx, dcancel := context.WithTimeout(ctx, forwardTimeout/wan.MaxAttempts)
+		err := s.pool.Connect(dctx, addr)
+		dcancel()
+		if err != nil && ctx.Err() == nil && dctx.Err() != nil {
+			err = fmt.Errorf("rpc dial %s: no connection within %v", addr, forwardTimeout/wan.MaxAttempts)
+		}
 		tctx, cancel := context.WithTimeout(ctx, perTry)
 		defer cancel()
-		err := s.pool.Call(tctx, addr, method, args, reply)
+		if err == nil {
+			err = s.pool.Call(tctx, addr, method, args, reply)
+		}
 		if err != nil && ctx.Err() == nil && tctx.Err() != nil {
 			// No answer in its share: the connection may be dead (a
 			// host cut off sends nothing back), so do not keep it.
 			s.pool.Drop(addr)
-			return fmt.Errorf("rpc %s to %s: no answer within %v", method, addr, perTry)
+			err = fmt.Errorf("rpc %s to %s: no answer within %v", method, addr, perTry)
 		}
-		return fromRemote(err)
+		err = fromRemote(err)
+		if serverUnavailable(err) && s.logger != nil {
+			s.logger.Warn("forward to another datacenter failed", "datacenter", dc, "server", addr, "method", method,
+				"after", time.Since(started).Round(time.Millisecond), "error", err)
+		}
+		return err
 	}, serverUnavailable)
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+	if fctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
 		return fmt.Errorf("%w %q: no answer within %v", wan.ErrUnreachable, dc, budget)
 	}
 	return err

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/meshd/meshd/consensus"
+	"github.com/meshd/meshd/gossip"
 )
 
 // raftServer is one entry of operator/raft/configuration, as Consul's.
@@ -30,11 +31,14 @@ func (a *Agent) operatorRaftConfiguration(w http.ResponseWriter, r *http.Request
 		Servers []raftServer
 		Index   uint64
 	}{Index: index}
-	for _, s := range servers {
-		node := ""
-		if s.ID == a.nodeID {
-			node = a.cfg.NodeName
+	names := map[string]string{a.nodeID: a.cfg.NodeName}
+	for _, m := range a.gossip.Members() { // failed servers too: they are still peers
+		if srv, ok := gossip.ServerFromMember(m); ok && srv.ID != "" {
+			names[srv.ID] = m.Name
 		}
+	}
+	for _, s := range servers {
+		node := names[s.ID] // "" for a server gossip does not know (yet)
 		out.Servers = append(out.Servers, raftServer{ID: s.ID, Node: node, Address: s.Address,
 			Leader: s.Leader, ProtocolVersion: "3", Voter: s.Voter})
 	}

@@ -205,12 +205,12 @@ func TestServerRejoinsWithNewIdentity(t *testing.T) {
 	if newID == oldID {
 		t.Fatal("the rejoining server kept its node ID")
 	}
-	nodetest.Eventually(t, 30*time.Second, "the new identity voting and the old one gone", func() bool {
+	nodetest.Eventually(t, 30*time.Second, "the new identity voting, under its node name, and the old one gone", func() bool {
 		code, body := do(t, "GET", leader.HTTP+"/v1/operator/raft/configuration", "")
 		var conf struct {
 			Servers []struct {
-				ID    string
-				Voter bool
+				ID, Node string
+				Voter    bool
 			}
 		}
 		if code != 200 || json.Unmarshal([]byte(body), &conf) != nil || len(conf.Servers) != 3 {
@@ -218,10 +218,10 @@ func TestServerRejoinsWithNewIdentity(t *testing.T) {
 		}
 		newVotes := false
 		for _, s := range conf.Servers {
-			if s.ID == oldID {
-				return false
+			if s.ID == oldID || s.Node == "" {
+				return false // every peer is named once gossip knows it
 			}
-			if s.ID == newID && s.Voter {
+			if s.ID == newID && s.Voter && s.Node == name {
 				newVotes = true
 			}
 		}

@@ -82,6 +82,15 @@ func (p *Pool) Call(ctx context.Context, addr, method string, args, reply any) e
 	return fmt.Errorf("rpc %s to %s: %w", method, addr, call.Error)
 }
 
+// keepAlive probes an idle connection after 5 s and gives it up after 3
+// unanswered probes 2 s apart. A blocking query leaves its connection idle
+// for minutes, and a server behind a cut link (or whose host died) sends
+// nothing back, not even a RST: without probes the query would wait out
+// its whole deadline while the agent served the answer it had as fresh.
+// The probes end it within about 11 s, and the caller moves to another
+// server (or, across datacenters, reports the datacenter unreachable).
+var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3}
+
 // Call deadlines.
 const (
 	// DefaultCallTimeout bounds a call that does not block.
@@ -108,6 +117,14 @@ func CallTimeout(args any) time.Duration {
 	return DefaultCallTimeout
 }
 
+// Connect makes sure there is a connection to addr, dialling one if
+// needed, within ctx: a caller about to make a long call (a blocking
+// query) bounds the dial separately from the call.
+func (p *Pool) Connect(ctx context.Context, addr string) error {
+	_, err := p.client(ctx, addr)
+	return err
+}
+
 func (p *Pool) client(ctx context.Context, addr string) (*rpc.Client, error) {
 	p.mu.Lock()
 	if p.closed {
@@ -120,10 +137,17 @@ func (p *Pool) client(ctx context.Context, addr string) (*rpc.Client, error) {
 	}
 	p.mu.Unlock()
 
-	d := net.Dialer{Timeout: p.dialTimeout}
+	d := net.Dialer{Timeout: p.dialTimeout, KeepAliveConfig: keepAlive}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("rpc dial %s: %w", addr, err)
+		if ctx.Err() != nil {
+			return nil, ctx.Err() // the caller gave up
+		}
+		// %v, not %w: a dial that timed out on its own is a failure to
+		// reach the server, not the caller's deadline (net's timeout
+		// error unwraps to context.DeadlineExceeded, which
+		// IsTransportError would take for the caller giving up).
+		return nil, fmt.Errorf("rpc dial %s: %v", addr, err)
 	}
 	conn.SetWriteDeadline(time.Now().Add(p.dialTimeout))
 	opening, err := msgpack.Marshal(&p.hello)

@@ -133,6 +133,7 @@ type writers struct {
 	acked     map[string]bool
 	errors    map[string]int // first 60 characters of each error kind
 	ackTimes  []time.Time
+	acks      []ack
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -161,13 +162,16 @@ func startWriters(prefix string, n int, interval time.Duration, maxWrites int, t
 				reg.Service.Service, reg.Service.Port = "writes", 1+seq%60000
 				h := targets(i + seq)
 				wctx, wcancel := context.WithTimeout(context.Background(), 12*time.Second)
+				sent := time.Now()
 				_, err := call(wctx, h, "PUT", "/v1/catalog/register", reg, nil)
 				wcancel()
+				now := time.Now()
 				w.mu.Lock()
 				w.attempted++
 				if err == nil {
 					w.acked[reg.Service.ID] = true
-					w.ackTimes = append(w.ackTimes, time.Now())
+					w.ackTimes = append(w.ackTimes, now)
+					w.acks = append(w.acks, ack{id: reg.Service.ID, through: h.Node, sent: sent, acked: now})
 				} else {
 					kind := err.Error()
 					if len(kind) > 90 {
@@ -180,6 +184,27 @@ func startWriters(prefix string, n int, interval time.Duration, maxWrites int, t
 		}()
 	}
 	return w
+}
+
+// ack is one acknowledged write: through which host, sent and answered
+// when.
+type ack struct {
+	id, through string
+	sent, acked time.Time
+}
+
+// ackedThrough lists the writes sent through h after from and
+// acknowledged before to.
+func (w *writers) ackedThrough(h host, from, to time.Time) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var ids []string
+	for _, a := range w.acks {
+		if a.through == h.Node && a.sent.After(from) && a.acked.Before(to) {
+			ids = append(ids, a.id)
+		}
+	}
+	return ids
 }
 
 func (w *writers) stop() {
