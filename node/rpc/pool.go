@@ -91,6 +91,11 @@ func (p *Pool) Call(ctx context.Context, addr, method string, args, reply any) e
 // server (or, across datacenters, reports the datacenter unreachable).
 var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3}
 
+// userTimeout bounds how long data sent on a connection may go
+// unacknowledged (Linux's TCP_USER_TIMEOUT): the case keepalive does not
+// cover, a request written just as the link was cut.
+const userTimeout = 11 * time.Second
+
 // Call deadlines.
 const (
 	// DefaultCallTimeout bounds a call that does not block.
@@ -137,7 +142,7 @@ func (p *Pool) client(ctx context.Context, addr string) (*rpc.Client, error) {
 	}
 	p.mu.Unlock()
 
-	d := net.Dialer{Timeout: p.dialTimeout, KeepAliveConfig: keepAlive}
+	d := net.Dialer{Timeout: p.dialTimeout, KeepAliveConfig: keepAlive, Control: controlUserTimeout(userTimeout)}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		if ctx.Err() != nil {

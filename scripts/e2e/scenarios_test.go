@@ -779,7 +779,7 @@ func TestFederation(t *testing.T) {
 	}
 	// And keep failing cleanly, fast, once the WAN pool has declared dc2's
 	// servers failed.
-	_, err = eventually(2*time.Minute, 500*time.Millisecond, func() error {
+	_, err = eventually(3*time.Minute, 500*time.Millisecond, func() error {
 		_, err := healthyNodes(dc1, "web", "&dc=dc2")
 		if err == nil || !strings.Contains(err.Error(), `No path to datacenter "dc2"`) {
 			return fmt.Errorf("not yet No path: %v", err)
