@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -560,7 +561,7 @@ func reportPropagation(t *testing.T, fig func(string, string, ...any), name stri
 	t.Helper()
 	var parts []string
 	var worst time.Duration
-	for _, node := range sorted(mapsKeys(got)) {
+	for _, node := range slices.Sorted(maps.Keys(got)) {
 		d := got[node]
 		if d < 0 {
 			parts = append(parts, node+" never (within the bound)")
@@ -576,24 +577,22 @@ func reportPropagation(t *testing.T, fig func(string, string, ...any), name stri
 	}
 }
 
-func mapsKeys[V any](m map[string]V) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	return out
-}
-
 // webGone reports nil once h answers the web service without victim's
-// instance, over both DNS and HTTP.
-func webGone(victim host) func(h host) error {
+// instance, over both DNS and HTTP; webBack once its DNS answers it again.
+func webGone(victim host) func(h host) error { return webAnswers(victim, false) }
+func webBack(victim host) func(h host) error { return webAnswers(victim, true) }
+
+func webAnswers(victim host, want bool) func(h host) error {
 	return func(h host) error {
 		ips, _, err := lookupA(h, "web.service.consul", time.Second)
 		if err != nil {
 			return err
 		}
-		if slices.Contains(ips, victim.LanIP) {
-			return fmt.Errorf("DNS still answers %s", victim.LanIP)
+		if slices.Contains(ips, victim.LanIP) != want {
+			return fmt.Errorf("DNS answers %v, want %s in it: %v", ips, victim.LanIP, want)
+		}
+		if want {
+			return nil
 		}
 		nodes, err := healthyNodes(h, "web", "")
 		if err != nil {
@@ -601,19 +600,6 @@ func webGone(victim host) func(h host) error {
 		}
 		if slices.Contains(nodes, victim.Node) {
 			return fmt.Errorf("HTTP still answers %s", victim.Node)
-		}
-		return nil
-	}
-}
-
-func webBack(victim host) func(h host) error {
-	return func(h host) error {
-		ips, _, err := lookupA(h, "web.service.consul", time.Second)
-		if err != nil {
-			return err
-		}
-		if !slices.Contains(ips, victim.LanIP) {
-			return fmt.Errorf("DNS does not answer %s yet", victim.LanIP)
 		}
 		return nil
 	}
