@@ -351,3 +351,41 @@ func (s *Store) Check(node, checkID string) (*Check, error) {
 	}
 	return raw.(*Check), nil
 }
+
+// Stats are the catalog's sizes, for metrics.
+type Stats struct {
+	Nodes, Services, Instances int
+	// Checks counts checks by status.
+	Checks map[HealthStatus]int
+}
+
+// Stats counts the catalog's nodes, services (distinct names, ignoring
+// case), instances and checks by status. It walks every table: O(size),
+// meant for a metrics scrape, not a hot path.
+func (s *Store) Stats() (Stats, error) {
+	tx := s.readTxn()
+	out := Stats{Checks: map[HealthStatus]int{}}
+	it, err := tx.Get(tableNodes, indexID)
+	if err != nil {
+		return out, fmt.Errorf("stats: %w", err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out.Nodes++
+	}
+	if it, err = tx.Get(tableServices, indexID); err != nil {
+		return out, fmt.Errorf("stats: %w", err)
+	}
+	names := map[string]struct{}{}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out.Instances++
+		names[strings.ToLower(raw.(*Service).Service)] = struct{}{}
+	}
+	out.Services = len(names)
+	if it, err = tx.Get(tableChecks, indexID); err != nil {
+		return out, fmt.Errorf("stats: %w", err)
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out.Checks[raw.(*Check).Status]++
+	}
+	return out, nil
+}

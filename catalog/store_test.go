@@ -433,3 +433,22 @@ func TestAddressOwners(t *testing.T) {
 		}
 	}
 }
+
+func TestStats(t *testing.T) {
+	s := NewStore()
+	if st, err := s.Stats(); err != nil || st.Nodes != 0 || st.Instances != 0 || len(st.Checks) != 0 {
+		t.Fatalf("empty store stats = %+v, %v", st, err)
+	}
+	register(t, s, 1, "n1", "a", "web", nil, &Check{CheckID: "c-a", ServiceID: "a", Status: HealthPassing})
+	register(t, s, 2, "n1", "b", "Web", nil, &Check{CheckID: "c-b", ServiceID: "b", Status: HealthWarning})
+	register(t, s, 3, "n2", "c", "db", nil, &Check{CheckID: "c-c", ServiceID: "c"})
+	register(t, s, 4, "n3", "", "", nil)
+	st, err := s.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Stats{Nodes: 3, Services: 2, Instances: 3, Checks: map[HealthStatus]int{HealthPassing: 1, HealthWarning: 1, HealthCritical: 1}}
+	if st.Nodes != want.Nodes || st.Services != want.Services || st.Instances != want.Instances || fmt.Sprint(st.Checks) != fmt.Sprint(want.Checks) {
+		t.Fatalf("stats = %+v, want %+v", st, want)
+	}
+}

@@ -72,6 +72,10 @@ type Config struct {
 	RecursorTimeout time.Duration
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
+	// Observe, when set, hears of every query answered through ServeDNS:
+	// its type, the answer's rcode and how long answering took (for
+	// metrics). It runs on the serving goroutine, so it must be quick.
+	Observe func(qtype uint16, rcode int, took time.Duration)
 }
 
 // DefaultConfig returns Consul's defaults: domain "consul.", datacenter

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -294,7 +295,15 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if addr := w.LocalAddr(); addr != nil {
 		network = transport(addr.Network())
 	}
+	start := time.Now()
 	resp := s.Handle(s.baseCtx, req, network)
+	if s.cfg.Observe != nil {
+		var qtype uint16
+		if len(req.Question) > 0 {
+			qtype = req.Question[0].Qtype
+		}
+		s.cfg.Observe(qtype, resp.Rcode, time.Since(start))
+	}
 	// Pack into a pooled buffer rather than let WriteMsg allocate one per
 	// answer: on the hot path that buffer is a good part of the garbage.
 	bp, _ := s.packBufs.Get().(*[]byte)

@@ -247,6 +247,8 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			a.external.run(bg)
 		}()
 	}
+	// The pools and the store exist from here on: scrapes may read them.
+	a.metrics.reg.MustRegister(sizes{a})
 	if err := a.startDNS(); err != nil {
 		return err
 	}
@@ -494,6 +496,7 @@ func (a *Agent) startDNS() error {
 	dcfg.UDPAnswerLimit = a.cfg.DNS.UDPAnswerLimit
 	dcfg.NoTruncateFlag = !a.cfg.DNS.EnableTruncate
 	dcfg.Logger = a.root
+	dcfg.Observe = a.metrics.observeDNS
 	srv, err := dns.New(dcfg, dnsResolver{a})
 	if err != nil {
 		return err

@@ -46,7 +46,7 @@ func (a *Agent) routes() http.Handler {
 	mux := http.NewServeMux()
 	handle := func(methods, path string, f apiFunc) {
 		for _, m := range strings.Split(methods, ",") {
-			mux.Handle(m+" "+path, a.wrap(f))
+			mux.Handle(m+" "+path, a.timed(path, a.wrap(f)))
 		}
 	}
 	const write, read = "PUT,POST", "GET"
@@ -140,6 +140,40 @@ func (a *Agent) wrap(f apiFunc) http.Handler {
 			a.logger.Debug("write response", "path", r.URL.Path, "error", err)
 		}
 	})
+}
+
+// timed records each request's latency under its route pattern (not its
+// path: the label set stays bounded).
+func (a *Agent) timed(route string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		idx := r.URL.Query().Get("index")
+		blocking := strconv.FormatBool(r.Method == http.MethodGet && idx != "" && idx != "0")
+		a.metrics.httpDuration.WithLabelValues(route, r.Method, strconv.Itoa(sw.code), blocking).Observe(time.Since(start).Seconds())
+	})
+}
+
+// statusWriter remembers the status code a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap gives http.ResponseController the writer underneath.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Flush lets streaming handlers (snapshot save) flush through the wrapper.
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // serveLimited runs f, holding a blocking query (a read with ?index) on

@@ -4,6 +4,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/gossip"
+	mdns "github.com/miekg/dns"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -24,7 +28,16 @@ type agentMetrics struct {
 
 	// On client agents: lookups answered from the cache, and misses.
 	cacheHits, cacheMisses prometheus.Counter
+
+	// HTTP requests by route pattern, method, status code and whether
+	// they blocked (a blocking query's time is mostly its wait); DNS
+	// queries by type and rcode. Their counts are the request rates.
+	httpDuration *prometheus.HistogramVec
+	dnsDuration  *prometheus.HistogramVec
 }
+
+// latencyBuckets span 50 µs to about 13 s, by factors of 4.
+var latencyBuckets = prometheus.ExponentialBuckets(0.00005, 4, 10)
 
 func newAgentMetrics() *agentMetrics {
 	m := &agentMetrics{
@@ -47,8 +60,17 @@ func newAgentMetrics() *agentMetrics {
 		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshd_cache_misses_total", Help: "Lookups that started a cache entry (one query to the servers).",
 		}),
+		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "meshd_http_request_duration_seconds", Help: "HTTP API requests, by route, method, status code and blocking (a query with ?index).",
+			Buckets: latencyBuckets,
+		}, []string{"route", "method", "code", "blocking"}),
+		dnsDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "meshd_dns_request_duration_seconds", Help: "DNS queries answered, by question type and rcode.",
+			Buckets: latencyBuckets,
+		}, []string{"type", "rcode"}),
 	}
 	m.reg.MustRegister(m.rpcRequests, m.clientRequests, m.clientRefused, m.clientBlocking, m.cacheHits, m.cacheMisses,
+		m.httpDuration, m.dnsDuration,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -121,5 +143,66 @@ func (m *agentMetrics) lookup(hit bool) {
 		m.cacheHits.Inc()
 	default:
 		m.cacheMisses.Inc()
+	}
+}
+
+// observeDNS records one DNS answer; it is dns.Config.Observe.
+func (m *agentMetrics) observeDNS(qtype uint16, rcode int, took time.Duration) {
+	t, ok := mdns.TypeToString[qtype]
+	if !ok {
+		t = "other" // the label set stays bounded whatever the network sends
+	}
+	r, ok := mdns.RcodeToString[rcode]
+	if !ok {
+		r = "other"
+	}
+	m.dnsDuration.WithLabelValues(t, r).Observe(took.Seconds())
+}
+
+// sizes reports, at each scrape, the gossip pools' members by status and,
+// on a server, the catalog's sizes. Reading them at scrape time costs
+// nothing on the paths that change them; the catalog walk is O(size).
+type sizes struct{ a *Agent }
+
+var (
+	membersDesc   = prometheus.NewDesc("meshd_gossip_members", "Members of a gossip pool (lan, or wan on servers), by status.", []string{"pool", "status"}, nil)
+	nodesDesc     = prometheus.NewDesc("meshd_catalog_nodes", "Nodes in this server's catalog.", nil, nil)
+	servicesDesc  = prometheus.NewDesc("meshd_catalog_services", "Distinct service names in this server's catalog.", nil, nil)
+	instancesDesc = prometheus.NewDesc("meshd_catalog_service_instances", "Service instances in this server's catalog.", nil, nil)
+	checksDesc    = prometheus.NewDesc("meshd_catalog_checks", "Checks in this server's catalog, by status.", []string{"status"}, nil)
+)
+
+func (s sizes) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{membersDesc, nodesDesc, servicesDesc, instancesDesc, checksDesc} {
+		ch <- d
+	}
+}
+
+func (s sizes) Collect(ch chan<- prometheus.Metric) {
+	members := func(pool string, ms []gossip.Member) {
+		counts := map[gossip.MemberStatus]int{}
+		for _, m := range ms {
+			counts[m.Status]++
+		}
+		for status, n := range counts {
+			ch <- prometheus.MustNewConstMetric(membersDesc, prometheus.GaugeValue, float64(n), pool, string(status))
+		}
+	}
+	members("lan", s.a.gossip.Members())
+	if s.a.wan != nil {
+		members("wan", s.a.wan.Members())
+	}
+	if s.a.raft == nil {
+		return
+	}
+	st, err := s.a.store.Stats()
+	if err != nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(st.Nodes))
+	ch <- prometheus.MustNewConstMetric(servicesDesc, prometheus.GaugeValue, float64(st.Services))
+	ch <- prometheus.MustNewConstMetric(instancesDesc, prometheus.GaugeValue, float64(st.Instances))
+	for _, status := range []catalog.HealthStatus{catalog.HealthPassing, catalog.HealthWarning, catalog.HealthCritical} {
+		ch <- prometheus.MustNewConstMetric(checksDesc, prometheus.GaugeValue, float64(st.Checks[status]), status)
 	}
 }

@@ -1,0 +1,76 @@
+package node_test
+
+import (
+	"regexp"
+	"strconv"
+	"testing"
+
+	mdns "github.com/miekg/dns"
+
+	"github.com/meshd/meshd/node/nodetest"
+)
+
+// metricValue is the value of the first sample of metrics whose line
+// matches pattern (the labels in Prometheus's sorted order), or -1.
+func metricValue(t *testing.T, metrics, pattern string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + pattern + ` (\S+)$`).FindStringSubmatch(metrics)
+	if m == nil {
+		return -1
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		t.Fatalf("%s: %v", pattern, err)
+	}
+	return v
+}
+
+// TestAgentMetrics: HTTP latency by route (blocking apart), DNS queries
+// by type and rcode, gossip members by status and the catalog's sizes
+// are in the Prometheus output.
+func TestAgentMetrics(t *testing.T) {
+	a := nodetest.Start(t, nodetest.Options{})
+	if code, body := do(t, "PUT", a.HTTP+"/v1/agent/service/register",
+		`{"Name":"web","ID":"web1","Port":80,"Check":{"CheckID":"web-ttl","TTL":"30s"}}`); code != 200 {
+		t.Fatalf("register: %d %s", code, body)
+	}
+	if code, body := do(t, "PUT", a.HTTP+"/v1/agent/check/pass/web-ttl", ""); code != 200 {
+		t.Fatalf("pass: %d %s", code, body)
+	}
+	for range 3 {
+		if code, body := do(t, "GET", a.HTTP+"/v1/health/service/web", ""); code != 200 {
+			t.Fatalf("health: %d %s", code, body)
+		}
+	}
+	if code, _ := do(t, "GET", a.HTTP+"/v1/catalog/services?index=1&wait=10ms", ""); code != 200 {
+		t.Fatalf("blocking catalog/services: %d", code)
+	}
+	if code, _ := do(t, "GET", a.HTTP+"/v1/agent/service/nope", ""); code != 404 {
+		t.Fatalf("unknown service: %d", code)
+	}
+	query(t, a.DNS, "web.service.consul", mdns.TypeSRV, "udp")
+	query(t, a.DNS, "web.service.consul", mdns.TypeSRV, "tcp")
+	query(t, a.DNS, "nope.service.consul", mdns.TypeA, "udp")
+
+	m := metricsText(t, a)
+	for pattern, want := range map[string]float64{
+		`meshd_http_request_duration_seconds_count\{blocking="false",code="200",method="GET",route="/v1/health/service/\{name\.\.\.\}"\}`: 3,
+		`meshd_http_request_duration_seconds_count\{blocking="true",code="200",method="GET",route="/v1/catalog/services"\}`:               1,
+		`meshd_http_request_duration_seconds_count\{blocking="false",code="404",method="GET",route="/v1/agent/service/\{id\.\.\.\}"\}`:    1,
+		`meshd_dns_request_duration_seconds_count\{rcode="NOERROR",type="SRV"\}`:                                                          2,
+		`meshd_dns_request_duration_seconds_count\{rcode="NXDOMAIN",type="A"\}`:                                                           1,
+		`meshd_gossip_members\{pool="lan",status="alive"\}`:                                                                               1,
+		`meshd_catalog_service_instances`:           1,
+		`meshd_catalog_services`:                    1,
+		`meshd_catalog_nodes`:                       1,
+		`meshd_catalog_checks\{status="passing"\}`:  2, // serfHealth and the TTL check
+		`meshd_catalog_checks\{status="critical"\}`: 0,
+	} {
+		if got := metricValue(t, m, pattern); got != want {
+			t.Errorf("%s = %v, want %v", pattern, got, want)
+		}
+	}
+	if t.Failed() {
+		t.Log(m)
+	}
+}
