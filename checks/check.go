@@ -165,6 +165,9 @@ func (c *check) run() {
 		if c.ctx.Err() != nil {
 			return // stopped: the result of a cancelled probe means nothing
 		}
+		if c.r.observe != nil {
+			c.r.observe(c.kind, status, false)
+		}
 		if c.record(status, output) {
 			continue
 		}
@@ -296,6 +299,9 @@ func (c *check) showLocked() {
 	}
 	if status != c.status {
 		c.r.logger.Info("check status changed", "check", c.def.ID, "from", c.status, "to", status, "output", output)
+		if c.r.observe != nil {
+			c.r.observe(c.kind, status, true)
+		}
 	}
 	c.status, c.output = status, output
 	c.r.notifier.UpdateCheck(c.def.ID, status, output)

@@ -75,6 +75,12 @@ type Config struct {
 	// refuses them with ErrScriptsDisabled (the agent decides per source
 	// of the definition).
 	EnableScripts bool
+	// Observe, when set, hears of each probe an active check ran, with
+	// its kind (http, tcp, script, grpc) and raw result (before
+	// thresholds), changed false; and of each status change the runner
+	// reports (any kind), changed true. For metrics: it must be quick (a
+	// change is observed with the check's lock held).
+	Observe func(kind, status string, changed bool)
 }
 
 // Validate reports a missing Notifier as a *FieldError.
@@ -96,6 +102,7 @@ type Runner struct {
 	alias         AliasSource
 	logger        *slog.Logger
 	enableScripts bool
+	observe       func(kind, status string, changed bool)
 
 	// One transport per TLS setting, shared by all HTTP checks.
 	httpClient     *http.Client
@@ -127,6 +134,7 @@ func NewRunner(cfg Config) (*Runner, error) {
 		alias:          cfg.Alias,
 		logger:         cfg.Logger.With("component", "checks"),
 		enableScripts:  cfg.EnableScripts,
+		observe:        cfg.Observe,
 		httpClient:     newHTTPClient(false),
 		httpSkipClient: newHTTPClient(true),
 		checks:         make(map[string]*check),

@@ -198,6 +198,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		Alias:         aliasSource{a},
 		Logger:        a.root.With("component", "checks"),
 		EnableScripts: a.cfg.EnableScriptChecks || a.cfg.EnableLocalScriptChecks,
+		Observe:       a.metrics.observeCheck,
 	}); err != nil {
 		return err
 	}

@@ -34,6 +34,9 @@ type agentMetrics struct {
 	// queries by type and rcode. Their counts are the request rates.
 	httpDuration *prometheus.HistogramVec
 	dnsDuration  *prometheus.HistogramVec
+
+	// Checks run, by type and raw result; status changes, by type.
+	checkRuns, checkTransitions *prometheus.CounterVec
 }
 
 // latencyBuckets span 50 µs to about 13 s, by factors of 4.
@@ -68,9 +71,15 @@ func newAgentMetrics() *agentMetrics {
 			Name: "meshd_dns_request_duration_seconds", Help: "DNS queries answered, by question type and rcode.",
 			Buckets: latencyBuckets,
 		}, []string{"type", "rcode"}),
+		checkRuns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_check_runs_total", Help: "Probes the agent's active checks ran, by type and raw result (before thresholds).",
+		}, []string{"type", "result"}),
+		checkTransitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_check_transitions_total", Help: "Status changes of the agent's checks, by type and new status.",
+		}, []string{"type", "status"}),
 	}
 	m.reg.MustRegister(m.rpcRequests, m.clientRequests, m.clientRefused, m.clientBlocking, m.cacheHits, m.cacheMisses,
-		m.httpDuration, m.dnsDuration,
+		m.httpDuration, m.dnsDuration, m.checkRuns, m.checkTransitions,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -205,4 +214,13 @@ func (s sizes) Collect(ch chan<- prometheus.Metric) {
 	for _, status := range []catalog.HealthStatus{catalog.HealthPassing, catalog.HealthWarning, catalog.HealthCritical} {
 		ch <- prometheus.MustNewConstMetric(checksDesc, prometheus.GaugeValue, float64(st.Checks[status]), status)
 	}
+}
+
+// observeCheck is checks.Config.Observe.
+func (m *agentMetrics) observeCheck(kind, status string, changed bool) {
+	if changed {
+		m.checkTransitions.WithLabelValues(kind, status).Inc()
+		return
+	}
+	m.checkRuns.WithLabelValues(kind, status).Inc()
 }

@@ -1,9 +1,12 @@
 package node_test
 
 import (
+	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"testing"
+	"time"
 
 	mdns "github.com/miekg/dns"
 
@@ -48,6 +51,17 @@ func TestAgentMetrics(t *testing.T) {
 	if code, _ := do(t, "GET", a.HTTP+"/v1/agent/service/nope", ""); code != 404 {
 		t.Fatalf("unknown service: %d", code)
 	}
+	probed := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	defer probed.Close()
+	if code, body := do(t, "PUT", a.HTTP+"/v1/agent/check/register",
+		`{"Name":"probe","CheckID":"probe","HTTP":"`+probed.URL+`","Interval":"1s"}`); code != 200 {
+		t.Fatalf("register check: %d %s", code, body)
+	}
+	nodetest.Eventually(t, 10*time.Second, "the HTTP check run twice and passing", func() bool {
+		m := metricsText(t, a)
+		return metricValue(t, m, `meshd_check_runs_total\{result="passing",type="http"\}`) >= 2 &&
+			metricValue(t, m, `meshd_check_transitions_total\{status="passing",type="http"\}`) == 1
+	})
 	query(t, a.DNS, "web.service.consul", mdns.TypeSRV, "udp")
 	query(t, a.DNS, "web.service.consul", mdns.TypeSRV, "tcp")
 	query(t, a.DNS, "nope.service.consul", mdns.TypeA, "udp")
@@ -60,11 +74,12 @@ func TestAgentMetrics(t *testing.T) {
 		`meshd_dns_request_duration_seconds_count\{rcode="NOERROR",type="SRV"\}`:                                                          2,
 		`meshd_dns_request_duration_seconds_count\{rcode="NXDOMAIN",type="A"\}`:                                                           1,
 		`meshd_gossip_members\{pool="lan",status="alive"\}`:                                                                               1,
-		`meshd_catalog_service_instances`:           1,
-		`meshd_catalog_services`:                    1,
-		`meshd_catalog_nodes`:                       1,
-		`meshd_catalog_checks\{status="passing"\}`:  2, // serfHealth and the TTL check
-		`meshd_catalog_checks\{status="critical"\}`: 0,
+		`meshd_catalog_service_instances`:                              1,
+		`meshd_catalog_services`:                                       1,
+		`meshd_check_transitions_total\{status="passing",type="ttl"\}`: 1,
+		`meshd_catalog_nodes`:                                          1,
+		`meshd_catalog_checks\{status="passing"\}`:                     3, // serfHealth, the TTL and HTTP checks
+		`meshd_catalog_checks\{status="critical"\}`:                    0,
 	} {
 		if got := metricValue(t, m, pattern); got != want {
 			t.Errorf("%s = %v, want %v", pattern, got, want)
