@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/meshd/meshd/catalog"
@@ -18,6 +19,7 @@ type FSM struct {
 	store   *catalog.Store
 	logger  *slog.Logger
 	applied atomic.Uint64
+	observe func(MessageType, time.Duration) // nil: none
 }
 
 // AppliedIndex is the index of the last command the FSM has applied.
@@ -43,6 +45,10 @@ func (f *FSM) Apply(l *raft.Log) any {
 		// Applying past a command we cannot read would let this replica
 		// diverge from the others: stop here.
 		panic(fmt.Sprintf("consensus: index %d: %v", l.Index, err))
+	}
+	if f.observe != nil {
+		start := time.Now()
+		defer func() { f.observe(t, time.Since(start)) }()
 	}
 	switch req := body.(type) {
 	case *catalog.RegisterRequest:

@@ -53,6 +53,12 @@ type Config struct {
 	// the server shuts down, and it must return then.
 	LeaderFunc func(ctx context.Context)
 	Logger     *slog.Logger
+	// ObserveApply, when set, hears of each command this server applied
+	// through Apply as leader, with the time from submitting it to its
+	// commit and application (the write latency); ObserveFSM of each
+	// command the FSM applied, leader or follower, with the time applying
+	// it took. For metrics: both must be quick.
+	ObserveApply, ObserveFSM func(t MessageType, took time.Duration)
 }
 
 // DefaultConfig returns the settings for a server on a LAN.
@@ -168,7 +174,7 @@ func New(cfg Config, store *catalog.Store) (*Server, error) {
 	logger := cfg.Logger.With("component", "raft")
 	s := &Server{
 		cfg:        cfg,
-		fsm:        NewFSM(store, logger),
+		fsm:        &FSM{store: store, logger: logger, observe: cfg.ObserveFSM},
 		logger:     logger,
 		layer:      newStreamLayer(cfg.Advertise),
 		readyCh:    make(chan struct{}),
@@ -485,6 +491,7 @@ func (s *Server) Apply(ctx context.Context, t MessageType, body any) (uint64, er
 		// raft reads a timeout of 0 or less as "wait for ever".
 		timeout = max(min(timeout, time.Until(dl)), time.Millisecond)
 	}
+	start := time.Now()
 	f := r.Apply(buf, timeout)
 	if err := f.Error(); err != nil {
 		switch {
@@ -494,6 +501,9 @@ func (s *Server) Apply(ctx context.Context, t MessageType, body any) (uint64, er
 			return 0, ErrShutdown
 		}
 		return 0, fmt.Errorf("apply %s: %w", t, err)
+	}
+	if s.cfg.ObserveApply != nil {
+		s.cfg.ObserveApply(t, time.Since(start))
 	}
 	if resp, ok := f.Response().(error); ok && resp != nil {
 		return f.Index(), resp

@@ -278,6 +278,7 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	rcfg.Advertise = &net.TCPAddr{IP: a.advertise.AsSlice(), Port: port}
 	rcfg.Logger = a.root
 	rcfg.LeaderFunc = a.leaderDuties
+	rcfg.ObserveApply, rcfg.ObserveFSM = a.metrics.observeRaftApply, a.metrics.observeFSM
 	rcfg.Raft = consensus.LANRaftConfig(a.cfg.RaftMultiplier)
 	if a.cfg.DevMode {
 		rcfg.Raft = consensus.DevRaftConfig()

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
 	mdns "github.com/miekg/dns"
 
@@ -37,6 +38,10 @@ type agentMetrics struct {
 
 	// Checks run, by type and raw result; status changes, by type.
 	checkRuns, checkTransitions *prometheus.CounterVec
+
+	// On servers: Raft writes from submit to applied (their count is the
+	// commit rate), and FSM application, by command type.
+	raftApply, fsmApply *prometheus.HistogramVec
 }
 
 // latencyBuckets span 50 µs to about 13 s, by factors of 4.
@@ -78,8 +83,16 @@ func newAgentMetrics() *agentMetrics {
 			Name: "meshd_check_transitions_total", Help: "Status changes of the agent's checks, by type and new status.",
 		}, []string{"type", "status"}),
 	}
+	m.raftApply = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "meshd_raft_apply_duration_seconds", Help: "Writes this server applied as leader, from submit to commit and application, by command type.",
+		Buckets: latencyBuckets,
+	}, []string{"type"})
+	m.fsmApply = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "meshd_fsm_apply_duration_seconds", Help: "Commands this server's FSM applied, by command type.",
+		Buckets: latencyBuckets,
+	}, []string{"type"})
 	m.reg.MustRegister(m.rpcRequests, m.clientRequests, m.clientRefused, m.clientBlocking, m.cacheHits, m.cacheMisses,
-		m.httpDuration, m.dnsDuration, m.checkRuns, m.checkTransitions,
+		m.httpDuration, m.dnsDuration, m.checkRuns, m.checkTransitions, m.raftApply, m.fsmApply,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -223,4 +236,12 @@ func (m *agentMetrics) observeCheck(kind, status string, changed bool) {
 		return
 	}
 	m.checkRuns.WithLabelValues(kind, status).Inc()
+}
+
+func (m *agentMetrics) observeRaftApply(t consensus.MessageType, took time.Duration) {
+	m.raftApply.WithLabelValues(t.String()).Observe(took.Seconds())
+}
+
+func (m *agentMetrics) observeFSM(t consensus.MessageType, took time.Duration) {
+	m.fsmApply.WithLabelValues(t.String()).Observe(took.Seconds())
 }
