@@ -219,6 +219,7 @@ func (s sizes) Collect(ch chan<- prometheus.Metric) {
 	}
 	st, err := s.a.store.Stats()
 	if err != nil {
+		ch <- prometheus.NewInvalidMetric(nodesDesc, err) // the scrape reports it
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(nodesDesc, prometheus.GaugeValue, float64(st.Nodes))

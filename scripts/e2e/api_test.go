@@ -124,6 +124,15 @@ type registration struct {
 	}
 }
 
+// newRegistration is the write every writer makes: instance id of the
+// "writes" service on the external node e2e-writes.
+func newRegistration(id string, port int) registration {
+	var reg registration
+	reg.Node, reg.Address = "e2e-writes", "10.77.9.9"
+	reg.Service.ID, reg.Service.Service, reg.Service.Port = id, "writes", port
+	return reg
+}
+
 // writers register instances continuously and remember every one that was
 // acknowledged (HTTP 200). The targets function picks the host of each
 // write, so a test can move writes away from a host it cuts off.
@@ -156,10 +165,7 @@ func startWriters(prefix string, n int, interval time.Duration, maxWrites int, t
 					return
 				case <-tick.C:
 				}
-				var reg registration
-				reg.Node, reg.Address = "e2e-writes", "10.77.9.9"
-				reg.Service.ID = fmt.Sprintf("%s-%d-%d", prefix, i, seq)
-				reg.Service.Service, reg.Service.Port = "writes", 1+seq%60000
+				reg := newRegistration(fmt.Sprintf("%s-%d-%d", prefix, i, seq), 1+seq%60000)
 				h := targets(i + seq)
 				wctx, wcancel := context.WithTimeout(context.Background(), 12*time.Second)
 				sent := time.Now()
@@ -257,8 +263,14 @@ func written(h host) (map[string]bool, string, error) {
 // server (once they have converged) and returns attempted, acknowledged and
 // found figures.
 func (w *writers) verify(servers []host) (attempted, acked, found int, err error) {
+	// Copy what was acknowledged, so no lock is held across the reads.
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	attempted = w.attempted
+	ackedIDs := make([]string, 0, len(w.acked))
+	for id := range w.acked {
+		ackedIDs = append(ackedIDs, id)
+	}
+	w.mu.Unlock()
 	var ids map[string]bool
 	_, err = eventually(60*time.Second, 250*time.Millisecond, func() error {
 		var first string
@@ -283,10 +295,10 @@ func (w *writers) verify(servers []host) (attempted, acked, found int, err error
 		return nil
 	})
 	if err != nil {
-		return w.attempted, len(w.acked), 0, fmt.Errorf("servers' catalogs differ: %w", err)
+		return attempted, len(ackedIDs), 0, fmt.Errorf("servers' catalogs differ: %w", err)
 	}
 	var missing []string
-	for id := range w.acked {
+	for _, id := range ackedIDs {
 		if ids[id] {
 			found++
 		} else {
@@ -298,9 +310,9 @@ func (w *writers) verify(servers []host) (attempted, acked, found int, err error
 		if len(missing) > 10 {
 			missing = missing[:10]
 		}
-		err = fmt.Errorf("%d acknowledged writes are missing from every server's catalog, e.g. %v", len(w.acked)-found, missing)
+		err = fmt.Errorf("%d acknowledged writes are missing from every server's catalog, e.g. %v", len(ackedIDs)-found, missing)
 	}
-	return w.attempted, len(w.acked), found, err
+	return attempted, len(ackedIDs), found, err
 }
 
 // watch asks one host a question (a DNS lookup, an HTTP read) every

@@ -343,9 +343,7 @@ func (ts *targets) pick(i int) host {
 // tryWrite registers one instance through h and returns how long the
 // answer took and the error, if any.
 func tryWrite(h host, id string) (time.Duration, error) {
-	var reg registration
-	reg.Node, reg.Address = "e2e-writes", "10.77.9.9"
-	reg.Service.ID, reg.Service.Service, reg.Service.Port = id, "writes", 1
+	reg := newRegistration(id, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	start := time.Now()
