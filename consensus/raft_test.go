@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -200,10 +201,15 @@ func TestSnapshotPastThresholdAndOnShutdown(t *testing.T) {
 		t.Skip("writes more than 16,384 entries")
 	}
 	dir := t.TempDir()
+	var logWrites, logEntries atomic.Int64
 	s := launch(t, catalog.NewStore(), func(c *Config) {
 		c.DataDir, c.Bootstrap = dir, true
 		c.Raft = LANRaftConfig(5) // loose timings: -race on a loaded machine
 		c.Raft.SnapshotInterval = 200 * time.Millisecond
+		c.ObserveLogWrite = func(entries int, _ time.Duration) {
+			logWrites.Add(1)
+			logEntries.Add(int64(entries))
+		}
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -235,6 +241,13 @@ func TestSnapshotPastThresholdAndOnShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d registrations from %d writers in %v", writers*each, writers, time.Since(start))
+	// Every entry went through the observed log store, and with 16 writers
+	// waiting on each fsync many shared one.
+	w, e := logWrites.Load(), logEntries.Load()
+	t.Logf("%d log writes for %d entries: %.1f entries per write", w, e, float64(e)/float64(max(w, 1)))
+	if e < writers*each || w >= e {
+		t.Errorf("log writes observed: %d writes, %d entries; want at least %d entries, fewer writes than entries", w, e, writers*each)
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		snap, _ := strconv.ParseUint(s.Stats()["last_snapshot_index"], 10, 64)

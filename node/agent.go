@@ -279,6 +279,7 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	rcfg.Logger = a.root
 	rcfg.LeaderFunc = a.leaderDuties
 	rcfg.ObserveApply, rcfg.ObserveFSM = a.metrics.observeRaftApply, a.metrics.observeFSM
+	rcfg.ObserveLogWrite = a.metrics.observeLogWrite
 	rcfg.Raft = consensus.LANRaftConfig(a.cfg.RaftMultiplier)
 	if a.cfg.DevMode {
 		rcfg.Raft = consensus.DevRaftConfig()

@@ -42,6 +42,9 @@ type agentMetrics struct {
 	// On servers: Raft writes from submit to applied (their count is the
 	// commit rate), and FSM application, by command type.
 	raftApply, fsmApply *prometheus.HistogramVec
+	// On servers: writes to the Raft log (one fsync each), by entries
+	// written together and by time taken.
+	logWriteEntries, logWriteDuration prometheus.Histogram
 }
 
 // latencyBuckets span 50 µs to about 13 s, by factors of 4.
@@ -91,9 +94,17 @@ func newAgentMetrics() *agentMetrics {
 		Name: "meshd_fsm_apply_duration_seconds", Help: "Commands this server's FSM applied, by command type.",
 		Buckets: latencyBuckets,
 	}, []string{"type"})
+	m.logWriteEntries = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "meshd_raft_log_write_entries", Help: "Entries in each write to this server's Raft log (one fsync): the batch size achieved.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 10), // 1 to 512
+	})
+	m.logWriteDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "meshd_raft_log_write_duration_seconds", Help: "Time each write to this server's Raft log took, fsync included.",
+		Buckets: latencyBuckets,
+	})
 	m.reg.MustRegister(m.rpcRequests, m.clientRequests, m.clientRefused, m.clientBlocking, m.cacheHits, m.cacheMisses,
 		m.httpDuration, m.dnsDuration, m.checkRuns, m.checkTransitions, m.raftApply, m.fsmApply,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.logWriteEntries, m.logWriteDuration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -245,4 +256,9 @@ func (m *agentMetrics) observeRaftApply(t consensus.MessageType, took time.Durat
 
 func (m *agentMetrics) observeFSM(t consensus.MessageType, took time.Duration) {
 	m.fsmApply.WithLabelValues(t.String()).Observe(took.Seconds())
+}
+
+func (m *agentMetrics) observeLogWrite(entries int, took time.Duration) {
+	m.logWriteEntries.Observe(float64(entries))
+	m.logWriteDuration.Observe(took.Seconds())
 }

@@ -79,6 +79,9 @@ func TestAgentMetrics(t *testing.T) {
 		`meshd_check_transitions_total\{status="passing",type="ttl"\}`: 1,
 		`meshd_raft_apply_duration_seconds_count\{type="register"\}`:   -2,
 		`meshd_fsm_apply_duration_seconds_count\{type="register"\}`:    -2,
+		`meshd_raft_log_write_entries_count`:                           -2,
+		`meshd_raft_log_write_entries_sum`:                             -2,
+		`meshd_raft_log_write_duration_seconds_count`:                  -2,
 		`meshd_catalog_nodes`:                                          1,
 		`meshd_catalog_checks\{status="passing"\}`:                     3, // serfHealth, the TTL and HTTP checks
 		`meshd_catalog_checks\{status="critical"\}`:                    0,

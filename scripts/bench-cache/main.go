@@ -26,17 +26,14 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/meshd/meshd/scripts/internal/agentproc"
@@ -80,104 +77,6 @@ func main() {
 	}
 }
 
-// cluster is the running agents.
-type cluster struct {
-	servers, clients []*agentproc.Agent
-}
-
-func (c *cluster) stop() {
-	for _, a := range append(slices.Clone(c.clients), c.servers...) {
-		a.Stop()
-	}
-}
-
-// ports returns n free loopback ports.
-func ports(n int) ([]int, error) {
-	out := make([]int, n)
-	for i := range out {
-		p, err := agentproc.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		out[i] = p
-	}
-	return out, nil
-}
-
-// start launches 3 servers and o.clients clients, joined through the
-// first server's gossip port, and waits until every one names a leader.
-func start(ctx context.Context, o options, dir string) (*cluster, error) {
-	c := &cluster{}
-	var join string
-	launch := func(name string, server bool) (*agentproc.Agent, error) {
-		p, err := ports(4) // http, dns, server, serf lan
-		if err != nil {
-			return nil, err
-		}
-		if join == "" {
-			join = "127.0.0.1:" + strconv.Itoa(p[3])
-		}
-		dns := p[1]
-		if server {
-			dns = -1
-		}
-		argv := []string{o.bin, "agent", "-node", name, "-data-dir", filepath.Join(dir, name),
-			"-bind", "127.0.0.1", "-client", "127.0.0.1", "-log-level", "warn",
-			"-http-port", strconv.Itoa(p[0]), "-dns-port", strconv.Itoa(dns), "-server-port", strconv.Itoa(p[2]),
-			"-serf-lan-port", strconv.Itoa(p[3]), "-serf-wan-port", "-1", "-retry-join", join}
-		if server {
-			argv = append(argv, "-server", "-bootstrap-expect", "3")
-		}
-		return agentproc.Launch(ctx, argv, o.workers, p[0], p[1])
-	}
-	for i := range 3 {
-		a, err := launch(fmt.Sprintf("server%d", i+1), true)
-		if err != nil {
-			c.stop()
-			return nil, err
-		}
-		c.servers = append(c.servers, a)
-		if i == 0 {
-			// The others join through its gossip port: let it open first,
-			// or their join waits for its next retry.
-			if err := waitAnswers(ctx, a); err != nil {
-				c.stop()
-				return nil, err
-			}
-		}
-	}
-	for i := range o.clients {
-		a, err := launch(fmt.Sprintf("client%d", i+1), false)
-		if err != nil {
-			c.stop()
-			return nil, err
-		}
-		c.clients = append(c.clients, a)
-	}
-	for _, a := range append(slices.Clone(c.servers), c.clients...) {
-		if err := a.WaitUp(60 * time.Second); err != nil {
-			c.stop()
-			return nil, err
-		}
-	}
-	return c, nil
-}
-
-// waitAnswers waits until a's HTTP API answers, leader or not.
-func waitAnswers(ctx context.Context, a *agentproc.Agent) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := a.GetTimeout("/v1/agent/self", time.Second); err == nil {
-			return nil
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("%s not answering: %w", a.HTTP, err)
-		}
-		if !sleepCtx(ctx, 50*time.Millisecond) {
-			return ctx.Err()
-		}
-	}
-}
-
 func svcName(i int) string { return fmt.Sprintf("svc-%05d", i) }
 
 // register puts instance k of service svc on one of 100 external nodes,
@@ -190,24 +89,14 @@ func register(a *agentproc.Agent, svc, k, port int) error {
 }
 
 // serverQueries sums Health.ServiceNodes RPCs over the servers.
-func serverQueries(c *cluster) (float64, error) {
+func serverQueries(c *agentproc.Cluster) (float64, error) {
 	var sum float64
-	for _, s := range c.servers {
-		b, err := s.Get("/v1/agent/metrics?format=prometheus")
+	for _, s := range c.Servers {
+		v, err := s.Metric("meshd_rpc_requests_total", `method="Health.ServiceNodes"`)
 		if err != nil {
 			return 0, err
 		}
-		sc := bufio.NewScanner(strings.NewReader(string(b)))
-		for sc.Scan() {
-			line := sc.Text()
-			if rest, ok := strings.CutPrefix(line, `meshd_rpc_requests_total{method="Health.ServiceNodes"} `); ok {
-				v, err := strconv.ParseFloat(rest, 64)
-				if err != nil {
-					return 0, fmt.Errorf("metric line %q: %w", line, err)
-				}
-				sum += v
-			}
-		}
+		sum += v
 	}
 	return sum, nil
 }
@@ -244,14 +133,14 @@ func run(o options) error {
 	}
 	defer os.RemoveAll(dir)
 	t0 := time.Now()
-	c, err := start(ctx, o, dir)
+	c, err := agentproc.StartCluster(ctx, agentproc.ClusterSpec{Bin: o.bin, Dir: dir, Servers: 3, Clients: o.clients, Workers: o.workers})
 	if err != nil {
 		return err
 	}
-	defer c.stop()
+	defer c.Stop()
 	fmt.Printf("cluster: 3 servers, %d clients, up in %v\n", o.clients, time.Since(t0).Round(time.Millisecond))
 
-	writer := c.servers[0] // writes go to the leader through it
+	writer := c.Servers[0] // writes go to the leader through it
 	t0 = time.Now()
 	if err := agentproc.Parallel(o.services*o.perSvc, o.workers, func(i int) error {
 		return register(writer, i%o.services, i/o.services, 20000+i/o.services)
@@ -262,7 +151,7 @@ func run(o options) error {
 
 	// 1. Every client watches every service.
 	t0 = time.Now()
-	for _, cl := range c.clients {
+	for _, cl := range c.Clients {
 		if err := agentproc.Parallel(o.services, o.workers, func(i int) error {
 			_, err := cl.Get("/v1/health/service/" + svcName(i) + "?cached")
 			return err
@@ -273,7 +162,7 @@ func run(o options) error {
 	fmt.Printf("%d clients x %d services cached (one watch each) in %v\n", o.clients, o.services, time.Since(t0).Round(time.Millisecond))
 
 	// 2. Latency on client1.
-	cl := c.clients[0]
+	cl := c.Clients[0]
 	qCached0, err := serverQueries(c)
 	if err != nil {
 		return err
@@ -327,7 +216,7 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	if !sleepCtx(ctx, o.idle) {
+	if !agentproc.SleepCtx(ctx, o.idle) {
 		return ctx.Err()
 	}
 	q1, err := serverQueries(c)
@@ -369,15 +258,4 @@ func run(o options) error {
 		return errors.New("the servers saw far more queries than one per watch per change: the cache is not sharing its watches")
 	}
 	return nil
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -24,6 +24,8 @@ import (
 // Agent is a running `meshd agent -dev`.
 type Agent struct {
 	cmd *exec.Cmd
+	// Name is the node name, for cluster members.
+	Name string
 	// HTTP is the API base URL; DNSPort the DNS port on 127.0.0.1.
 	HTTP    string
 	DNSPort int
