@@ -11,7 +11,7 @@ FUZZ_TARGETS = $(shell for f in $$(grep -rlE '^func Fuzz' --include='*_test.go' 
 	for n in $$(grep -oE '^func Fuzz[A-Za-z0-9_]+' $$f | cut -d' ' -f2); do \
 	echo "./$$(dirname $${f#./}):$$n"; done; done)
 
-.PHONY: all build run test test-short lint fuzz bench bench-dns bench-cache e2e e2e-image clean
+.PHONY: all build run test test-short lint fuzz bench bench-dns bench-cache bench-scale e2e e2e-image clean
 
 all: build
 
@@ -65,6 +65,14 @@ bench-dns: build
 # servers see idle (6 m) and under churn.
 bench-cache: build
 	$(GO) run ./scripts/bench-cache -meshd $(BIN)/meshd
+
+# The mission's size on one machine: 3 servers and client agents on
+# loopback, 100,000 instances of 10,000 services, 10,000 heartbeats/s,
+# lookups cached and uncached, 10,000 watchers, snapshot and restart, and
+# 100 more agents for gossip failure detection. Under 10 minutes on 2
+# cores; BENCH_FLAGS passes flags (e.g. -profile-dir prof).
+bench-scale: build
+	$(GO) run ./scripts/bench-scale -meshd $(BIN)/meshd $(BENCH_FLAGS)
 
 # The image the e2e compose files run: FROM scratch, the static binary and
 # busybox-static (from Debian). Then: docker compose -f scripts/e2e/compose.yml up
