@@ -21,7 +21,6 @@ const (
 	indexUUID        = "uuid"
 	indexNode        = "node"
 	indexService     = "service"
-	indexServiceTag  = "service_tag"
 	indexNodeService = "node_service"
 	indexStatus      = "status"
 	indexAddress     = "address"
@@ -93,21 +92,9 @@ func servicesTableSchema() *memdb.TableSchema {
 					&memdb.StringFieldIndex{Field: "ID"},
 				}},
 			},
-			indexNode: {
-				Name:    indexNode,
-				Indexer: &memdb.StringFieldIndex{Field: "Node", Lowercase: true},
-			},
 			indexService: {
 				Name:    indexService,
 				Indexer: &memdb.StringFieldIndex{Field: "Service", Lowercase: true},
-			},
-			indexServiceTag: {
-				Name:         indexServiceTag,
-				AllowMissing: true,
-				Indexer: &memdb.CompoundMultiIndex{Indexes: []memdb.Indexer{
-					&memdb.StringFieldIndex{Field: "Service", Lowercase: true},
-					&memdb.StringSliceFieldIndex{Field: "Tags", Lowercase: true},
-				}},
 			},
 			indexAddress: {
 				Name:         indexAddress,

@@ -468,7 +468,7 @@ func deleteNodeTxn(tx *memdb.Txn, idx uint64, name string) error {
 	}
 	node := raw.(*Node)
 	var svcs []*Service
-	it, err := tx.Get(tableServices, indexNode, node.Node)
+	it, err := nodeServices(tx, node.Node)
 	if err != nil {
 		return fmt.Errorf("service lookup: %w", err)
 	}
@@ -498,7 +498,7 @@ func deleteNodeTxn(tx *memdb.Txn, idx uint64, name string) error {
 // bumpNodeServices raises the index of every service with an instance on
 // the node.
 func bumpNodeServices(tx *memdb.Txn, idx uint64, node string) error {
-	it, err := tx.Get(tableServices, indexNode, node)
+	it, err := nodeServices(tx, node)
 	if err != nil {
 		return fmt.Errorf("service lookup: %w", err)
 	}

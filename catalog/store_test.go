@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -450,5 +451,69 @@ func TestStats(t *testing.T) {
 	want := Stats{Nodes: 3, Services: 2, Instances: 3, Checks: map[HealthStatus]int{HealthPassing: 1, HealthWarning: 1, HealthCritical: 1}}
 	if st.Nodes != want.Nodes || st.Services != want.Services || st.Instances != want.Instances || fmt.Sprint(st.Checks) != fmt.Sprint(want.Checks) {
 		t.Fatalf("stats = %+v, want %+v", st, want)
+	}
+}
+
+// A node's services are found by a prefix of the services' (node, ID) key:
+// a node whose name extends another's ("n1", "n10") must not be taken for
+// it, in lookups or in deletes.
+func TestNodeServicesByKeyPrefix(t *testing.T) {
+	s := NewStore()
+	register(t, s, 1, "n1", "web1", "web", nil)
+	register(t, s, 2, "N10", "web10", "web", nil)
+	register(t, s, 3, "n1", "api1", "api", nil)
+	_, n, svcs, err := s.NodeServices(nil, "N1")
+	if err != nil || n == nil || len(svcs) != 2 {
+		t.Fatalf("NodeServices(N1) = %v, %d services, %v; want n1 and its 2 services", n, len(svcs), err)
+	}
+	for _, svc := range svcs {
+		if svc.Node != "n1" {
+			t.Fatalf("NodeServices(N1) returned %s's service %s", svc.Node, svc.ID)
+		}
+	}
+	if err := s.Deregister(4, &DeregisterRequest{Node: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	_, got, _ := s.ServiceNodes(nil, "web", nil)
+	if len(got) != 1 || got[0].Service.ID != "web10" {
+		t.Fatalf("after deleting n1, web = %v; want only N10's web10", got)
+	}
+	if _, got, _ := s.ServiceNodes(nil, "api", nil); len(got) != 0 {
+		t.Fatalf("after deleting n1, api = %v; want none", got)
+	}
+}
+
+// BenchmarkLiveHeap fills a store with the mission's catalog, 100,000
+// instances of 10,000 services on 1,000 nodes, each with a tag and a meta
+// key and every tenth with a TTL check, and reports the live heap it
+// holds (after a collection) per instance and in all.
+func BenchmarkLiveHeap(b *testing.B) {
+	const instances, services, nodes = 100_000, 10_000, 1_000
+	for range b.N {
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		s := NewStore()
+		for i := range instances {
+			svc, k := i%services, i/services
+			req := &RegisterRequest{
+				Node: fmt.Sprintf("node-%04d", (svc+k*100)%nodes), Address: fmt.Sprintf("10.1.%d.%d", i%nodes/250, 1+i%nodes%250), Datacenter: "dc1",
+				Service: &Service{ID: fmt.Sprintf("svc-%05d-%d", svc, k), Service: fmt.Sprintf("svc-%05d", svc), Port: 20000 + k,
+					Tags: []string{fmt.Sprintf("v%d", k%3)}, Meta: map[string]string{"k": fmt.Sprint(k)}, Weights: DefaultWeights},
+			}
+			if i%10 == 0 {
+				req.Checks = []*Check{{CheckID: "hb-" + req.Service.ID, ServiceID: req.Service.ID, Status: HealthPassing}}
+			}
+			if err := s.EnsureRegistration(uint64(i+1), req); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		live := float64(after.HeapAlloc) - float64(before.HeapAlloc)
+		b.ReportMetric(live/instances, "B/instance")
+		b.ReportMetric(live/1e6, "MB")
+		runtime.KeepAlive(s)
 	}
 }

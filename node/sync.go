@@ -240,6 +240,13 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 	nodeInSync := l.nodeInSync
 	removedSvcs := slices.Collect(maps.Keys(l.removedServices))
 	removedChks := slices.Collect(maps.Keys(l.removedChecks))
+	// The checks by service, so a round is linear in the local state.
+	svcChecks := map[string][]*localCheck{}
+	for _, lc := range l.checks {
+		if lc.chk.ServiceID != "" {
+			svcChecks[lc.chk.ServiceID] = append(svcChecks[lc.chk.ServiceID], lc)
+		}
+	}
 	var svcs []pushSvc
 	inSvcPush := map[string]bool{}
 	for _, ls := range l.services {
@@ -247,12 +254,10 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 			continue
 		}
 		p := pushSvc{svc: copyService(ls.svc), version: ls.version}
-		for _, lc := range l.checks {
-			if lc.chk.ServiceID == ls.svc.ID {
-				c := *lc.chk
-				p.checks = append(p.checks, pushChk{&c, lc.version})
-				inSvcPush[c.CheckID] = true
-			}
+		for _, lc := range svcChecks[ls.svc.ID] {
+			c := *lc.chk
+			p.checks = append(p.checks, pushChk{&c, lc.version})
+			inSvcPush[c.CheckID] = true
 		}
 		svcs = append(svcs, p)
 	}
@@ -273,7 +278,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 	}
 	l.mu.Unlock()
 
-	partial := false
+	var partial atomic.Bool
 	if !nodeInSync {
 		if _, err := s.server.Register(ctx, s.registration(false)); err != nil {
 			return err
@@ -282,23 +287,31 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		l.nodeInSync = true
 		l.mu.Unlock()
 	}
-	for _, id := range removedSvcs {
+	// Each kind in turn (removals before additions), each kind's writes
+	// concurrently.
+	if err := pushEach(ctx, removedSvcs, func(ctx context.Context, id string) error {
 		if _, err := s.server.Deregister(ctx, &catalog.DeregisterRequest{Node: s.node.Name, ServiceID: id}); err != nil {
 			return err
 		}
 		l.mu.Lock()
 		delete(l.removedServices, id)
 		l.mu.Unlock()
+		return nil
+	}); err != nil {
+		return err
 	}
-	for _, id := range removedChks {
+	if err := pushEach(ctx, removedChks, func(ctx context.Context, id string) error {
 		if _, err := s.server.Deregister(ctx, &catalog.DeregisterRequest{Node: s.node.Name, CheckID: id}); err != nil {
 			return err
 		}
 		l.mu.Lock()
 		delete(l.removedChecks, id)
 		l.mu.Unlock()
+		return nil
+	}); err != nil {
+		return err
 	}
-	for _, p := range svcs {
+	if err := pushEach(ctx, svcs, func(ctx context.Context, p pushSvc) error {
 		req := s.registration(true)
 		req.Service = p.svc
 		for _, c := range p.checks {
@@ -306,8 +319,8 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		}
 		if _, err := s.server.Register(ctx, req); err != nil {
 			if s.refused(err, "service", p.svc.ID) {
-				partial = true
-				continue
+				partial.Store(true)
+				return nil
 			}
 			return err
 		}
@@ -317,25 +330,31 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		}
 		markChecks(l, p.checks)
 		l.mu.Unlock()
+		return nil
+	}); err != nil {
+		return err
 	}
-	for _, c := range fullChks {
+	if err := pushEach(ctx, fullChks, func(ctx context.Context, c pushChk) error {
 		req := s.registration(true)
 		req.Checks = []*catalog.Check{c.chk}
 		if _, err := s.server.Register(ctx, req); err != nil {
 			if s.refused(err, "check", c.chk.CheckID) {
-				partial = true
+				partial.Store(true)
 				l.mu.Lock()
 				l.dropDeferralLocked(c.chk.CheckID)
 				l.mu.Unlock()
-				continue
+				return nil
 			}
 			return err
 		}
 		l.mu.Lock()
 		markChecks(l, []pushChk{c})
 		l.mu.Unlock()
+		return nil
+	}); err != nil {
+		return err
 	}
-	for _, c := range statusChks {
+	if err := pushEach(ctx, statusChks, func(ctx context.Context, c pushChk) error {
 		_, err := s.server.UpdateCheck(ctx, &catalog.CheckStatusUpdate{
 			Node: s.node.Name, CheckID: c.chk.CheckID, Status: c.chk.Status, Output: c.chk.Output,
 		})
@@ -347,8 +366,8 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 			}
 			l.mu.Unlock()
 			s.trigger()
-			partial = true
-			continue
+			partial.Store(true)
+			return nil
 		}
 		if err != nil {
 			return err
@@ -356,13 +375,52 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		l.mu.Lock()
 		markChecks(l, []pushChk{c})
 		l.mu.Unlock()
+		return nil
+	}); err != nil {
+		return err
 	}
-	if !partial {
+	if !partial.Load() {
 		// Only a round that pushed everything may wake those waiting for
 		// the catalog to hold their change.
 		s.markDone(gen)
 	}
 	return nil
+}
+
+// pushParallel is how many catalog writes a sync round keeps in flight.
+// The leader puts the writes that arrive together into one Raft log write,
+// so a host that registers many services at once (or a full sync after a
+// server restore) is synced at the cluster's write rate instead of one
+// round trip per item.
+const pushParallel = 16
+
+// pushEach runs push on every item, pushParallel at a time. The first
+// error stops new pushes and is returned once those in flight are done.
+func pushEach[T any](ctx context.Context, items []T, push func(context.Context, T) error) error {
+	if len(items) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sem := make(chan struct{}, pushParallel)
+	var wg sync.WaitGroup
+	for _, it := range items {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := push(ctx, it); err != nil {
+				cancel(err)
+			}
+		})
+	}
+	wg.Wait()
+	return context.Cause(ctx)
 }
 
 // refused reports whether the catalog refused an item as malformed. Such

@@ -7,26 +7,32 @@
 //     agents' /v1/agent/service/register (synced to the servers by
 //     anti-entropy); instances/s, and the entries per Raft log write the
 //     leader achieved (meshd_raft_log_write_entries);
+//
 //   - memory: each server's RSS and Go heap with the full catalog;
+//
 //   - snapshot: its size and the time to take it (GET /v1/snapshot), and
 //     the time for a server to restart and serve the full catalog, after a
 //     graceful stop and after a kill;
+//
 //   - heartbeats: -heartbeats TTL checks spread over the client agents,
 //     each passed once a second for -heartbeat-duration; latency, CPU per
 //     agent, and the Raft writes they caused (must be zero: no status
 //     changes);
+//
 //   - lookups on one client agent with the full catalog: DNS and HTTP,
 //     cached (the agent's cache) and uncached (an RPC to a server per
 //     lookup), one at a time (latency) and from -lookup-workers at once
 //     (throughput);
+//
 //   - watchers: -watchers blocking queries on one server, all on one
 //     service; the time from a change to the last watcher's return, and
 //     the server's CPU;
+//
 //   - gossip: -gossip-agents more client agents join (at least 100); one
 //     is killed and the time until every other agent knows it failed is
 //     compared with the SWIM model of gossip/README.md.
 //
-//	make bench-scale    # = go run ./scripts/bench-scale -meshd bin/meshd
+//     make bench-scale    # = go run ./scripts/bench-scale -meshd bin/meshd
 //
 // With -profile-dir, CPU profiles of the busiest process in each phase are
 // written there (the agents run with -enable-debug). Traffic goes to
@@ -176,12 +182,21 @@ func run(o options) error {
 	b.nocache = added[0]
 	fmt.Printf("cluster: 3 servers, %d client agents and 1 without a DNS cache, up in %v\n", o.clients, time.Since(t0).Round(time.Millisecond))
 
+	term := func() string {
+		st, err := raftStats(b.c.Servers[0])
+		if err != nil {
+			return "?"
+		}
+		return st["term"]
+	}
+	term0 := term()
 	for _, phase := range []func() error{b.register, b.memory, b.snapshot, b.heartbeat, b.lookups, b.watch, b.gossip} {
 		if err := phase(); err != nil {
 			b.t.print()
 			return err
 		}
 	}
+	b.t.add("raft", "term at the start and the end (each election adds one)", "%s → %s", term0, term())
 	b.t.print()
 	return nil
 }
@@ -382,6 +397,16 @@ func (b *bench) memory() error {
 			return err
 		}
 		b.t.add("memory", s.Name+" with the full catalog (budget 300 MB)", "RSS **%.0f MB**, Go heap in use %.0f MB", mb(rss), heap/1e6)
+	}
+	if b.o.profileDir != "" {
+		s := b.c.Servers[0]
+		body, err := s.Get("/debug/pprof/heap?gc=1")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(b.o.profileDir, "memory-heap-"+s.Name+".pprof"), body, 0o644); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -806,6 +831,10 @@ func (b *bench) watch() error {
 		if err != nil {
 			return err
 		}
+		var wait func()
+		if round == 0 {
+			wait = b.profile(srv, 3*time.Second, "watchers-"+srv.Name)
+		}
 		t0 := time.Now()
 		changedAt.Store(t0.UnixNano())
 		body := fmt.Sprintf(`{"Node":"ext-0000","Address":"10.1.0.1","Service":{"ID":"%s-watched","Service":"%s","Port":%d}}`, svc, svc, 40000+round)
@@ -818,6 +847,9 @@ func (b *bench) watch() error {
 		cpu1, err := agentproc.CPUSeconds(srv.Pid())
 		if err != nil {
 			return err
+		}
+		if wait != nil {
+			wait()
 		}
 		if n := errs.Load(); n > 0 {
 			return fmt.Errorf("%d of %d watchers failed: %v", n, o.watchers, firstErr.Load())
@@ -840,7 +872,7 @@ func (b *bench) gossip() error {
 		return nil
 	}
 	t0 := time.Now()
-	added, err := b.c.AddClients(o.gossipAgents, "g", nil)
+	added, err := b.c.AddClients(o.gossipAgents, "g", []string{"-dns-port", "-1"})
 	if err != nil {
 		return err
 	}

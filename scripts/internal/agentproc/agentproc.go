@@ -6,8 +6,10 @@ package agentproc
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -92,15 +94,48 @@ func (a *Agent) Stop() {
 	_ = a.cmd.Wait()
 }
 
-// FreePort is a TCP port free on 127.0.0.1 now.
+// FreePort is a port free for TCP and UDP on 127.0.0.1 now, below the
+// kernel's ephemeral range (from 32768 on Linux) so that no outgoing
+// connection takes it before the agent binds it, and never one handed out
+// before by this process.
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	if nextPort == 0 {
+		nextPort = portsLow + rand.N(portsHigh-portsLow)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	for range portsHigh - portsLow {
+		p := nextPort
+		nextPort++
+		if nextPort == portsHigh {
+			nextPort = portsLow
+		}
+		if handedOut[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", "127.0.0.1:"+strconv.Itoa(p))
+		l.Close()
+		if err != nil {
+			continue
+		}
+		u.Close()
+		handedOut[p] = true
+		return p, nil
+	}
+	return 0, errors.New("no free port below the ephemeral range")
 }
+
+const portsLow, portsHigh = 10000, 32000
+
+var (
+	portsMu   sync.Mutex
+	nextPort  int
+	handedOut = map[int]bool{}
+)
 
 // WaitUp waits, up to timeout, until the agent's API names a leader.
 func (a *Agent) WaitUp(timeout time.Duration) error {
