@@ -219,15 +219,13 @@ func (s *Store) CheckServiceNodes(ws memdb.WatchSet, name string, tags []string,
 }
 
 func nodeLevelChecks(tx *memdb.Txn, node string) ([]*Check, error) {
-	it, err := tx.Get(tableChecks, indexNode, node)
+	it, err := tx.Get(tableChecks, indexNodeService, node, "")
 	if err != nil {
 		return nil, fmt.Errorf("check lookup: %w", err)
 	}
 	var out []*Check
 	for raw := it.Next(); raw != nil; raw = it.Next() {
-		if c := raw.(*Check); c.ServiceID == "" {
-			out = append(out, c)
-		}
+		out = append(out, raw.(*Check))
 	}
 	return out, nil
 }
@@ -305,7 +303,7 @@ func (s *Store) AddressOwners(ws memdb.WatchSet, ip netip.Addr) (uint64, []*Node
 
 // NodeChecks returns every check on a node, node-level and service-level.
 func (s *Store) NodeChecks(ws memdb.WatchSet, node string) (uint64, []*Check, error) {
-	return s.checks(ws, indexNode, node)
+	return s.checks(ws, indexID+"_prefix", node, "")
 }
 
 // ServiceChecks returns the checks of every instance of a service.

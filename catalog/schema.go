@@ -3,6 +3,7 @@ package catalog
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"github.com/hashicorp/go-memdb"
 )
@@ -19,7 +20,6 @@ const (
 const (
 	indexID          = "id"
 	indexUUID        = "uuid"
-	indexNode        = "node"
 	indexService     = "service"
 	indexNodeService = "node_service"
 	indexStatus      = "status"
@@ -117,17 +117,9 @@ func checksTableSchema() *memdb.TableSchema {
 					&memdb.StringFieldIndex{Field: "CheckID"},
 				}},
 			},
-			indexNode: {
-				Name:    indexNode,
-				Indexer: &memdb.StringFieldIndex{Field: "Node", Lowercase: true},
-			},
 			indexNodeService: {
-				Name:         indexNodeService,
-				AllowMissing: true,
-				Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-					&memdb.StringFieldIndex{Field: "Node", Lowercase: true},
-					&memdb.StringFieldIndex{Field: "ServiceID"},
-				}},
+				Name:    indexNodeService,
+				Indexer: nodeServiceIndex{},
 			},
 			indexService: {
 				Name:         indexService,
@@ -153,6 +145,43 @@ func indexTableSchema() *memdb.TableSchema {
 			},
 		},
 	}
+}
+
+// nodeServiceIndex indexes checks by node (case-insensitively) and service
+// ID, node-level checks under the empty service ID, so both a service's
+// checks and a node's own are an exact lookup: a host with thousands of
+// service checks does not make every health query on its node walk them.
+type nodeServiceIndex struct{}
+
+func (nodeServiceIndex) FromObject(obj any) (bool, []byte, error) {
+	c, ok := obj.(*Check)
+	if !ok {
+		return false, nil, fmt.Errorf("node/service index: %T is not a check", obj)
+	}
+	return true, nodeServiceKey(c.Node, c.ServiceID), nil
+}
+
+func (nodeServiceIndex) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 2 {
+		return nil, fmt.Errorf("node/service index: want 2 arguments, got %d", len(args))
+	}
+	node, ok1 := args[0].(string)
+	svc, ok2 := args[1].(string)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("node/service index: arguments %v are not strings", args)
+	}
+	return nodeServiceKey(node, svc), nil
+}
+
+// nodeServiceKey is lower(node) NUL serviceID NUL: the terminators keep
+// node "n1" from matching "n10", and node-level checks (empty service ID)
+// from matching a service's.
+func nodeServiceKey(node, service string) []byte {
+	k := make([]byte, 0, len(node)+len(service)+2)
+	k = append(k, strings.ToLower(node)...)
+	k = append(k, 0)
+	k = append(k, service...)
+	return append(k, 0)
 }
 
 // addressIndex indexes rows by the IP address in a string field, in its

@@ -480,7 +480,7 @@ func deleteNodeTxn(tx *memdb.Txn, idx uint64, name string) error {
 			return err
 		}
 	}
-	n, err := tx.DeleteAll(tableChecks, indexNode, node.Node)
+	n, err := tx.DeleteAll(tableChecks, indexID+"_prefix", node.Node, "")
 	if err != nil {
 		return fmt.Errorf("delete node checks: %w", err)
 	}

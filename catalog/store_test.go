@@ -517,3 +517,39 @@ func BenchmarkLiveHeap(b *testing.B) {
 		runtime.KeepAlive(s)
 	}
 }
+
+// A node's own checks, and each service's, are exact lookups that keep
+// apart nodes whose names extend another's and node-level from service
+// checks.
+func TestNodeAndServiceChecksApart(t *testing.T) {
+	s := NewStore()
+	register(t, s, 1, "n1", "web1", "web", nil,
+		&Check{CheckID: "svc", ServiceID: "web1", Status: HealthPassing}, &Check{CheckID: "serfHealth", Status: HealthPassing})
+	register(t, s, 2, "n10", "web10", "web", nil,
+		&Check{CheckID: "svc10", ServiceID: "web10", Status: HealthCritical}, &Check{CheckID: "serfHealth", Status: HealthWarning})
+	_, got, err := s.CheckServiceNodes(nil, "web", nil, false)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("CheckServiceNodes = %v, %v", got, err)
+	}
+	for _, csn := range got {
+		var ids []string
+		for _, c := range csn.Checks {
+			if c.Node != csn.Node.Node {
+				t.Errorf("%s's instance carries %s's check %s", csn.Node.Node, c.Node, c.CheckID)
+			}
+			ids = append(ids, c.CheckID)
+		}
+		if len(ids) != 2 {
+			t.Errorf("%s's instance has checks %v, want its node's serfHealth and its own", csn.Node.Node, ids)
+		}
+	}
+	if _, cs, _ := s.NodeChecks(nil, "N1"); len(cs) != 2 {
+		t.Fatalf("NodeChecks(N1) = %d checks, want n1's 2", len(cs))
+	}
+	if err := s.Deregister(3, &DeregisterRequest{Node: "n1"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, cs, _ := s.NodeChecks(nil, "n10"); len(cs) != 2 {
+		t.Fatalf("after deleting n1, NodeChecks(n10) = %d checks, want 2", len(cs))
+	}
+}

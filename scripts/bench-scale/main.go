@@ -189,14 +189,15 @@ func run(o options) error {
 		}
 		return st["term"]
 	}
-	term0 := term()
-	for _, phase := range []func() error{b.register, b.memory, b.snapshot, b.heartbeat, b.lookups, b.watch, b.gossip} {
+	terms := []string{term()}
+	for i, phase := range []func() error{b.register, b.memory, b.snapshot, b.heartbeat, b.lookups, b.watch, b.gossip} {
 		if err := phase(); err != nil {
 			b.t.print()
 			return err
 		}
+		terms = append(terms, fmt.Sprintf("%s %s", []string{"register", "memory", "snapshot", "heartbeats", "lookups", "watchers", "gossip"}[i], term()))
 	}
-	b.t.add("raft", "term at the start and the end (each election adds one)", "%s → %s", term0, term())
+	b.t.add("raft", "term at the start, then after each phase (each election adds one)", "%s", strings.Join(terms, ", "))
 	b.t.print()
 	return nil
 }
@@ -327,6 +328,15 @@ func (b *bench) register() error {
 		return err
 	}
 	wait := b.profile(leader, 8*time.Second, "register-catalog-leader")
+	procs := append(slices.Clone(b.c.Servers), b.c.Clients...)
+	cpu0, err := cpus(procs)
+	if err != nil {
+		return err
+	}
+	self0, err := agentproc.CPUSeconds(os.Getpid())
+	if err != nil {
+		return err
+	}
 	t0 := time.Now()
 	if err := agentproc.Parallel(viaCatalog, o.workers, func(i int) error {
 		// A service's instances on distinct nodes, so DNS has as many
@@ -340,6 +350,14 @@ func (b *bench) register() error {
 		return fmt.Errorf("catalog/register: %w", err)
 	}
 	took := time.Since(t0)
+	cpu1, err := cpus(procs)
+	if err != nil {
+		return err
+	}
+	self1, err := agentproc.CPUSeconds(os.Getpid())
+	if err != nil {
+		return err
+	}
 	wait()
 	w1, e1, err := logWrites(leader)
 	if err != nil {
@@ -349,6 +367,16 @@ func (b *bench) register() error {
 		"%v: **%.0f instances/s**", took.Round(time.Millisecond), float64(viaCatalog)/took.Seconds())
 	b.t.add("register", "leader's Raft log writes (one fsync each)", "%.0f writes for %.0f entries: **%.1f entries per write**",
 		w1-w0, e1-e0, (e1-e0)/max(w1-w0, 1))
+	var servers, clients float64
+	for i := range procs {
+		if i < len(b.c.Servers) {
+			servers += cpu1[i] - cpu0[i]
+		} else {
+			clients += cpu1[i] - cpu0[i]
+		}
+	}
+	b.t.add("register", "CPU used meanwhile, in cores (the machine has 2)", "servers %.2f, client agents %.2f, load generator %.2f; %.0f µs of meshd CPU per instance",
+		servers/took.Seconds(), clients/took.Seconds(), (self1-self0)/took.Seconds(), 1e6*(servers+clients)/float64(viaCatalog))
 
 	// Agent registrations: local at once, then synced by anti-entropy.
 	per := o.viaAgents / len(cl)
