@@ -522,9 +522,10 @@ func (b *bench) heartbeat() error {
 		return err
 	}
 	// Each on one of the services the agents registered, as a service's
-	// heartbeat (register put service i on agent i%len(cl)).
+	// heartbeat (register put service i on agent i%len(cl)). The TTL
+	// outlasts the run, so that no check expires in a later phase.
 	if err := agentproc.Parallel(o.heartbeats, o.workers, func(i int) error {
-		body := fmt.Sprintf(`{"ID":"hb-%d","Name":"heartbeat","TTL":"30s","Status":"passing","ServiceID":"%s"}`, i, agentServiceID(o, i))
+		body := fmt.Sprintf(`{"ID":"hb-%d","Name":"heartbeat","TTL":"15m","Status":"passing","ServiceID":"%s"}`, i, agentServiceID(o, i))
 		return cl[i%len(cl)].Put("/v1/agent/check/register", body)
 	}); err != nil {
 		return fmt.Errorf("register TTL checks: %w", err)
@@ -832,22 +833,33 @@ func (b *bench) watch() error {
 			wg.Go(func() {
 				ctx, cancel := context.WithTimeout(b.ctx, 2*time.Minute)
 				defer cancel()
-				req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s&index=%d&wait=90s", path, idx), nil)
-				resp, err := hc.Do(req)
-				if err == nil {
-					_, err = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if err == nil && resp.StatusCode != 200 {
-						err = fmt.Errorf("watch: %s", resp.Status)
+				at := idx
+				for {
+					req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s&index=%d&wait=90s", path, at), nil)
+					resp, err := hc.Do(req)
+					if err == nil {
+						_, err = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						if err == nil && resp.StatusCode != 200 {
+							err = fmt.Errorf("watch: %s", resp.Status)
+						}
 					}
-				}
-				returned[w] = time.Duration(time.Now().UnixNano() - changedAt.Load())
-				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, err)
+					changed := changedAt.Load()
+					if err == nil && changed == 0 {
+						// Woken before the change (the service moved for
+						// another reason): block again from the new index.
+						at = index(resp)
+						continue
+					}
+					returned[w] = time.Duration(time.Now().UnixNano() - changed)
+					if err != nil {
+						errs.Add(1)
+						firstErr.CompareAndSwap(nil, err)
+						return
+					}
+					nextIdx.Store(max(nextIdx.Load(), index(resp)))
 					return
 				}
-				nextIdx.Store(max(nextIdx.Load(), index(resp)))
 			})
 		}
 		// All parked: the server holds them open.
