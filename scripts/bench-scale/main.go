@@ -78,6 +78,7 @@ type options struct {
 	workers              int
 	timeout              time.Duration
 	profileDir           string
+	serverEnv            string
 }
 
 func main() {
@@ -99,6 +100,7 @@ func main() {
 	flag.IntVar(&o.workers, "workers", 64, "concurrent HTTP clients while loading")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
 	flag.StringVar(&o.profileDir, "profile-dir", "", "write CPU profiles of each phase's busiest process here")
+	flag.StringVar(&o.serverEnv, "server-env", "", "extra environment for the servers, space-separated (e.g. GOGC=50)")
 	flag.Parse()
 	switch {
 	case o.heartbeatDur > 2*time.Minute || o.latencyDur > time.Minute || o.loadDur > time.Minute:
@@ -166,7 +168,8 @@ func run(o options) error {
 	b := &bench{o: o, ctx: ctx, dir: dir}
 	t0 := time.Now()
 	b.c, err = agentproc.StartCluster(ctx, agentproc.ClusterSpec{Bin: o.bin, Dir: dir, Servers: 3, Clients: o.clients, Workers: o.workers,
-		ServerArgs: []string{"-enable-debug", "-log-level", "error"}, ClientArgs: []string{"-enable-debug", "-log-level", "error"}})
+		ServerArgs: []string{"-enable-debug", "-log-level", "error"}, ClientArgs: []string{"-enable-debug", "-log-level", "error"},
+		ServerEnv: strings.Fields(o.serverEnv)})
 	if err != nil {
 		return err
 	}

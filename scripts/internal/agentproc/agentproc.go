@@ -72,8 +72,17 @@ func StartWrapped(ctx context.Context, wrap []string, bin string, workers int, e
 // for it: servers that bootstrap together are up only once all run. ctx
 // bounds the agent's life.
 func Launch(ctx context.Context, argv []string, workers, httpPort, dnsPort int) (*Agent, error) {
+	return LaunchEnv(ctx, argv, nil, workers, httpPort, dnsPort)
+}
+
+// LaunchEnv is Launch with extra environment variables (such as
+// GOGC=50) on top of this process's.
+func LaunchEnv(ctx context.Context, argv, env []string, workers, httpPort, dnsPort int) (*Agent, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}

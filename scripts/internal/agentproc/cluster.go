@@ -5,7 +5,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -26,6 +28,8 @@ type ClusterSpec struct {
 	Workers int
 	// ServerArgs and ClientArgs are extra agent flags.
 	ServerArgs, ClientArgs []string
+	// ServerEnv is extra environment for the servers (GOGC=..., GOMEMLIMIT=...).
+	ServerEnv []string
 }
 
 // Cluster is the running agents. Members' fields are set once started;
@@ -138,7 +142,11 @@ func (c *Cluster) launch(name string, server bool, extra []string) (*Agent, erro
 		argv = append(argv, c.spec.ClientArgs...)
 	}
 	argv = append(argv, extra...)
-	a, err := Launch(c.ctx, argv, c.spec.Workers, p[0], dnsPort)
+	var env []string
+	if server {
+		env = c.spec.ServerEnv
+	}
+	a, err := LaunchEnv(c.ctx, argv, env, c.spec.Workers, p[0], dnsPort)
 	if err != nil {
 		return nil, err
 	}
@@ -194,11 +202,12 @@ func (a *Agent) Kill() {
 // Restart starts the agent again, with the same arguments (ports and data
 // dir), after it stopped. ctx bounds the new process.
 func (a *Agent) Restart(ctx context.Context) error {
-	b, err := Launch(ctx, a.cmd.Args, 0, 0, 0)
-	if err != nil {
-		return err
+	cmd := exec.CommandContext(ctx, a.cmd.Args[0], a.cmd.Args[1:]...)
+	cmd.Stdout, cmd.Stderr, cmd.Env = io.Discard, os.Stderr, a.cmd.Env
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("restart %s: %w", a.Name, err)
 	}
-	a.cmd = b.cmd
+	a.cmd = cmd
 	return nil
 }
 
