@@ -111,3 +111,23 @@ func TestStopSecondSignal(t *testing.T) {
 		})
 	}
 }
+
+func TestServerGC(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	for _, tc := range []struct {
+		server bool
+		env    map[string]string
+		want   int
+		set    bool
+	}{
+		{server: true, want: serverGCPercent, set: true},
+		{server: false},
+		{server: true, env: map[string]string{"GOGC": "200"}},
+		{server: true, env: map[string]string{"GOMEMLIMIT": "1GiB"}},
+	} {
+		got, set := serverGC(tc.server, env(tc.env))
+		if got != tc.want || set != tc.set {
+			t.Errorf("serverGC(%v, %v) = %d, %v; want %d, %v", tc.server, tc.env, got, set, tc.want, tc.set)
+		}
+	}
+}

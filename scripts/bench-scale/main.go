@@ -330,7 +330,9 @@ func (b *bench) register() error {
 	if err != nil {
 		return err
 	}
-	wait := b.profile(leader, 8*time.Second, "register-catalog-leader")
+	waitLeader := b.profile(leader, 8*time.Second, "register-catalog-leader")
+	waitClient := b.profile(cl[0], 8*time.Second, "register-catalog-client1")
+	wait := func() { waitLeader(); waitClient() }
 	procs := append(slices.Clone(b.c.Servers), b.c.Clients...)
 	cpu0, err := cpus(procs)
 	if err != nil {
@@ -822,6 +824,10 @@ func (b *bench) watch() error {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	idx := index(resp)
+	rss0, err := agentproc.RSS(srv.Pid())
+	if err != nil {
+		return err
+	}
 
 	for round := range o.watchRound {
 		var (
@@ -869,6 +875,27 @@ func (b *bench) watch() error {
 		if _, err := b.waitMetric(srv, time.Minute, "meshd_rpc_client_blocking_queries", func(v float64) bool { return v >= float64(o.watchers) }); err != nil {
 			changedAt.Store(time.Now().UnixNano())
 			return fmt.Errorf("watchers did not all park: %w", err)
+		}
+		if round == 0 {
+			rss, err := agentproc.RSS(srv.Pid())
+			if err != nil {
+				return err
+			}
+			heap, err := srv.Metric("go_memstats_heap_inuse_bytes")
+			if err != nil {
+				return err
+			}
+			stacks, err := srv.Metric("go_memstats_stack_inuse_bytes")
+			if err != nil {
+				return err
+			}
+			if b.o.profileDir != "" {
+				if body, err := srv.Get("/debug/pprof/heap?gc=1"); err == nil {
+					_ = os.WriteFile(filepath.Join(b.o.profileDir, "watchers-heap-"+srv.Name+".pprof"), body, 0o644)
+				}
+			}
+			b.t.add("watchers", fmt.Sprintf("%s holding %d blocking HTTP queries", srv.Name, o.watchers), "RSS %.0f MB (%+.0f MB, %.1f KB per watcher): heap %.0f MB, goroutine stacks %.0f MB",
+				mb(rss), mb(rss-rss0), float64(rss-rss0)/1e3/float64(o.watchers), heap/1e6, stacks/1e6)
 		}
 		cpu0, err := agentproc.CPUSeconds(srv.Pid())
 		if err != nil {
@@ -951,6 +978,12 @@ func (b *bench) gossip() error {
 	)
 	minSusp := mult * math.Max(1, math.Log10(float64(n))) * probe
 	spread := (math.Log(float64(n))/math.Log(fanout+1) + math.Log(float64(n))/fanout) * interval
+	gossipers := added[:len(added)-2] // the two victims are killed below
+	gcpu0, err := cpus(gossipers)
+	if err != nil {
+		return err
+	}
+	gt0 := time.Now()
 	for round, victim := range []*agentproc.Agent{added[len(added)-1], added[len(added)-2]} {
 		others := slices.DeleteFunc(slices.Clone(all), func(a *agentproc.Agent) bool { return a == victim || a.Name == added[len(added)-1].Name })
 		victim.Kill()
@@ -984,6 +1017,15 @@ func (b *bench) gossip() error {
 				minSusp, spread, probe+probe+minSusp+spread)
 		}
 	}
+	gcpu1, err := cpus(gossipers)
+	if err != nil {
+		return err
+	}
+	var used []float64
+	for i := range gossipers {
+		used = append(used, 100*(gcpu1[i]-gcpu0[i])/time.Since(gt0).Seconds())
+	}
+	b.t.add("gossip", "CPU of an idle client agent meanwhile (two failures, polled members)", "%.1f%% of one core mean, %.1f%% max", mean(used), slices.Max(used))
 	return nil
 }
 
