@@ -644,7 +644,12 @@ func pct(d []time.Duration) func(q float64) string {
 func (b *bench) lookups() error {
 	o := b.o
 	cl := b.c.Clients[0]
-	// Warm client1's cache: every service once, over DNS and HTTP.
+	// Warm client1's cache: every service once, over DNS and HTTP. Each
+	// entry is one blocking RPC the servers hold from then on.
+	mem0, held0, err := b.serverWatchMemory()
+	if err != nil {
+		return err
+	}
 	t0 := time.Now()
 	if err := agentproc.Parallel(o.services, o.workers, func(i int) error {
 		if _, err := dnsA(cl.DNSPort, svcName(i)); err != nil {
@@ -656,6 +661,14 @@ func (b *bench) lookups() error {
 		return fmt.Errorf("warm the cache: %w", err)
 	}
 	b.t.add("lookups", fmt.Sprintf("client1's cache warmed: %d services over DNS and HTTP", o.services), "%v", time.Since(t0).Round(time.Millisecond))
+	mem1, held1, err := b.serverWatchMemory()
+	if err != nil {
+		return err
+	}
+	if held1 > held0 {
+		b.t.add("lookups", "the servers' blocking RPCs for client1's cache (its watches)", "%.0f more held; servers' heap + stacks %+.0f MB: %.1f KB per watch",
+			held1-held0, (mem1-mem0)/1e6, (mem1-mem0)/1e3/(held1-held0))
+	}
 	// The catalog's instances of a service have distinct addresses; the
 	// agents' share one (127.0.0.1).
 	wantA := (o.instances - o.viaAgents) / o.services
@@ -711,6 +724,30 @@ func (b *bench) lookups() error {
 			float64(len(lat))/wall.Seconds(), p(0.5), p(0.99), p(0.999))
 	}
 	return nil
+}
+
+// serverWatchMemory sums the servers' Go heap and stacks in use, after a
+// collection, and the blocking queries they hold.
+func (b *bench) serverWatchMemory() (mem, held float64, err error) {
+	for _, s := range b.c.Servers {
+		// A heap profile with gc=1 collects first, so the figures are live.
+		if _, err := s.Get("/debug/pprof/heap?gc=1"); err != nil {
+			return 0, 0, err
+		}
+		for _, name := range []string{"go_memstats_heap_alloc_bytes", "go_memstats_stack_inuse_bytes"} {
+			v, err := s.Metric(name)
+			if err != nil {
+				return 0, 0, err
+			}
+			mem += v
+		}
+		v, err := s.Metric("meshd_rpc_client_blocking_queries")
+		if err != nil {
+			return 0, 0, err
+		}
+		held += v
+	}
+	return mem, held, nil
 }
 
 // load runs f on workers goroutines for d and returns every call's
