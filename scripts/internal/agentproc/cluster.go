@@ -43,14 +43,6 @@ type Cluster struct {
 	Clients []*Agent
 }
 
-// Member is what Launch needs to run, and restart, a cluster member.
-type member struct {
-	name string
-	argv []string
-	http int
-	dns  int
-}
-
 // StartCluster launches spec's servers and clients and waits until every
 // one names a leader. ctx bounds every member's life.
 func StartCluster(ctx context.Context, spec ClusterSpec) (*Cluster, error) {
