@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,6 +66,32 @@ type cachedAnswer struct {
 	// fresh counts as a use of the entry.
 	entry *cacheEntry
 	now   func() time.Time
+
+	// The HTTP API's JSON of each of nodes, built by the first read that
+	// wants it and shared by every later one: an answer is read many
+	// times more than it changes, and encoding it was most of the cost
+	// of a cached HTTP lookup.
+	encodeOnce sync.Once
+	encoded    []json.RawMessage
+	encodeErr  error
+}
+
+// encodedNodes returns the JSON of each of a's nodes, as health/service
+// presents them (see presentCheckServiceNode), in a's order.
+func (a *cachedAnswer) encodedNodes() ([]json.RawMessage, error) {
+	a.encodeOnce.Do(func() {
+		enc := make([]json.RawMessage, len(a.nodes))
+		for i, csn := range a.nodes {
+			b, err := json.Marshal(presentCheckServiceNode(csn))
+			if err != nil {
+				a.encodeErr = err
+				return
+			}
+			enc[i] = b
+		}
+		a.encoded = enc
+	})
+	return a.encoded, a.encodeErr
 }
 
 // fresh reports whether no newer answer has replaced a, and the servers

@@ -1,9 +1,14 @@
 package node_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
+	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -226,4 +231,63 @@ func TestClientCacheWithServersDown(t *testing.T) {
 		t.Fatalf("DNS past stale_if_error: %s, want SERVFAIL", mdns.RcodeToString[r.Rcode])
 	}
 	t.Logf("cache gave up %v after the servers went down (stale_if_error %v)", time.Since(down), staleFor)
+}
+
+// A cached health read is served from the answer's JSON, encoded once and
+// shared by every read until the answer changes: its entries must be the
+// ones the uncached path presents, in any order, with ?pretty, and ?filter
+// and ?node-meta (which take the uncached presentation) must still apply.
+func TestCachedHealthSharedJSON(t *testing.T) {
+	agents := nodetest.StartCluster(t, 1, 1)
+	server, client := agents[0], agents[1]
+	for i := range 3 {
+		body := fmt.Sprintf(`{"Node":"ext%d","Address":"10.0.0.%d","NodeMeta":{"rack":"r%d"},
+			"Service":{"ID":"web%d","Service":"web","Port":%d,"Tags":["v%d"],"Meta":{"k":"<%d>"}},
+			"Checks":[{"CheckID":"c%d","ServiceID":"web%d","Status":"passing","Output":"ok & fine"}]}`, i, i+1, i, i, 8080+i, i, i, i, i)
+		if code, out := do(t, "PUT", server.HTTP+"/v1/catalog/register", body); code != 200 {
+			t.Fatalf("register: %d %s", code, out)
+		}
+	}
+	// Entries by service ID, as generic JSON.
+	read := func(query string) map[string]any {
+		t.Helper()
+		code, out := do(t, "GET", client.HTTP+"/v1/health/service/web?"+query, "")
+		if code != 200 {
+			t.Fatalf("GET ?%s: %d %s", query, code, out)
+		}
+		var list []map[string]any
+		if err := json.Unmarshal([]byte(out), &list); err != nil {
+			t.Fatalf("GET ?%s: %v in %s", query, err, out)
+		}
+		byID := map[string]any{}
+		for _, e := range list {
+			byID[e["Service"].(map[string]any)["ID"].(string)] = e
+		}
+		return byID
+	}
+	nodetest.Eventually(t, 10*time.Second, "the client sees all three", func() bool { return len(read("stale")) == 3 })
+	want := read("stale")
+	for range 3 { // a miss, then hits on the shared encoding
+		if got := read("cached"); !reflect.DeepEqual(got, want) {
+			t.Fatalf("?cached entries differ from the uncached ones:\n got %v\nwant %v", got, want)
+		}
+	}
+	code, pretty := do(t, "GET", client.HTTP+"/v1/health/service/web?cached&pretty", "")
+	if code != 200 || !strings.Contains(pretty, "\n    ") {
+		t.Fatalf("?cached&pretty: %d, not indented: %.200s", code, pretty)
+	}
+	if got := read("cached&filter=" + url.QueryEscape(`Service.Port == 8081`)); len(got) != 1 || got["web1"] == nil {
+		t.Fatalf("?cached&filter: %v", got)
+	}
+	if got := read("cached&node-meta=rack:r2"); len(got) != 1 || got["web2"] == nil {
+		t.Fatalf("?cached&node-meta: %v", got)
+	}
+	// A change is a new answer, encoded anew.
+	if code, out := do(t, "PUT", server.HTTP+"/v1/catalog/deregister", `{"Node":"ext0","ServiceID":"web0"}`); code != 200 {
+		t.Fatalf("deregister: %d %s", code, out)
+	}
+	nodetest.Eventually(t, 10*time.Second, "the cached answer drops web0", func() bool {
+		got := read("cached")
+		return len(got) == 2 && got["web0"] == nil
+	})
 }

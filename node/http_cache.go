@@ -92,8 +92,9 @@ func cacheSeconds(field, v string) (time.Duration, error) {
 
 // cachedHealth answers q from the agent cache as cc asks, blocking on the
 // cache with q's index and wait, and writes X-Cache and Age. The nodes it
-// returns are shared: callers copy before they change anything.
-func (a *Agent) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cacheControl, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error) {
+// returns are shared: callers copy before they change anything. The cached
+// answer comes back too, nil when the servers were asked instead.
+func (a *Agent) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cacheControl, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, *cachedAnswer, error) {
 	dc := q.Datacenter
 	if dc == "" {
 		dc = a.cfg.Datacenter
@@ -101,7 +102,7 @@ func (a *Agent) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cach
 	key := newServiceKey(dc, q.Service, q.Tags, q.PassingOnly)
 	ans, hit, err := a.cache.getBlocking(ctx, key, q.MinIndex, q.MaxWait)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	age := ans.entry.age(a.cache.now())
 	if cc.hasMaxAge && age > cc.maxAge {
@@ -112,16 +113,16 @@ func (a *Agent) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cach
 		})
 		if ferr == nil {
 			setCacheHeaders(w, false, 0)
-			return res, nil
+			return res, nil, nil
 		}
 		// The fetch may have taken a while: judge the answer by its age now.
 		age = ans.entry.age(a.cache.now())
 		if !cc.hasStaleIfError || age > cc.maxAge+cc.staleIfError || age > a.cache.staleIfError {
-			return nil, ferr
+			return nil, nil, ferr
 		}
 	}
 	setCacheHeaders(w, hit, age)
-	return &rpc.CheckServiceNodesResponse{Nodes: ans.nodes, QueryMeta: ans.meta}, nil
+	return &rpc.CheckServiceNodesResponse{Nodes: ans.nodes, QueryMeta: ans.meta}, ans, nil
 }
 
 // setCacheHeaders writes X-Cache and Age (whole seconds, rounded up, so an

@@ -332,7 +332,7 @@ func (a *Agent) catalogService(w http.ResponseWriter, r *http.Request) (any, err
 	if cc.use {
 		// The health answer with critical instances holds every instance.
 		var hres *rpc.CheckServiceNodesResponse
-		if hres, err = a.cachedHealth(r.Context(), w, cc, q); err == nil {
+		if hres, _, err = a.cachedHealth(r.Context(), w, cc, q); err == nil {
 			res = &rpc.ServiceNodesResponse{Nodes: serviceNodesOf(hres.Nodes), QueryMeta: hres.QueryMeta}
 		}
 	} else {

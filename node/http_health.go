@@ -1,7 +1,9 @@
 package node
 
 import (
+	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/meshd/meshd/catalog"
@@ -16,44 +18,90 @@ func (a *Agent) healthService(w http.ResponseWriter, r *http.Request) (any, erro
 	if err != nil {
 		return nil, err
 	}
-	out, qm, err := a.serviceEntries(w, r, passing)
+	near := r.URL.Query().Get("near")
+	ans, err := a.serviceEntries(w, r, passing, near == "")
 	if err != nil {
 		return nil, err
 	}
-	setMeta(w, qm)
+	setMeta(w, ans.meta)
+	if ans.encoded != nil {
+		enc := slices.Clone(ans.encoded)
+		shuffle(enc)
+		return encodedList(enc), nil
+	}
+	out := ans.entries
 	shuffle(out)
-	if near := r.URL.Query().Get("near"); near != "" {
+	if near != "" {
 		sortNear(out, a.distanceFrom(near))
 	}
 	return out, nil
 }
 
+// serviceAnswer is what serviceEntries found: the entries, presented, or
+// when the caller can use them and the read was a plain one from the
+// agent cache, their JSON shared with every read of the same answer.
+type serviceAnswer struct {
+	entries []catalog.CheckServiceNode
+	encoded []json.RawMessage
+	meta    rpc.QueryMeta
+}
+
+// encodedList is a JSON array of entries encoded already.
+type encodedList []json.RawMessage
+
+func (l encodedList) MarshalJSON() ([]byte, error) {
+	n := 2
+	for _, e := range l {
+		n += len(e) + 1
+	}
+	b := make([]byte, 0, n)
+	b = append(b, '[')
+	for i, e := range l {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, e...)
+	}
+	return append(b, ']'), nil
+}
+
 // serviceEntries runs the query behind health/service and lb/service:
 // the instances of the service named in the path matching ?tag (repeated),
 // ?node-meta and ?filter, critical ones included unless passingOnly; from
-// the agent cache when the read allows it (see readCacheControl).
-func (a *Agent) serviceEntries(w http.ResponseWriter, r *http.Request, passingOnly bool) ([]catalog.CheckServiceNode, rpc.QueryMeta, error) {
+// the agent cache when the read allows it (see readCacheControl). With
+// encoded, a read from the cache with neither ?node-meta nor ?filter comes
+// back as the answer's shared JSON instead of entries.
+func (a *Agent) serviceEntries(w http.ResponseWriter, r *http.Request, passingOnly, encoded bool) (serviceAnswer, error) {
 	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
 	if err != nil {
-		return nil, rpc.QueryMeta{}, err
+		return serviceAnswer{}, err
 	}
 	meta, err := nodeMetaFilter(r)
 	if err != nil {
-		return nil, rpc.QueryMeta{}, err
+		return serviceAnswer{}, err
 	}
 	cc, err := a.readCacheControl(r, &qo)
 	if err != nil {
-		return nil, rpc.QueryMeta{}, err
+		return serviceAnswer{}, err
 	}
 	q := &rpc.ServiceQuery{Service: r.PathValue("name"), Tags: r.URL.Query()["tag"], PassingOnly: passingOnly, QueryOptions: qo}
 	var res *rpc.CheckServiceNodesResponse
+	var cached *cachedAnswer
 	if cc.use {
-		res, err = a.cachedHealth(r.Context(), w, cc, q)
+		res, cached, err = a.cachedHealth(r.Context(), w, cc, q)
 	} else {
 		res, err = a.server.HealthServiceNodes(r.Context(), q)
 	}
 	if err != nil {
-		return nil, rpc.QueryMeta{}, err
+		return serviceAnswer{}, err
+	}
+	filter := r.URL.Query().Get("filter")
+	if encoded && cached != nil && len(meta) == 0 && filter == "" {
+		enc, err := cached.encodedNodes()
+		if err != nil {
+			return serviceAnswer{}, err
+		}
+		return serviceAnswer{encoded: enc, meta: res.QueryMeta}, nil
 	}
 	out := make([]catalog.CheckServiceNode, 0, len(res.Nodes))
 	for _, csn := range res.Nodes {
@@ -61,11 +109,11 @@ func (a *Agent) serviceEntries(w http.ResponseWriter, r *http.Request, passingOn
 			out = append(out, presentCheckServiceNode(csn))
 		}
 	}
-	out, err = catalog.Filter(r.URL.Query().Get("filter"), out)
+	out, err = catalog.Filter(filter, out)
 	if err != nil {
-		return nil, rpc.QueryMeta{}, err
+		return serviceAnswer{}, err
 	}
-	return out, res.QueryMeta, nil
+	return serviceAnswer{entries: out, meta: res.QueryMeta}, nil
 }
 
 // presentCheckServiceNode copies an entry with [] and {} for nil slices

@@ -32,11 +32,12 @@ func (a *Agent) lbService(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	entries, qm, err := a.serviceEntries(w, r, false)
+	ans, err := a.serviceEntries(w, r, false, false)
 	if err != nil {
 		return nil, err
 	}
-	setMeta(w, qm)
+	entries := ans.entries
+	setMeta(w, ans.meta)
 	name := r.PathValue("name")
 	if len(entries) == 0 {
 		return nil, notFound("no instance of service %q", name)
