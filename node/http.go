@@ -132,8 +132,18 @@ func (a *Agent) wrap(f apiFunc) http.Handler {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
+		_, pretty := r.URL.Query()["pretty"]
+		if l, ok := out.(encodedList); ok && !pretty {
+			// Encoded already: written as it is, not scanned again.
+			b := append(l.appendTo(nil), '\n')
+			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+			if _, err := w.Write(b); err != nil {
+				a.logger.Debug("write response", "path", r.URL.Path, "error", err)
+			}
+			return
+		}
 		enc := json.NewEncoder(w)
-		if _, ok := r.URL.Query()["pretty"]; ok {
+		if pretty {
 			enc.SetIndent("", "    ")
 		}
 		if err := enc.Encode(out); err != nil {

@@ -49,12 +49,17 @@ type serviceAnswer struct {
 // encodedList is a JSON array of entries encoded already.
 type encodedList []json.RawMessage
 
-func (l encodedList) MarshalJSON() ([]byte, error) {
-	n := 2
+// MarshalJSON is for the encoder's ?pretty path; the API writes the list
+// itself otherwise (see wrap).
+func (l encodedList) MarshalJSON() ([]byte, error) { return l.appendTo(nil), nil }
+
+// appendTo appends the array to b.
+func (l encodedList) appendTo(b []byte) []byte {
+	n := 3
 	for _, e := range l {
 		n += len(e) + 1
 	}
-	b := make([]byte, 0, n)
+	b = slices.Grow(b, n)
 	b = append(b, '[')
 	for i, e := range l {
 		if i > 0 {
@@ -62,7 +67,7 @@ func (l encodedList) MarshalJSON() ([]byte, error) {
 		}
 		b = append(b, e...)
 	}
-	return append(b, ']'), nil
+	return append(b, ']')
 }
 
 // serviceEntries runs the query behind health/service and lb/service:
