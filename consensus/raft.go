@@ -755,7 +755,10 @@ func (s *Server) Configuration() ([]ServerInfo, uint64, error) {
 	return out, f.Index(), nil
 }
 
-// observedLogs is a raft.LogStore that reports each write.
+// observedLogs is a raft.LogStore that reports each successful write. It
+// passes raft.MonotonicLogStore through; raft's other optional interface,
+// CommitTrackingLogStore, raft-wal does not implement (add it here if the
+// store ever does).
 type observedLogs struct {
 	raft.LogStore
 	observe func(entries int, took time.Duration)
@@ -766,7 +769,9 @@ func (o observedLogs) StoreLog(l *raft.Log) error { return o.StoreLogs([]*raft.L
 func (o observedLogs) StoreLogs(logs []*raft.Log) error {
 	start := time.Now()
 	err := o.LogStore.StoreLogs(logs)
-	o.observe(len(logs), time.Since(start))
+	if err == nil {
+		o.observe(len(logs), time.Since(start))
+	}
 	return err
 }
 

@@ -400,10 +400,15 @@ func pushEach[T any](ctx context.Context, items []T, push func(context.Context, 
 	if len(items) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		errOnce sync.Once
+		first   error
+		wg      sync.WaitGroup
+	)
 	sem := make(chan struct{}, pushParallel)
-	var wg sync.WaitGroup
+	started := 0
 	for _, it := range items {
 		select {
 		case sem <- struct{}{}:
@@ -412,15 +417,22 @@ func pushEach[T any](ctx context.Context, items []T, push func(context.Context, 
 		if ctx.Err() != nil {
 			break
 		}
+		started++
 		wg.Go(func() {
 			defer func() { <-sem }()
 			if err := push(ctx, it); err != nil {
-				cancel(err)
+				errOnce.Do(func() { first = err })
+				cancel()
 			}
 		})
 	}
 	wg.Wait()
-	return context.Cause(ctx)
+	if first == nil && started < len(items) {
+		// The caller's context ended before every item was pushed. Once
+		// all were, a context ending after them is no failure.
+		first = ctx.Err()
+	}
+	return first
 }
 
 // refused reports whether the catalog refused an item as malformed. Such
