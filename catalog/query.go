@@ -367,15 +367,19 @@ func (s *Store) Stats() (Stats, error) {
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		out.Nodes++
 	}
-	if it, err = tx.Get(tableServices, indexID); err != nil {
+	// By service name: a service's instances are adjacent, so each new
+	// name (case-insensitively, as the index) is a new service.
+	if it, err = tx.Get(tableServices, indexService); err != nil {
 		return out, fmt.Errorf("stats: %w", err)
 	}
-	names := map[string]struct{}{}
+	var prev string
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		out.Instances++
-		names[strings.ToLower(raw.(*Service).Service)] = struct{}{}
+		if name := raw.(*Service).Service; out.Instances == 1 || !strings.EqualFold(name, prev) {
+			out.Services++
+			prev = name
+		}
 	}
-	out.Services = len(names)
 	if it, err = tx.Get(tableChecks, indexID); err != nil {
 		return out, fmt.Errorf("stats: %w", err)
 	}

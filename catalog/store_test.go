@@ -483,39 +483,59 @@ func TestNodeServicesByKeyPrefix(t *testing.T) {
 	}
 }
 
-// BenchmarkLiveHeap fills a store with the mission's catalog, 100,000
-// instances of 10,000 services on 1,000 nodes, each with a tag and a meta
-// key and every tenth with a TTL check, and reports the live heap it
-// holds (after a collection) per instance and in all.
+// BenchmarkLiveHeap reports the live heap the mission's catalog holds
+// (missionStore, after a collection), per instance and in all.
 func BenchmarkLiveHeap(b *testing.B) {
-	const instances, services, nodes = 100_000, 10_000, 1_000
 	for range b.N {
 		runtime.GC()
 		var before runtime.MemStats
 		runtime.ReadMemStats(&before)
-		s := NewStore()
-		for i := range instances {
-			svc, k := i%services, i/services
-			req := &RegisterRequest{
-				Node: fmt.Sprintf("node-%04d", (svc+k*100)%nodes), Address: fmt.Sprintf("10.1.%d.%d", i%nodes/250, 1+i%nodes%250), Datacenter: "dc1",
-				Service: &Service{ID: fmt.Sprintf("svc-%05d-%d", svc, k), Service: fmt.Sprintf("svc-%05d", svc), Port: 20000 + k,
-					Tags: []string{fmt.Sprintf("v%d", k%3)}, Meta: map[string]string{"k": fmt.Sprint(k)}, Weights: DefaultWeights},
-			}
-			if i%10 == 0 {
-				req.Checks = []*Check{{CheckID: "hb-" + req.Service.ID, ServiceID: req.Service.ID, Status: HealthPassing}}
-			}
-			if err := s.EnsureRegistration(uint64(i+1), req); err != nil {
-				b.Fatal(err)
-			}
-		}
+		s := missionStore(b)
 		runtime.GC()
 		var after runtime.MemStats
 		runtime.ReadMemStats(&after)
 		live := float64(after.HeapAlloc) - float64(before.HeapAlloc)
-		b.ReportMetric(live/instances, "B/instance")
+		b.ReportMetric(live/missionInstances, "B/instance")
 		b.ReportMetric(live/1e6, "MB")
 		runtime.KeepAlive(s)
 	}
+}
+
+// BenchmarkStats is a metrics scrape's walk of the mission's catalog.
+func BenchmarkStats(b *testing.B) {
+	s := missionStore(b)
+	b.ResetTimer()
+	for range b.N {
+		st, err := s.Stats()
+		if err != nil || st.Instances != missionInstances || st.Services != 10_000 {
+			b.Fatalf("Stats = %+v, %v", st, err)
+		}
+	}
+}
+
+const missionInstances = 100_000
+
+// missionStore fills a store with the mission's catalog: 100,000
+// instances of 10,000 services on 1,000 nodes, each with a tag and a meta
+// key, and every tenth with a TTL check.
+func missionStore(b *testing.B) *Store {
+	const services, nodes = 10_000, 1_000
+	s := NewStore()
+	for i := range missionInstances {
+		svc, k := i%services, i/services
+		req := &RegisterRequest{
+			Node: fmt.Sprintf("node-%04d", (svc+k*100)%nodes), Address: fmt.Sprintf("10.1.%d.%d", i%nodes/250, 1+i%nodes%250), Datacenter: "dc1",
+			Service: &Service{ID: fmt.Sprintf("svc-%05d-%d", svc, k), Service: fmt.Sprintf("svc-%05d", svc), Port: 20000 + k,
+				Tags: []string{fmt.Sprintf("v%d", k%3)}, Meta: map[string]string{"k": fmt.Sprint(k)}, Weights: DefaultWeights},
+		}
+		if i%10 == 0 {
+			req.Checks = []*Check{{CheckID: "hb-" + req.Service.ID, ServiceID: req.Service.ID, Status: HealthPassing}}
+		}
+		if err := s.EnsureRegistration(uint64(i+1), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s
 }
 
 // A node's own checks, and each service's, are exact lookups that keep
