@@ -78,13 +78,13 @@ func Launch(ctx context.Context, argv []string, workers, httpPort, dnsPort int) 
 // LaunchEnv is Launch with extra environment variables (such as
 // GOGC=50) on top of this process's.
 func LaunchEnv(ctx context.Context, argv, env []string, workers, httpPort, dnsPort int) (*Agent, error) {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
+	var full []string // nil: this process's environment
 	if len(env) > 0 {
-		cmd.Env = append(os.Environ(), env...)
+		full = append(os.Environ(), env...)
 	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", argv[0], err)
+	cmd, err := startCmd(ctx, argv, full)
+	if err != nil {
+		return nil, err
 	}
 	return &Agent{
 		cmd:     cmd,
@@ -92,6 +92,17 @@ func LaunchEnv(ctx context.Context, argv, env []string, workers, httpPort, dnsPo
 		DNSPort: dnsPort,
 		Client:  &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}},
 	}, nil
+}
+
+// startCmd starts argv with environment env (nil: this process's), its
+// output discarded and its errors on this process's stderr.
+func startCmd(ctx context.Context, argv, env []string) (*exec.Cmd, error) {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdout, cmd.Stderr, cmd.Env = io.Discard, os.Stderr, env
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	return cmd, nil
 }
 
 // Pid is the agent's process ID.

@@ -1,13 +1,9 @@
 package agentproc
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -194,9 +190,8 @@ func (a *Agent) Kill() {
 // Restart starts the agent again, with the same arguments (ports and data
 // dir), after it stopped. ctx bounds the new process.
 func (a *Agent) Restart(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, a.cmd.Args[0], a.cmd.Args[1:]...)
-	cmd.Stdout, cmd.Stderr, cmd.Env = io.Discard, os.Stderr, a.cmd.Env
-	if err := cmd.Start(); err != nil {
+	cmd, err := startCmd(ctx, a.cmd.Args, a.cmd.Env)
+	if err != nil {
 		return fmt.Errorf("restart %s: %w", a.Name, err)
 	}
 	a.cmd = cmd
@@ -206,16 +201,31 @@ func (a *Agent) Restart(ctx context.Context) error {
 // Metric sums the values of a's Prometheus series called name whose
 // labels contain every one of match (such as `method="Health.ServiceNodes"`).
 func (a *Agent) Metric(name string, match ...string) (float64, error) {
-	b, err := a.Get("/v1/agent/metrics?format=prometheus")
+	m, err := a.Scrape()
 	if err != nil {
 		return 0, err
 	}
+	return m.Sum(name, match...)
+}
+
+// Metrics is one scrape of an agent's Prometheus metrics, a line each.
+type Metrics []string
+
+// Scrape fetches a's metrics once, for reading several series of the same
+// moment (and without walking a server's catalog for each).
+func (a *Agent) Scrape() (Metrics, error) {
+	b, err := a.Get("/v1/agent/metrics?format=prometheus")
+	if err != nil {
+		return nil, err
+	}
+	return Metrics(strings.Split(string(b), "\n")), nil
+}
+
+// Sum is Metric on a scrape.
+func (m Metrics) Sum(name string, match ...string) (float64, error) {
 	var sum float64
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 next:
-	for sc.Scan() {
-		line := sc.Text()
+	for _, line := range m {
 		sp := strings.LastIndexByte(line, ' ')
 		if strings.HasPrefix(line, "#") || sp < 0 {
 			continue
@@ -235,7 +245,7 @@ next:
 		}
 		sum += v
 	}
-	return sum, sc.Err()
+	return sum, nil
 }
 
 // RSS is a process's resident set size in bytes, from /proc.
