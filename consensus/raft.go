@@ -225,13 +225,9 @@ func (s *Server) Start(ctx context.Context) error {
 		if err := os.MkdirAll(filepath.Join(dir, "wal"), 0o700); err != nil {
 			return fmt.Errorf("raft dir: %w", err)
 		}
-		// WAL.Close leaves the meta store open (and its file locked), so
-		// the server owns it and closes it after the WAL.
-		meta := &metadb.BoltMetaDB{}
-		w, err := wal.Open(filepath.Join(dir, "wal"), wal.WithLogger(hclogFor(s.logger, "wal")), wal.WithMetaStore(meta))
+		w, meta, err := openLog(filepath.Join(dir, "wal"), s.logger, 0)
 		if err != nil {
-			meta.Close()
-			return fmt.Errorf("open raft log: %w", err)
+			return err
 		}
 		fss, err := raft.NewFileSnapshotStoreWithLogger(dir, s.cfg.SnapshotRetain, hclogFor(s.logger, "snapshot"))
 		if err != nil {
@@ -658,6 +654,31 @@ func (s *Server) TakeSnapshot() error {
 		return fmt.Errorf("snapshot: %w", err)
 	}
 	return nil
+}
+
+// openLog opens the Raft log (raft-wal) in dir. WAL.Close leaves the meta
+// store open (and its file locked), so the caller owns it and closes it
+// after the WAL. raft-wal must be v0.4.1 or later: v0.4.0 left a log whose
+// tail was truncated (a follower's uncommitted entries replaced by a new
+// leader's) unreadable after the next crash.
+// segmentSize > 0 overrides raft-wal's segment size (tests roll segments
+// sooner with it).
+func openLog(dir string, logger *slog.Logger, segmentSize int) (*wal.WAL, *metadb.BoltMetaDB, error) {
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(dir, wal.WithLogger(hclogFor(logger, "wal")), wal.WithMetaStore(meta), segmentSizeOpt(segmentSize))
+	if err != nil {
+		meta.Close()
+		return nil, nil, fmt.Errorf("open raft log: %w", err)
+	}
+	return w, meta, nil
+}
+
+// segmentSizeOpt is raft-wal's segment size option, its default for 0.
+func segmentSizeOpt(size int) func(*wal.WAL) {
+	if size > 0 {
+		return wal.WithSegmentSize(size)
+	}
+	return func(*wal.WAL) {}
 }
 
 // lastCommandIndex is the index of the last command in the log, or 0 when
