@@ -132,6 +132,7 @@ type PreparedQueryRequest struct {
 	// Datacenter, when another than the receiving server's, makes it
 	// forward the request there; the catalog ignores it.
 	Datacenter string
+	WriteRequest
 }
 
 // Prepared query operations.

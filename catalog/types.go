@@ -230,6 +230,7 @@ type RegisterRequest struct {
 	// SkipNodeUpdate leaves an existing node's fields alone (an agent
 	// syncing one service must not clobber node meta set elsewhere).
 	SkipNodeUpdate bool
+	WriteRequest
 }
 
 // DeregisterRequest removes a check (CheckID), a service instance with its
@@ -242,6 +243,7 @@ type DeregisterRequest struct {
 	// Datacenter, when another than the receiving server's, makes it
 	// forward the request there; the catalog ignores it.
 	Datacenter string
+	WriteRequest
 }
 
 // CheckStatusUpdate changes the status and output of one existing check.
@@ -251,4 +253,5 @@ type CheckStatusUpdate struct {
 	CheckID string
 	Status  HealthStatus
 	Output  string
+	WriteRequest
 }

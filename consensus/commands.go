@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -28,6 +29,20 @@ const (
 // diverge.
 const IgnoreUnknownTypeFlag MessageType = 128
 
+// StampedFlag marks an entry whose type byte is followed by the leader's
+// clock when it appended the entry (8 bytes, big-endian Unix
+// nanoseconds), then the body. Only stamped entries take part in the
+// FSM's write deduplication, whose memory expires by these stamps; the
+// leader writes them once every server reads them (FSMVersion 2), and a
+// server of an older build stops at the first one rather than apply it
+// without deduplicating.
+const StampedFlag MessageType = 64
+
+// FSMVersion is the newest log and snapshot format this build reads and
+// writes: 1, bodies alone and catalog snapshots; 2, stamped entries and
+// snapshots that carry the applied writes' identities.
+const FSMVersion = 2
+
 var (
 	// ErrUnknownCommand marks a command type this build does not know.
 	ErrUnknownCommand = errors.New("unknown command type")
@@ -49,38 +64,70 @@ func (t MessageType) String() string {
 	return fmt.Sprintf("type-%d", uint8(t))
 }
 
-// Encode returns the log bytes of a command.
-func Encode(t MessageType, body any) ([]byte, error) {
+// stampSize is the length of an entry's leader stamp.
+const stampSize = 8
+
+// Entry is a decoded log entry.
+type Entry struct {
+	// Type is the command type, with IgnoreUnknownTypeFlag as written and
+	// without StampedFlag.
+	Type MessageType
+	// Stamp is the leader's clock when it appended the entry, in Unix
+	// nanoseconds; 0 for an unstamped entry.
+	Stamp int64
+	// Body is the command, a pointer to its request type.
+	Body any
+}
+
+// Encode returns the log bytes of a command; stamp > 0 writes a stamped
+// entry.
+func Encode(t MessageType, stamp int64, body any) ([]byte, error) {
 	b, err := msgpack.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", t, err)
 	}
-	return append([]byte{byte(t)}, b...), nil
+	if stamp <= 0 {
+		return append([]byte{byte(t &^ StampedFlag)}, b...), nil
+	}
+	buf := make([]byte, 1+stampSize, 1+stampSize+len(b))
+	buf[0] = byte(t | StampedFlag)
+	binary.BigEndian.PutUint64(buf[1:], uint64(stamp))
+	return append(buf, b...), nil
 }
 
 // Decode reads log bytes into the command body of their type. It never
 // panics; an unknown type returns ErrUnknownCommand with the type, so the
 // caller can honour IgnoreUnknownTypeFlag.
-func Decode(buf []byte) (MessageType, any, error) {
+func Decode(buf []byte) (Entry, error) {
 	if len(buf) == 0 {
-		return 0, nil, fmt.Errorf("%w: empty", ErrMalformedCommand)
+		return Entry{}, fmt.Errorf("%w: empty", ErrMalformedCommand)
 	}
-	t := MessageType(buf[0])
-	var body any
-	switch t &^ IgnoreUnknownTypeFlag {
+	e := Entry{Type: MessageType(buf[0]) &^ StampedFlag}
+	body := buf[1:]
+	if MessageType(buf[0])&StampedFlag != 0 {
+		if len(buf) < 1+stampSize {
+			return e, fmt.Errorf("%w: %s: stamp cut short", ErrMalformedCommand, e.Type)
+		}
+		e.Stamp = int64(binary.BigEndian.Uint64(buf[1:]))
+		if e.Stamp <= 0 {
+			return e, fmt.Errorf("%w: %s: stamp %d", ErrMalformedCommand, e.Type, e.Stamp)
+		}
+		body = buf[1+stampSize:]
+	}
+	switch e.Type &^ IgnoreUnknownTypeFlag {
 	case RegisterType:
-		body = &catalog.RegisterRequest{}
+		e.Body = &catalog.RegisterRequest{}
 	case DeregisterType:
-		body = &catalog.DeregisterRequest{}
+		e.Body = &catalog.DeregisterRequest{}
 	case CheckUpdateType:
-		body = &catalog.CheckStatusUpdate{}
+		e.Body = &catalog.CheckStatusUpdate{}
 	case PreparedQueryType:
-		body = &catalog.PreparedQueryRequest{}
+		e.Body = &catalog.PreparedQueryRequest{}
 	default:
-		return t, nil, fmt.Errorf("%w: %s", ErrUnknownCommand, t)
+		return e, fmt.Errorf("%w: %s", ErrUnknownCommand, e.Type)
 	}
-	if err := msgpack.Unmarshal(buf[1:], body); err != nil {
-		return t, nil, fmt.Errorf("%w: %s: %v", ErrMalformedCommand, t, err)
+	if err := msgpack.Unmarshal(body, e.Body); err != nil {
+		return e, fmt.Errorf("%w: %s: %v", ErrMalformedCommand, e.Type, err)
 	}
-	return t, body, nil
+	return e, nil
 }

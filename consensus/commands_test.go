@@ -3,6 +3,7 @@ package consensus
 import (
 	"errors"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -21,41 +22,69 @@ func TestCommandRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			buf, err := Encode(tt.t, tt.body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			typ, body, err := Decode(buf)
-			if err != nil || typ != tt.t || !reflect.DeepEqual(body, tt.body) {
-				t.Fatalf("Decode = %v %+v %v", typ, body, err)
+			for _, stamp := range []int64{0, 1_700_000_000_123_456_789} {
+				buf, err := Encode(tt.t, stamp, tt.body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				e, err := Decode(buf)
+				if err != nil || e.Type != tt.t || e.Stamp != stamp || !reflect.DeepEqual(e.Body, tt.body) {
+					t.Fatalf("Decode(stamp %d) = %+v %v", stamp, e, err)
+				}
 			}
 		})
 	}
 }
 
 func TestDecodeErrors(t *testing.T) {
-	if _, _, err := Decode(nil); !errors.Is(err, ErrMalformedCommand) {
-		t.Fatalf("empty: %v", err)
+	for name, buf := range map[string][]byte{
+		"empty":          nil,
+		"garbage body":   {byte(RegisterType), 0xc1},
+		"stamp cut":      {byte(RegisterType | StampedFlag), 0, 0, 1},
+		"zero stamp":     {byte(RegisterType | StampedFlag), 0, 0, 0, 0, 0, 0, 0, 0, 0x80},
+		"negative stamp": {byte(RegisterType | StampedFlag), 0xff, 0, 0, 0, 0, 0, 0, 0, 0x80},
+	} {
+		if _, err := Decode(buf); !errors.Is(err, ErrMalformedCommand) {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
-	if _, _, err := Decode([]byte{byte(RegisterType), 0xc1}); !errors.Is(err, ErrMalformedCommand) {
-		t.Fatalf("garbage body: %v", err)
-	}
-	if _, _, err := Decode([]byte{99}); !errors.Is(err, ErrUnknownCommand) {
+	if _, err := Decode([]byte{33}); !errors.Is(err, ErrUnknownCommand) {
 		t.Fatalf("unknown: %v", err)
+	}
+	if _, err := Decode([]byte{33 | byte(StampedFlag), 0, 0, 0, 0, 0, 0, 0, 1}); !errors.Is(err, ErrUnknownCommand) {
+		t.Fatalf("unknown stamped: %v", err)
 	}
 }
 
 func TestFSMUnknownCommands(t *testing.T) {
 	f := NewFSM(catalog.NewStore(), testLogger(t))
-	if got := f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{byte(IgnoreUnknownTypeFlag | 99)}}); got != nil {
+	if got := f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte{byte(IgnoreUnknownTypeFlag | 33)}}); got != nil {
 		t.Fatalf("ignorable unknown command returned %v", got)
 	}
-	defer func() {
-		if recover() == nil {
-			t.Fatal("an unknown command without the ignore flag did not stop the replica")
-		}
-	}()
-	f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte{99}})
+	if f.AppliedIndex() != 1 {
+		t.Fatalf("applied index %d after a skipped command, want 1", f.AppliedIndex())
+	}
+	got := f.Apply(&raft.Log{Index: 2, Type: raft.LogCommand, Data: []byte{33}})
+	if err, _ := got.(error); !errors.Is(err, ErrHalted) {
+		t.Fatalf("an unknown command without the ignore flag returned %v, want ErrHalted", got)
+	}
+	// Halted: nothing after it is applied, no snapshot is taken.
+	reg, _ := Encode(RegisterType, 0, &catalog.RegisterRequest{Node: "n1", Address: "10.0.0.1"})
+	if got, _ := f.Apply(&raft.Log{Index: 3, Type: raft.LogCommand, Data: reg}).(error); !errors.Is(got, ErrHalted) {
+		t.Fatalf("after the halt an entry returned %v", got)
+	}
+	if _, n, _ := f.store.Nodes(nil); len(n) != 0 {
+		t.Fatalf("a halted FSM applied an entry: %v", n)
+	}
+	if f.AppliedIndex() != 1 {
+		t.Fatalf("applied index %d, want 1: the FSM stopped before entry 2", f.AppliedIndex())
+	}
+	if _, err := f.Snapshot(); !errors.Is(err, ErrHalted) {
+		t.Fatalf("a halted FSM took a snapshot: %v", err)
+	}
+	if err := f.Halted(); !errors.Is(err, ErrHalted) || !strings.Contains(err.Error(), "index 2") {
+		t.Fatalf("Halted() = %v", err)
+	}
 }
 
 func FuzzDecode(f *testing.F) {
@@ -69,13 +98,15 @@ func FuzzDecode(f *testing.F) {
 		{PreparedQueryType | IgnoreUnknownTypeFlag, &catalog.PreparedQueryRequest{Op: catalog.QuerySet,
 			Query: &catalog.PreparedQuery{ID: "q", Name: "web", Service: catalog.ServiceQuery{Service: "web", Failover: catalog.QueryFailover{NearestN: 1}}}}},
 	} {
-		buf, _ := Encode(body.t, body.b)
+		buf, _ := Encode(body.t, 0, body.b)
+		f.Add(buf)
+		buf, _ = Encode(body.t, 1_700_000_000_000_000_000, body.b)
 		f.Add(buf)
 	}
 	f.Add([]byte{})
 	f.Add([]byte{byte(IgnoreUnknownTypeFlag | 7)})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		typ, body, err := Decode(data)
+		e, err := Decode(data)
 		if err != nil {
 			return
 		}
@@ -83,7 +114,7 @@ func FuzzDecode(f *testing.F) {
 		// bodies with an error, the same on every replica.
 		f := NewFSM(catalog.NewStore(), testLogger(t))
 		_ = f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: data})
-		if _, err := Encode(typ, body); err != nil {
+		if _, err := Encode(e.Type, e.Stamp, e.Body); err != nil {
 			t.Fatalf("re-encode: %v", err)
 		}
 	})

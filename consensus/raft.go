@@ -64,6 +64,21 @@ type Config struct {
 	// The leader groups the writes submitted while its previous write was
 	// on disk, so the entry count is the batch size a burst achieved.
 	ObserveLogWrite func(entries int, took time.Duration)
+	// ServersReadStamps, when set, reports whether every server of the
+	// datacenter reads stamped entries (FSMVersion 2 or later). Until it
+	// does the leader writes unstamped entries, which servers of the
+	// previous build read, and writes are not deduplicated; once one
+	// stamped entry is applied it is no longer asked. nil: every server
+	// does.
+	ServersReadStamps func() bool
+	// ObserveDuplicate, when set, hears of each write this leader
+	// committed that the FSM found a copy of one applied before (a retry
+	// or a re-sent forward): it changed nothing.
+	ObserveDuplicate func(t MessageType)
+	// OnHalt, when set, hears once that this server's FSM met a committed
+	// entry it cannot apply (ErrHalted): it applies nothing more and must
+	// serve no reads. It must not block.
+	OnHalt func(error)
 }
 
 // DefaultConfig returns the settings for a server on a LAN.
@@ -160,6 +175,9 @@ type Server struct {
 	readyCh     chan struct{}
 	leaderReady atomic.Bool // leading, with the barrier through
 
+	stampMu      sync.Mutex // guards stampChecked
+	stampChecked time.Time  // when ServersReadStamps last said no
+
 	epochMu    sync.Mutex // guards epoch and endEpoch
 	epoch      context.Context
 	endEpoch   context.CancelFunc
@@ -179,14 +197,53 @@ func New(cfg Config, store *catalog.Store) (*Server, error) {
 	logger := cfg.Logger.With("component", "raft")
 	s := &Server{
 		cfg:        cfg,
-		fsm:        &FSM{store: store, logger: logger, observe: cfg.ObserveFSM},
+		fsm:        &FSM{store: store, logger: logger, observe: cfg.ObserveFSM, writes: newWriteTable()},
 		logger:     logger,
 		layer:      newStreamLayer(cfg.Advertise),
 		readyCh:    make(chan struct{}),
 		shutdownCh: make(chan struct{}),
 	}
 	s.epoch, s.endEpoch = context.WithCancel(context.Background())
+	s.fsm.onHalt = s.halted
 	return s, nil
+}
+
+// halted hears that the FSM stopped: a leader hands its leadership to
+// another server, whose catalog is whole, and the operator is told.
+func (s *Server) halted(err error) {
+	if s.cfg.OnHalt != nil {
+		s.cfg.OnHalt(err)
+	}
+	r := s.raftOrNil()
+	if r != nil && r.State() == raft.Leader {
+		go func() {
+			if err := r.LeadershipTransfer().Error(); err != nil {
+				s.logger.Warn("hand over leadership after the catalog halted", "error", err)
+			}
+		}()
+	}
+}
+
+// Halted returns ErrHalted, wrapped with the entry, once this server's
+// catalog has stopped at an entry it cannot apply; nil while it runs.
+func (s *Server) Halted() error { return s.fsm.Halted() }
+
+// stampWrites reports whether the leader stamps the entries it appends.
+func (s *Server) stampWrites() bool {
+	if s.fsm.stamped.Load() || s.cfg.ServersReadStamps == nil {
+		return true
+	}
+	s.stampMu.Lock()
+	defer s.stampMu.Unlock()
+	if time.Since(s.stampChecked) < time.Second {
+		return false
+	}
+	if s.cfg.ServersReadStamps() {
+		s.fsm.stamped.Store(true) // the stamped entry will confirm it
+		return true
+	}
+	s.stampChecked = time.Now()
+	return false
 }
 
 // HandleConn takes a Raft connection from the server port's multiplexer,
@@ -483,11 +540,17 @@ func (s *Server) Apply(ctx context.Context, t MessageType, body any) (uint64, er
 	if r == nil {
 		return 0, ErrShutdown
 	}
-	buf, err := Encode(t, body)
-	if err != nil {
+	// A request whose budget ran out is dropped before Raft sees it: its
+	// sender has given up and may have sent a newer write since.
+	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	if err := ctx.Err(); err != nil {
+	var stamp int64
+	if s.stampWrites() {
+		stamp = time.Now().UnixNano()
+	}
+	buf, err := Encode(t, stamp, body)
+	if err != nil {
 		return 0, err
 	}
 	timeout := s.cfg.ApplyTimeout
@@ -509,7 +572,13 @@ func (s *Server) Apply(ctx context.Context, t MessageType, body any) (uint64, er
 	if s.cfg.ObserveApply != nil {
 		s.cfg.ObserveApply(t, time.Since(start))
 	}
-	if resp, ok := f.Response().(error); ok && resp != nil {
+	switch resp := f.Response().(type) {
+	case *Duplicate:
+		if s.cfg.ObserveDuplicate != nil {
+			s.cfg.ObserveDuplicate(t)
+		}
+		return resp.Index, resp.Err
+	case error:
 		return f.Index(), resp
 	}
 	return f.Index(), nil

@@ -121,7 +121,7 @@ func (s *Server) RestoreSnapshot(r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	if err := catalog.NewStore().Restore(bytes.NewReader(state)); err != nil {
+	if err := NewFSM(catalog.NewStore(), s.logger).Restore(io.NopCloser(bytes.NewReader(state))); err != nil {
 		return fmt.Errorf("%w: state: %v", ErrBadSnapshot, err)
 	}
 	rmeta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: meta.Index, Term: meta.Term, Size: int64(len(state))}

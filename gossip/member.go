@@ -112,6 +112,9 @@ type Server struct {
 	Expect int
 	// Build is its meshd version string.
 	Build string
+	// FSM is the newest Raft log format it reads (Tags.FSM); 0 for a
+	// build from before the tag.
+	FSM int
 	// Status is its gossip state.
 	Status MemberStatus
 }
@@ -137,6 +140,7 @@ func ServerFromMember(m Member) (Server, bool) {
 		Addr:       netip.AddrPortFrom(m.Addr, uint16(m.Tags.ServerPort)),
 		Expect:     m.Tags.BootstrapExpect,
 		Build:      m.Tags.Build,
+		FSM:        m.Tags.FSM,
 		Status:     m.Status,
 	}, true
 }

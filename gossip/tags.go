@@ -30,6 +30,7 @@ const (
 	TagExpect     = "expect"
 	TagWANPort    = "wan"
 	TagBuild      = "build"
+	TagFSM        = "fsm"
 	TagVersion    = "vsn"
 )
 
@@ -66,6 +67,10 @@ type Tags struct {
 	WANPort int
 	// Build is the meshd version string; optional.
 	Build string
+	// FSM is the newest Raft log and snapshot format the server reads
+	// (the leader writes a newer format only once every server reads
+	// it); zero for clients and for servers of builds before the tag.
+	FSM int
 }
 
 // Encode returns the serf tag map for t. Empty fields are left out.
@@ -89,6 +94,9 @@ func (t Tags) Encode() map[string]string {
 	}
 	if t.Build != "" {
 		m[TagBuild] = t.Build
+	}
+	if t.FSM != 0 {
+		m[TagFSM] = strconv.Itoa(t.FSM)
 	}
 	return m
 }
@@ -136,6 +144,9 @@ func (t Tags) Validate() error {
 		if t.WANPort < 0 || t.WANPort > 65535 {
 			return fmt.Errorf("%w: wan port %d: out of range 0-65535", ErrInvalidTags, t.WANPort)
 		}
+		if t.FSM < 0 {
+			return fmt.Errorf("%w: fsm version %d: must not be negative", ErrInvalidTags, t.FSM)
+		}
 	case RoleClient:
 		if t.ServerPort != 0 {
 			return fmt.Errorf("%w: server port %d: a client has none", ErrInvalidTags, t.ServerPort)
@@ -145,6 +156,9 @@ func (t Tags) Validate() error {
 		}
 		if t.WANPort != 0 {
 			return fmt.Errorf("%w: wan port %d: a client is not in the WAN pool", ErrInvalidTags, t.WANPort)
+		}
+		if t.FSM != 0 {
+			return fmt.Errorf("%w: fsm version %d: a client has no Raft log", ErrInvalidTags, t.FSM)
 		}
 	}
 	if n := t.EncodedSize(); n > MaxTagsSize {
@@ -190,5 +204,6 @@ func DecodeTags(raw map[string]string) (Tags, error) {
 	t.ServerPort = parse(TagServerPort)
 	t.BootstrapExpect = parse(TagExpect)
 	t.WANPort = parse(TagWANPort)
+	t.FSM = parse(TagFSM)
 	return t, firstErr
 }

@@ -37,6 +37,9 @@ func TestTagsValidate(t *testing.T) {
 		{"client with expect", with(client, func(t *Tags) { t.BootstrapExpect = 3 }), ErrInvalidTags, "bootstrap expect"},
 		{"wan port too big", with(server, func(t *Tags) { t.WANPort = 65536 }), ErrInvalidTags, "wan port"},
 		{"client with wan port", with(client, func(t *Tags) { t.WANPort = 8302 }), ErrInvalidTags, "wan port"},
+		{"server with fsm version", with(server, func(t *Tags) { t.FSM = 2 }), nil, ""},
+		{"negative fsm version", with(server, func(t *Tags) { t.FSM = -1 }), ErrInvalidTags, "fsm version"},
+		{"client with fsm version", with(client, func(t *Tags) { t.FSM = 2 }), ErrInvalidTags, "fsm version"},
 		{"oversize build", with(server, func(t *Tags) { t.Build = strings.Repeat("x", 500) }), ErrTagsTooLarge, "bytes"},
 		{"oversize node id", with(client, func(t *Tags) { t.NodeID = strings.Repeat("x", 600) }), ErrTagsTooLarge, "512"},
 	} {
@@ -58,6 +61,7 @@ func TestTagsValidate(t *testing.T) {
 func TestTagsRoundTrip(t *testing.T) {
 	for _, tags := range []Tags{
 		{Role: RoleServer, Datacenter: "dc1", NodeID: "id", ServerPort: 8300, BootstrapExpect: 3, Build: "0.1.0"},
+		{Role: RoleServer, Datacenter: "dc1", NodeID: "id", ServerPort: 8300, Build: "0.2.0", FSM: 2},
 		{Role: RoleClient, Datacenter: "dc2"},
 	} {
 		raw := tags.Encode()

@@ -280,9 +280,15 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	rcfg.LeaderFunc = a.leaderDuties
 	rcfg.ObserveApply, rcfg.ObserveFSM = a.metrics.observeRaftApply, a.metrics.observeFSM
 	rcfg.ObserveLogWrite = a.metrics.observeLogWrite
+	rcfg.ObserveDuplicate = a.metrics.observeDuplicate
+	rcfg.OnHalt = a.metrics.observeHalt
+	rcfg.ServersReadStamps = a.serversReadStamps
 	rcfg.Raft = consensus.LANRaftConfig(a.cfg.RaftMultiplier)
 	if a.cfg.DevMode {
 		rcfg.Raft = consensus.DevRaftConfig()
+	}
+	if a.opts.consensus != nil {
+		a.opts.consensus(&rcfg)
 	}
 	if a.raft, err = consensus.New(rcfg, a.store); err != nil {
 		return err

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
 )
 
@@ -19,7 +20,15 @@ type Option func(*options)
 type options struct {
 	gossip          func(*gossip.Config)
 	wanGossip       func(*gossip.Config)
+	consensus       func(*consensus.Config)
 	serverFailGrace time.Duration
+}
+
+// WithConsensusConfig edits a server's Raft settings last, before the
+// Raft server is created: tests use it to hold a server's FSM or keep a
+// server from starting elections.
+func WithConsensusConfig(f func(*consensus.Config)) Option {
+	return func(o *options) { o.consensus = f }
 }
 
 // WithServerFailGrace sets how long a failed server keeps its Raft vote
@@ -57,6 +66,7 @@ func (a *Agent) startGossip(ctx, bg context.Context) error {
 		gcfg.Tags.ServerPort = a.serverLn.Addr().(*net.TCPAddr).Port
 		gcfg.Tags.BootstrapExpect = a.cfg.BootstrapExpect
 		gcfg.Tags.WANPort = wanPort
+		gcfg.Tags.FSM = consensus.FSMVersion
 	}
 	if !a.cfg.InMemory {
 		dir := filepath.Join(a.cfg.DataDir, "serf")

@@ -179,6 +179,8 @@ func serverUnavailable(err error) bool {
 // leader that cannot be reached (killed, but not yet noticed), for up to
 // leaderWait before it fails with ErrNotLeader.
 func (s *localServer) write(ctx context.Context, dc string, t consensus.MessageType, body any, method string) (uint64, error) {
+	ctx, cancel := enterWrite(ctx, body)
+	defer cancel()
 	var reply rpc.WriteResponse
 	if s.remoteDC(dc) {
 		err := s.forwardDC(ctx, dc, method, body, &reply)
@@ -190,6 +192,23 @@ func (s *localServer) write(ctx context.Context, dc string, t consensus.MessageT
 		return err
 	})
 	return reply.Index, err
+}
+
+// writeTimeout is the most a write may take from where it entered the
+// cluster, every retry and forward included; consensus.WriteRetention is
+// a multiple of it.
+const writeTimeout = 30 * time.Second
+
+// enterWrite gives a write its identity and its deadline where it enters
+// the cluster, unless it has them: a write that came from another agent or
+// server keeps the identity it was given there, so every copy of it is
+// applied once, and its deadline (the budget its sender had left) is
+// already in ctx.
+func enterWrite(ctx context.Context, body any) (context.Context, context.CancelFunc) {
+	if w, ok := body.(catalog.Write); ok {
+		w.WriteMeta().EnsureID()
+	}
+	return context.WithTimeout(ctx, writeTimeout)
 }
 
 // onLeader runs local when this server leads, or calls method on the
@@ -382,9 +401,17 @@ func blockWait(wait time.Duration) time.Duration {
 }
 
 // readReady holds a read until this server's catalog has replayed its log
-// and, for a consistent read, until it has confirmed it still leads.
+// and, for a read the leader answers (default or consistent), until this
+// server has applied everything earlier terms committed: a new leader's
+// catalog may lack writes its predecessor acknowledged, and answering from
+// it would take a reader back in time. A consistent read also has the
+// leader confirm it still leads. A halted catalog answers nothing.
 func (s *localServer) readReady(ctx context.Context, opts *rpc.QueryOptions) error {
-	if !opts.RequireConsistent {
+	if err := s.raft.Halted(); err != nil {
+		return err
+	}
+	onLeader := !opts.AllowStale || opts.RequireConsistent
+	if !opts.RequireConsistent && (!onLeader || s.raft.LeaderReady()) {
 		select {
 		case <-s.raft.Ready():
 			return nil // the common case, without a timer
@@ -404,19 +431,20 @@ func (s *localServer) readReady(ctx context.Context, opts *rpc.QueryOptions) err
 		if err := s.raft.VerifyLeader(ctx); err != nil {
 			return err
 		}
-		// A new leader must have applied what earlier leaders committed
-		// before a consistent read may look at its catalog.
-		for !s.raft.LeaderReady() {
-			if !s.raft.IsLeader() {
-				return fmt.Errorf("%w: lost the leadership", consensus.ErrNotLeader)
-			}
-			select {
-			case <-t.C:
-				return consensus.ErrNotReady
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(5 * time.Millisecond):
-			}
+	}
+	if !onLeader {
+		return nil
+	}
+	for !s.raft.LeaderReady() {
+		if !s.raft.IsLeader() {
+			return fmt.Errorf("%w: lost the leadership", consensus.ErrNotLeader)
+		}
+		select {
+		case <-t.C:
+			return consensus.ErrNotReady
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 	return nil
@@ -429,7 +457,8 @@ func (s *localServer) fillMeta(meta *rpc.QueryMeta) {
 
 func (s *localServer) NodeState(ctx context.Context, node string) (*rpc.NodeStateResponse, error) {
 	out := &rpc.NodeStateResponse{}
-	if err := s.readReady(ctx, &rpc.QueryOptions{}); err != nil {
+	// Anti-entropy compares with this server's own copy, wherever it is.
+	if err := s.readReady(ctx, &rpc.QueryOptions{AllowStale: true}); err != nil {
 		return nil, err
 	}
 	_, n, svcs, err := s.store.NodeServices(nil, node)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	netrpc "net/rpc"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/node/rpc"
 )
 
@@ -114,5 +117,52 @@ func TestStoppingCodec(t *testing.T) {
 	err := fromRemote(&rpc.RemoteError{Msg: rec.got[1]})
 	if !serverUnavailable(err) {
 		t.Fatalf("%v: callers would not try another server", err)
+	}
+}
+
+// TestWritePastItsBudgetIsDropped: a write taken over RPC carries the
+// deadline its sender's budget set on receipt; one that waited past it (in
+// a socket, behind a paused process) is dropped before it reaches Raft,
+// because its sender has given up and may have written something newer
+// since. One within its budget is applied.
+func TestWritePastItsBudgetIsDropped(t *testing.T) {
+	store := catalog.NewStore()
+	cfg := consensus.DefaultConfig()
+	cfg.NodeID = "11111111-2222-3333-4444-555555555555"
+	cfg.Advertise = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+	cfg.Bootstrap = true
+	cfg.Raft = consensus.DevRaftConfig()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	srv, err := consensus.New(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown(context.Background())
+	wctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for !srv.IsLeader() {
+		if !sleepCtx(wctx, 5*time.Millisecond) {
+			t.Fatal("no leader")
+		}
+	}
+	e := &catalogEndpoint{s: &localServer{raft: srv, store: store}, ctx: t.Context(), calls: &callTracker{}}
+
+	late := &catalog.RegisterRequest{Node: "late", Address: "10.0.0.1"}
+	late.SetDeadline(time.Now().Add(-time.Millisecond))
+	var reply rpc.WriteResponse
+	if err := e.Register(late, &reply); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a write past its budget returned %v, want the deadline's error", err)
+	}
+	onTime := &catalog.RegisterRequest{Node: "on-time", Address: "10.0.0.2"}
+	onTime.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := e.Register(onTime, &reply); err != nil || reply.Index == 0 {
+		t.Fatalf("a write within its budget: index %d, %v", reply.Index, err)
+	}
+	_, nodes, _ := store.Nodes(nil)
+	if len(nodes) != 1 || nodes[0].Node != "on-time" {
+		t.Fatalf("catalog holds %v, want only the write within its budget", nodes)
 	}
 }

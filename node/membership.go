@@ -317,6 +317,30 @@ func (a *Agent) promoteCaughtUp(ctx context.Context) {
 	}
 }
 
+// serversReadStamps reports whether every server of the Raft configuration
+// advertises over gossip that it reads stamped log entries (the fsm tag):
+// until then, in a rolling upgrade, the leader writes entries the previous
+// build reads. A server gossip does not know yet counts as one that does
+// not. It is consensus.Config.ServersReadStamps.
+func (a *Agent) serversReadStamps() bool {
+	conf, _, err := a.raft.Configuration()
+	if err != nil {
+		return false
+	}
+	reads := map[string]bool{a.nodeID: true}
+	for _, m := range a.gossip.Members() {
+		if s, ok := gossip.ServerFromMember(m); ok && s.ID != "" && s.Datacenter == a.cfg.Datacenter && s.FSM >= consensus.FSMVersion {
+			reads[s.ID] = true
+		}
+	}
+	for _, c := range conf {
+		if !reads[c.ID] {
+			return false
+		}
+	}
+	return true
+}
+
 // Leave leaves the cluster gracefully: a server gives up its Raft vote
 // (stepping down first if it leads), then the agent leaves gossip, so the
 // leader deregisters its node. The agent should be shut down afterwards;

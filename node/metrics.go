@@ -45,6 +45,11 @@ type agentMetrics struct {
 	// On servers: writes to the Raft log (one fsync each), by entries
 	// written together and by time taken.
 	logWriteEntries, logWriteDuration prometheus.Histogram
+	// On servers: copies of writes applied before, which the FSM turned
+	// into no-ops (counted by the leader that committed them), and
+	// whether the FSM halted at an entry it cannot apply.
+	duplicateWrites *prometheus.CounterVec
+	fsmHalted       prometheus.Gauge
 }
 
 // latencyBuckets span 50 µs to about 13 s, by factors of 4.
@@ -102,6 +107,13 @@ func newAgentMetrics() *agentMetrics {
 		Name: "meshd_raft_log_write_duration_seconds", Help: "Time each write to this server's Raft log took, fsync included.",
 		Buckets: latencyBuckets,
 	})
+	m.duplicateWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "meshd_raft_duplicate_writes_total", Help: "Writes this server committed as leader that were copies of writes applied before (a retry, a re-sent forward): no-ops, by command type.",
+	}, []string{"type"})
+	m.fsmHalted = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "meshd_raft_fsm_halted", Help: "1 when this server's catalog stopped at a committed log entry it cannot apply (see its log); it then serves no reads.",
+	})
+	m.reg.MustRegister(m.duplicateWrites, m.fsmHalted)
 	m.reg.MustRegister(m.rpcRequests, m.clientRequests, m.clientRefused, m.clientBlocking, m.cacheHits, m.cacheMisses,
 		m.httpDuration, m.dnsDuration, m.checkRuns, m.checkTransitions, m.raftApply, m.fsmApply,
 		m.logWriteEntries, m.logWriteDuration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -262,3 +274,11 @@ func (m *agentMetrics) observeLogWrite(entries int, took time.Duration) {
 	m.logWriteEntries.Observe(float64(entries))
 	m.logWriteDuration.Observe(took.Seconds())
 }
+
+// observeDuplicate counts a write the FSM found applied before.
+func (m *agentMetrics) observeDuplicate(t consensus.MessageType) {
+	m.duplicateWrites.WithLabelValues(t.String()).Inc()
+}
+
+// observeHalt records that the FSM halted; it is consensus.Config.OnHalt.
+func (m *agentMetrics) observeHalt(error) { m.fsmHalted.Set(1) }

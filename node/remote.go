@@ -96,6 +96,8 @@ func (s *remoteServer) call(ctx context.Context, method string, args, reply any)
 }
 
 func (s *remoteServer) write(ctx context.Context, method string, args any) (uint64, error) {
+	ctx, cancel := enterWrite(ctx, args)
+	defer cancel()
 	var reply rpc.WriteResponse
 	err := s.call(ctx, method, args, &reply)
 	return reply.Index, err

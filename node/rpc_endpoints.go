@@ -24,7 +24,9 @@ func (e *catalogEndpoint) Register(args *catalog.RegisterRequest, reply *rpc.Wri
 		return ErrShutdown
 	}
 	defer e.calls.exit()
-	idx, err := e.s.Register(e.ctx, args)
+	ctx, cancel := writeContext(e.ctx, args)
+	defer cancel()
+	idx, err := e.s.Register(ctx, args)
 	reply.Index = idx
 	return err
 }
@@ -34,7 +36,9 @@ func (e *catalogEndpoint) Deregister(args *catalog.DeregisterRequest, reply *rpc
 		return ErrShutdown
 	}
 	defer e.calls.exit()
-	idx, err := e.s.Deregister(e.ctx, args)
+	ctx, cancel := writeContext(e.ctx, args)
+	defer cancel()
+	idx, err := e.s.Deregister(ctx, args)
 	reply.Index = idx
 	return err
 }
@@ -44,7 +48,9 @@ func (e *catalogEndpoint) UpdateCheck(args *catalog.CheckStatusUpdate, reply *rp
 		return ErrShutdown
 	}
 	defer e.calls.exit()
-	idx, err := e.s.UpdateCheck(e.ctx, args)
+	ctx, cancel := writeContext(e.ctx, args)
+	defer cancel()
+	idx, err := e.s.UpdateCheck(ctx, args)
 	reply.Index = idx
 	return err
 }
@@ -126,7 +132,9 @@ func (e *preparedQueryEndpoint) Apply(args *catalog.PreparedQueryRequest, reply 
 		return ErrShutdown
 	}
 	defer e.calls.exit()
-	_, err := e.s.PreparedQueryApply(e.ctx, args)
+	ctx, cancel := writeContext(e.ctx, args)
+	defer cancel()
+	_, err := e.s.PreparedQueryApply(ctx, args)
 	return err
 }
 
@@ -233,6 +241,18 @@ func (e *statusEndpoint) RaftStats(args *rpc.Empty, reply *rpc.RaftStats) error 
 	defer e.calls.exit()
 	*reply = *e.s.RaftStats()
 	return nil
+}
+
+// writeContext is the context of a write taken over RPC: the endpoint's,
+// ending at the deadline the sender's budget set on receipt (none from a
+// sender of an older build; enterWrite then bounds it). A request that
+// waited past it, in a socket or behind a paused process, is dropped
+// before it reaches Raft.
+func writeContext(ctx context.Context, w catalog.Write) (context.Context, context.CancelFunc) {
+	if dl := w.WriteMeta().Deadline(); !dl.IsZero() {
+		return context.WithDeadline(ctx, dl)
+	}
+	return context.WithCancel(ctx)
 }
 
 // fill copies an answer into net/rpc's reply value.

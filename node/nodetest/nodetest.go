@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node"
 	"github.com/meshd/meshd/node/config"
@@ -55,6 +56,8 @@ type Options struct {
 	// WAN runs a server's WAN gossip pool (on a free port, with the fast
 	// test timings); otherwise ports.serf_wan is -1.
 	WAN bool
+	// Consensus edits a server's Raft settings (node.WithConsensusConfig).
+	Consensus func(*consensus.Config)
 }
 
 // Agent is a started agent with its addresses.
@@ -98,6 +101,9 @@ func Launch(t testing.TB, opts Options) *Agent {
 	}
 	if opts.WAN {
 		nopts = append(nopts, node.WithWANGossipConfig(wan.TestTimings))
+	}
+	if opts.Consensus != nil {
+		nopts = append(nopts, node.WithConsensusConfig(opts.Consensus))
 	}
 	a, err := node.New(cfg, logger, nopts...)
 	if err != nil {

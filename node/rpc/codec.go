@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/rpc"
 	"sync"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -37,6 +38,25 @@ type header struct {
 	ServiceMethod string
 	Seq           uint64
 	Error         string
+	// Budget, on a request, is the time its sender has left for it
+	// (nanoseconds; 0: unknown, from a sender of an older build). The
+	// receiver turns it into a deadline of its own on receipt, so no
+	// clocks are compared between hosts.
+	Budget int64 `msgpack:",omitempty"`
+}
+
+// Deadliner is implemented by arguments that take the deadline their
+// sender's budget sets (the write requests, through
+// catalog.WriteRequest): the server codec sets it on receipt.
+type Deadliner interface {
+	SetDeadline(time.Time)
+}
+
+// budgeted is a call's arguments with the budget the pool puts in its
+// header.
+type budgeted struct {
+	args   any
+	budget time.Duration
 }
 
 // codec frames net/rpc messages as a msgpack header followed by a msgpack
@@ -104,7 +124,11 @@ type clientCodec struct{ *codec }
 func NewClientCodec(rwc io.ReadWriteCloser) rpc.ClientCodec { return clientCodec{newCodec(rwc)} }
 
 func (c clientCodec) WriteRequest(r *rpc.Request, body any) error {
-	return c.write(&header{ServiceMethod: r.ServiceMethod, Seq: r.Seq}, body)
+	h := &header{ServiceMethod: r.ServiceMethod, Seq: r.Seq}
+	if b, ok := body.(*budgeted); ok {
+		h.Budget, body = int64(b.budget), b.args
+	}
+	return c.write(h, body)
 }
 
 func (c clientCodec) ReadResponseHeader(r *rpc.Response) error {
@@ -122,10 +146,11 @@ func (c clientCodec) ReadResponseBody(body any) error { return c.readBody(body) 
 type serverCodec struct {
 	*codec
 	admit Admit
-	// method and seq are the request being read: net/rpc reads header
-	// and body one after the other from one goroutine.
-	method string
-	seq    uint64
+	// method, seq and deadline are the request being read: net/rpc
+	// reads header and body one after the other from one goroutine.
+	method   string
+	seq      uint64
+	deadline time.Time
 
 	doneMu sync.Mutex // guards done
 	done   map[uint64]func()
@@ -161,13 +186,25 @@ func (c *serverCodec) ReadRequestHeader(r *rpc.Request) error {
 		return fmt.Errorf("rpc: sequence number %d reused while in flight", h.Seq)
 	}
 	r.ServiceMethod, r.Seq = h.ServiceMethod, h.Seq
-	c.method, c.seq = h.ServiceMethod, h.Seq
+	c.method, c.seq, c.deadline = h.ServiceMethod, h.Seq, time.Time{}
+	if h.Budget > 0 {
+		c.deadline = time.Now().Add(time.Duration(min(h.Budget, int64(maxBudget))))
+	}
 	return nil
 }
 
+// maxBudget caps the budget a request may claim.
+const maxBudget = time.Hour
+
 func (c *serverCodec) ReadRequestBody(body any) error {
-	if err := c.readBody(body); err != nil || body == nil || c.admit == nil {
+	if err := c.readBody(body); err != nil || body == nil {
 		return err
+	}
+	if d, ok := body.(Deadliner); ok && !c.deadline.IsZero() {
+		d.SetDeadline(c.deadline)
+	}
+	if c.admit == nil {
+		return nil
 	}
 	done, err := c.admit(c.method, body)
 	if err != nil {

@@ -58,10 +58,16 @@ func (p *Pool) Call(ctx context.Context, addr, method string, args, reply any) e
 	timeout := CallTimeout(args)
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
+	// The receiver gets what is left of the caller's time, so it can drop
+	// a request that waited past it (in its socket, behind a pause).
+	budget := timeout
+	if dl, ok := ctx.Deadline(); ok {
+		budget = max(min(budget, time.Until(dl)), time.Millisecond)
+	}
 	// Decode into a value of its own: an abandoned call may still be
 	// answered later, and must not write into the caller's.
 	fresh := reflect.New(reflect.TypeOf(reply).Elem())
-	call := c.Go(method, args, fresh.Interface(), make(chan *rpc.Call, 1))
+	call := c.Go(method, &budgeted{args: args, budget: budget}, fresh.Interface(), make(chan *rpc.Call, 1))
 	select {
 	case <-call.Done:
 	case <-ctx.Done():

@@ -39,8 +39,19 @@ func serve(t *testing.T, e *Echo) string { return serveAdmit(t, e, nil, nil) }
 // nil, hears each connection's hello.
 func serveAdmit(t *testing.T, e *Echo, admit Admit, hellos chan<- Hello) string {
 	t.Helper()
+	return serveReceiver(t, "Echo", e, admit, hellos)
+}
+
+// serveWith serves rcvr under name.
+func serveWith(t *testing.T, name string, rcvr any) string {
+	t.Helper()
+	return serveReceiver(t, name, rcvr, nil, nil)
+}
+
+func serveReceiver(t *testing.T, name string, rcvr any, admit Admit, hellos chan<- Hello) string {
+	t.Helper()
 	srv := rpc.NewServer()
-	if err := srv.RegisterName("Echo", e); err != nil {
+	if err := srv.RegisterName(name, rcvr); err != nil {
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -268,4 +279,50 @@ func TestPoolDropFailsCallsInFlight(t *testing.T) {
 		t.Fatalf("call after Drop = %q, %v", reply.Text, err)
 	}
 	p.Drop("127.0.0.1:1") // nothing to drop: no effect
+}
+
+// DeadlineArgs takes the deadline its sender's budget sets.
+type DeadlineArgs struct {
+	deadline time.Time
+}
+
+func (a *DeadlineArgs) SetDeadline(t time.Time) { a.deadline = t }
+
+type Clock struct{}
+
+// Left answers how long the request had left when the endpoint ran: -1
+// when it arrived without a deadline.
+func (Clock) Left(args *DeadlineArgs, reply *time.Duration) error {
+	*reply = -1
+	if !args.deadline.IsZero() {
+		*reply = time.Until(args.deadline)
+	}
+	return nil
+}
+
+// TestCallBudget: a call carries what is left of its caller's time, and
+// the receiving server turns it into a deadline of its own on receipt (no
+// clocks compared between hosts); without a deadline of its own a call
+// carries its call timeout.
+func TestCallBudget(t *testing.T) {
+	addr := serveWith(t, "Clock", Clock{})
+	p := NewPool(time.Second, Hello{Node: "client1"})
+	defer p.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var left time.Duration
+	if err := p.Call(ctx, addr, "Clock.Left", &DeadlineArgs{}, &left); err != nil {
+		t.Fatal(err)
+	}
+	if left <= 2*time.Second || left > 3*time.Second {
+		t.Fatalf("a call with 3 s left arrived with %v left", left)
+	}
+	if err := p.Call(context.Background(), addr, "Clock.Left", &DeadlineArgs{}, &left); err != nil {
+		t.Fatal(err)
+	}
+	if left <= DefaultCallTimeout-time.Second || left > DefaultCallTimeout {
+		t.Fatalf("a call without a deadline arrived with %v left, want about %v", left, DefaultCallTimeout)
+	}
+	t.Logf("budget at the endpoint: %v", left)
 }
