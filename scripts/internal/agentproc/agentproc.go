@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -33,6 +34,11 @@ type Agent struct {
 	DNSPort int
 	// Client is an HTTP client sized for Workers concurrent requests.
 	Client *http.Client
+	// ServerAddr is a cluster server's RPC and Raft address
+	// (127.0.0.1:port), as /v1/status/leader names it; "" for others.
+	ServerAddr string
+	// stderr receives the process's errors, across restarts.
+	stderr io.Writer
 }
 
 // Start runs bin as a dev agent with its HTTP, DNS and server ports on free
@@ -78,16 +84,22 @@ func Launch(ctx context.Context, argv []string, workers, httpPort, dnsPort int) 
 // LaunchEnv is Launch with extra environment variables (such as
 // GOGC=50) on top of this process's.
 func LaunchEnv(ctx context.Context, argv, env []string, workers, httpPort, dnsPort int) (*Agent, error) {
+	return launchTo(ctx, argv, env, os.Stderr, workers, httpPort, dnsPort)
+}
+
+// launchTo is LaunchEnv with the process's errors going to stderr.
+func launchTo(ctx context.Context, argv, env []string, stderr io.Writer, workers, httpPort, dnsPort int) (*Agent, error) {
 	var full []string // nil: this process's environment
 	if len(env) > 0 {
 		full = append(os.Environ(), env...)
 	}
-	cmd, err := startCmd(ctx, argv, full)
+	cmd, err := startCmd(ctx, argv, full, stderr)
 	if err != nil {
 		return nil, err
 	}
 	return &Agent{
 		cmd:     cmd,
+		stderr:  stderr,
 		HTTP:    fmt.Sprintf("http://127.0.0.1:%d", httpPort),
 		DNSPort: dnsPort,
 		Client:  &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: workers}},
@@ -95,10 +107,10 @@ func LaunchEnv(ctx context.Context, argv, env []string, workers, httpPort, dnsPo
 }
 
 // startCmd starts argv with environment env (nil: this process's), its
-// output discarded and its errors on this process's stderr.
-func startCmd(ctx context.Context, argv, env []string) (*exec.Cmd, error) {
+// output discarded and its errors to stderr.
+func startCmd(ctx context.Context, argv, env []string, stderr io.Writer) (*exec.Cmd, error) {
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr, cmd.Env = io.Discard, os.Stderr, env
+	cmd.Stdout, cmd.Stderr, cmd.Env = io.Discard, stderr, env
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", argv[0], err)
 	}
@@ -107,6 +119,13 @@ func startCmd(ctx context.Context, argv, env []string) (*exec.Cmd, error) {
 
 // Pid is the agent's process ID.
 func (a *Agent) Pid() int { return a.cmd.Process.Pid }
+
+// Pause stops the process with SIGSTOP: it holds its sockets and state
+// but runs nothing, as a process stalled by the host would.
+func (a *Agent) Pause() error { return a.cmd.Process.Signal(syscall.SIGSTOP) }
+
+// Resume continues a paused process (SIGCONT).
+func (a *Agent) Resume() error { return a.cmd.Process.Signal(syscall.SIGCONT) }
 
 // Stop interrupts the agent and waits for it to exit.
 func (a *Agent) Stop() {

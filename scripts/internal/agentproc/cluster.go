@@ -3,6 +3,7 @@ package agentproc
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,6 +27,9 @@ type ClusterSpec struct {
 	ServerArgs, ClientArgs []string
 	// ServerEnv is extra environment for the servers (GOGC=..., GOMEMLIMIT=...).
 	ServerEnv []string
+	// LogDir, when set, gets each member's errors in <name>.log instead
+	// of this process's stderr.
+	LogDir string
 }
 
 // Cluster is the running agents. Members' fields are set once started;
@@ -37,6 +41,7 @@ type Cluster struct {
 	mu      sync.Mutex
 	Servers []*Agent
 	Clients []*Agent
+	logs    []*os.File // closed by Stop
 }
 
 // StartCluster launches spec's servers and clients and waits until every
@@ -134,12 +139,45 @@ func (c *Cluster) launch(name string, server bool, extra []string) (*Agent, erro
 	if server {
 		env = c.spec.ServerEnv
 	}
-	a, err := LaunchEnv(c.ctx, argv, env, c.spec.Workers, p[0], dnsPort)
+	var stderr io.Writer = os.Stderr
+	if c.spec.LogDir != "" {
+		f, err := os.OpenFile(filepath.Join(c.spec.LogDir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, err
+		}
+		c.logs = append(c.logs, f)
+		stderr = f
+	}
+	a, err := launchTo(c.ctx, argv, env, stderr, c.spec.Workers, p[0], dnsPort)
 	if err != nil {
 		return nil, err
 	}
 	a.Name = name
+	if server {
+		a.ServerAddr = "127.0.0.1:" + strconv.Itoa(p[2])
+	}
 	return a, nil
+}
+
+// Leader returns the server that the live servers name as leader, or nil
+// when none answers with one it knows.
+func (c *Cluster) Leader() *Agent {
+	c.mu.Lock()
+	servers := slices.Clone(c.Servers)
+	c.mu.Unlock()
+	for _, s := range servers {
+		b, err := s.GetTimeout("/v1/status/leader", time.Second)
+		if err != nil {
+			continue
+		}
+		addr := strings.Trim(strings.TrimSpace(string(b)), `"`)
+		for _, l := range servers {
+			if addr != "" && l.ServerAddr == addr {
+				return l
+			}
+		}
+	}
+	return nil
 }
 
 // Stop interrupts every member and waits for them to exit.
@@ -152,6 +190,9 @@ func (c *Cluster) Stop() {
 		wg.Go(a.Stop)
 	}
 	wg.Wait()
+	for _, f := range c.logs {
+		f.Close()
+	}
 }
 
 func freePorts(n int) ([]int, error) {
@@ -190,7 +231,7 @@ func (a *Agent) Kill() {
 // Restart starts the agent again, with the same arguments (ports and data
 // dir), after it stopped. ctx bounds the new process.
 func (a *Agent) Restart(ctx context.Context) error {
-	cmd, err := startCmd(ctx, a.cmd.Args, a.cmd.Env)
+	cmd, err := startCmd(ctx, a.cmd.Args, a.cmd.Env, a.stderr)
 	if err != nil {
 		return fmt.Errorf("restart %s: %w", a.Name, err)
 	}

@@ -1,0 +1,143 @@
+package jepsen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/meshd/meshd/scripts/internal/agentproc"
+)
+
+// Fault is one kind of fault the nemesis injects.
+type Fault int
+
+const (
+	// KillLeader kills the leader with SIGKILL and restarts it on its
+	// data directory.
+	KillLeader Fault = iota
+	// PauseLeader stops the leader with SIGSTOP for a few seconds, then
+	// continues it.
+	PauseLeader
+	// RestartFollower stops a follower gracefully (SIGINT) and starts it
+	// again.
+	RestartFollower
+)
+
+func (f Fault) String() string {
+	switch f {
+	case KillLeader:
+		return "kill leader"
+	case PauseLeader:
+		return "pause leader"
+	case RestartFollower:
+		return "restart follower"
+	}
+	return fmt.Sprintf("fault-%d", int(f))
+}
+
+// Injected is a fault as it happened.
+type Injected struct {
+	Fault  Fault
+	Server string
+	// At and Healed are times since the history started.
+	At, Healed time.Duration
+}
+
+// Nemesis injects faults into a cluster of real servers.
+type Nemesis struct {
+	Cluster *agentproc.Cluster
+	// Faults are injected in turn, each once every len(Faults) rounds.
+	Faults []Fault
+	// Quiet is the time between a fault healed and the next.
+	Quiet time.Duration
+	// Down is how long a killed or stopped server stays down, and a
+	// paused leader paused: a random time in [Down, 2·Down).
+	Down time.Duration
+	// Logf, when set, hears of each fault.
+	Logf func(format string, args ...any)
+}
+
+// Run injects faults until ctx ends, each healed before the next (and the
+// last one healed before it returns), and returns what it did.
+func (n *Nemesis) Run(ctx context.Context, h *History) ([]Injected, error) {
+	var done []Injected
+	for i := 0; ; i++ {
+		if !agentproc.SleepCtx(ctx, n.Quiet) {
+			return done, nil
+		}
+		f := n.Faults[i%len(n.Faults)]
+		in, err := n.inject(ctx, f, h)
+		if err != nil {
+			return done, fmt.Errorf("%s: %w", f, err)
+		}
+		done = append(done, in)
+		if n.Logf != nil {
+			n.Logf("%v  %s %s (healed at %v)", in.At.Round(time.Millisecond), f, in.Server, in.Healed.Round(time.Millisecond))
+		}
+	}
+}
+
+func (n *Nemesis) inject(ctx context.Context, f Fault, h *History) (Injected, error) {
+	leader, err := n.waitLeader(ctx)
+	if err != nil {
+		return Injected{}, err
+	}
+	target := leader
+	if f == RestartFollower {
+		for _, s := range n.Cluster.Servers {
+			if s != leader {
+				target = s
+				break
+			}
+		}
+	}
+	in := Injected{Fault: f, Server: target.Name, At: time.Duration(h.Now())}
+	down := n.Down + rand.N(n.Down)
+	// Heal even when ctx ends: a run leaves every server up.
+	heal := context.WithoutCancel(ctx)
+	switch f {
+	case KillLeader:
+		target.Kill()
+		agentproc.SleepCtx(ctx, down)
+		if err := target.Restart(heal); err != nil {
+			return in, err
+		}
+	case PauseLeader:
+		if err := target.Pause(); err != nil {
+			return in, err
+		}
+		agentproc.SleepCtx(ctx, down)
+		if err := target.Resume(); err != nil {
+			return in, err
+		}
+	case RestartFollower:
+		target.Stop()
+		agentproc.SleepCtx(ctx, down/2)
+		if err := target.Restart(heal); err != nil {
+			return in, err
+		}
+	}
+	if err := target.WaitAnswers(heal, 60*time.Second); err != nil {
+		return in, err
+	}
+	in.Healed = time.Duration(h.Now())
+	return in, nil
+}
+
+// waitLeader waits up to a minute for the servers to name a leader.
+func (n *Nemesis) waitLeader(ctx context.Context) (*agentproc.Agent, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if l := n.Cluster.Leader(); l != nil {
+			return l, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("no leader for a minute")
+		}
+		if !agentproc.SleepCtx(context.WithoutCancel(ctx), 100*time.Millisecond) {
+			return nil, ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,170 @@
+package jepsen
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/meshd/meshd/scripts/internal/agentproc"
+)
+
+// Spec is one checked run: a cluster of real servers on loopback, clients
+// on every server, and the nemesis.
+type Spec struct {
+	// Bin is the meshd binary; Dir holds the servers' data directories,
+	// their logs (<name>.log) and the visualizations of failed checks.
+	Bin, Dir string
+	Servers  int
+	Duration time.Duration
+	Workload Workload // Servers is filled in from the cluster
+	Nemesis  Nemesis  // Cluster is filled in
+	// CheckLimit bounds each porcupine check; a check that runs out of
+	// time fails the run.
+	CheckLimit time.Duration
+	// ServerArgs are extra flags for the servers.
+	ServerArgs []string
+	Logf       func(format string, args ...any)
+}
+
+// Report is what a run did and found.
+type Report struct {
+	Ops, Writes, UnknownWrites int
+	ConsistentReads, Reads     int
+	Faults                     []Injected
+	Results                    []Result
+	// CaughtUp is how long the servers took, after the run, to all reach
+	// the highest index any answer showed.
+	CaughtUp time.Duration
+}
+
+// Ok reports whether every check passed.
+func (r *Report) Ok() bool {
+	for _, res := range r.Results {
+		if res.Outcome != porcupine.Ok {
+			return false
+		}
+	}
+	return len(r.Results) > 0
+}
+
+func (r *Report) String() string {
+	s := fmt.Sprintf("%d ops (%d writes, %d of unknown outcome; %d consistent and %d default reads), %d faults",
+		r.Ops, r.Writes, r.UnknownWrites, r.ConsistentReads, r.Reads, len(r.Faults))
+	for _, res := range r.Results {
+		s += fmt.Sprintf("; %s: %s (%d ops, %v)", res.Mode, outcome(res.Outcome), res.Ops, res.Took.Round(time.Millisecond))
+		if res.Visualization != "" {
+			s += " see " + res.Visualization
+		}
+	}
+	return s
+}
+
+func outcome(c porcupine.CheckResult) string {
+	switch c {
+	case porcupine.Ok:
+		return "linearizable"
+	case porcupine.Illegal:
+		return "NOT linearizable"
+	}
+	return "UNKNOWN (check ran out of time)"
+}
+
+// RunChecked runs spec and checks its history, writes with consistent
+// reads and writes with default reads. ctx bounds the whole run.
+func RunChecked(ctx context.Context, spec Spec) (*Report, error) {
+	logf := spec.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	cluster, err := agentproc.StartCluster(ctx, agentproc.ClusterSpec{
+		Bin: spec.Bin, Dir: spec.Dir, Servers: spec.Servers, Workers: 4, ServerArgs: spec.ServerArgs, LogDir: spec.Dir,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer cluster.Stop()
+	w := spec.Workload
+	for _, s := range cluster.Servers {
+		w.Servers = append(w.Servers, s.HTTP)
+	}
+	nem := spec.Nemesis
+	nem.Cluster, nem.Logf = cluster, logf
+
+	h := NewHistory()
+	rctx, cancel := context.WithTimeout(ctx, spec.Duration)
+	defer cancel()
+	var wg sync.WaitGroup
+	var faults []Injected
+	var nemErr error
+	wg.Go(func() { faults, nemErr = nem.Run(rctx, h) })
+	Run(rctx, w, h)
+	wg.Wait()
+	if nemErr != nil {
+		return nil, fmt.Errorf("nemesis: %w", nemErr)
+	}
+
+	rep := &Report{Faults: faults}
+	ops := h.Ops()
+	var top uint64
+	for _, op := range ops {
+		rep.Ops++
+		switch op.Kind {
+		case Write:
+			rep.Writes++
+			if op.Return == Unknown {
+				rep.UnknownWrites++
+			}
+		case ReadConsistent:
+			rep.ConsistentReads++
+		case ReadDefault:
+			rep.Reads++
+		}
+		top = max(top, op.Index)
+	}
+	// Every server, the killed and restarted ones included, must be back
+	// and caught up.
+	start := time.Now()
+	for _, s := range cluster.Servers {
+		if err := waitIndex(ctx, s, top, time.Minute); err != nil {
+			return rep, fmt.Errorf("server %s did not catch up: %w", s.Name, err)
+		}
+	}
+	rep.CaughtUp = time.Since(start)
+	cluster.Stop() // before checking, which may take the machine for a while
+	for _, mode := range []Kind{ReadConsistent, ReadDefault} {
+		viz := filepath.Join(spec.Dir, fmt.Sprintf("history-%s.html", map[Kind]string{ReadConsistent: "consistent", ReadDefault: "default"}[mode]))
+		res, err := Check(ops, mode, spec.CheckLimit, viz)
+		if err != nil {
+			return rep, err
+		}
+		rep.Results = append(rep.Results, res)
+	}
+	return rep, nil
+}
+
+// waitIndex waits until s answers a stale read at index at least idx.
+func waitIndex(ctx context.Context, s *agentproc.Agent, idx uint64, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	hc := s.Client
+	for {
+		resp, err := hc.Get(s.HTTP + "/v1/catalog/services?stale")
+		if err == nil {
+			resp.Body.Close()
+			got, _ := strconv.ParseUint(resp.Header.Get("X-Consul-Index"), 10, 64)
+			if resp.StatusCode == 200 && got >= idx {
+				return nil
+			}
+			err = fmt.Errorf("at index %d, want %d", got, idx)
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		if !agentproc.SleepCtx(ctx, 100*time.Millisecond) {
+			return ctx.Err()
+		}
+	}
+}
