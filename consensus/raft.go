@@ -313,6 +313,11 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		return err
 	}
+	if s.cfg.DataDir != "" {
+		if err := s.recoverFromPeersFile(rc, logs, stable, snaps); err != nil {
+			return fail(err)
+		}
+	}
 	existing, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
 		return fail(fmt.Errorf("read raft state: %w", err))

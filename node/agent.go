@@ -309,6 +309,7 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 		"Status":  &statusEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
 
 		"PreparedQuery": &preparedQueryEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
+		"Operator":      &operatorEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
 	} {
 		if err := a.rpcServer.RegisterName(name, endpoint); err != nil {
 			return fmt.Errorf("rpc endpoint %s: %w", name, err)

@@ -56,6 +56,10 @@ type catalogServer interface {
 	PreparedQueryGet(ctx context.Context, q *rpc.PreparedQueryGet) (*rpc.PreparedQueriesResponse, error)
 	PreparedQueryList(ctx context.Context, q *rpc.QueryOptions) (*rpc.PreparedQueriesResponse, error)
 	PreparedQueryExecute(ctx context.Context, q *rpc.PreparedQueryExecute) (*rpc.PreparedQueryExecuteResponse, error)
+
+	// RaftRemovePeer takes a server out of the Raft configuration, on the
+	// leader.
+	RaftRemovePeer(ctx context.Context, req *rpc.RemovePeerRequest) error
 }
 
 // Blocking query bounds, as Consul's.
@@ -656,4 +660,37 @@ func (s *localServer) Datacenters(ctx context.Context) ([]string, error) {
 // count (which a snapshot install moves too).
 func (s *localServer) RaftStats() *rpc.RaftStats {
 	return &rpc.RaftStats{LastIndex: s.raft.LastIndex(), AppliedIndex: s.raft.RaftAppliedIndex()}
+}
+
+// RaftRemovePeer takes the server req names out of the Raft configuration,
+// on the leader (forwarded there). A name that is not in the
+// configuration is an error, as in Consul: it is a human's request, most
+// likely mistyped. A live server removed this way comes back at the
+// leader's next reconcile; a dead one stays out.
+func (s *localServer) RaftRemovePeer(ctx context.Context, req *rpc.RemovePeerRequest) error {
+	var reply rpc.Empty
+	return s.onLeader(ctx, "Operator.RaftRemovePeer", req, &reply, func() error {
+		servers, _, err := s.raft.Configuration()
+		if err != nil {
+			return err
+		}
+		for _, srv := range servers {
+			if (req.ID != "" && srv.ID == req.ID) || (req.ID == "" && srv.Address == req.Address) {
+				if err := s.raft.RemoveServer(srv.ID); err != nil {
+					if s.logger != nil {
+						s.logger.Warn("failed to remove raft peer", "peer_id", srv.ID, "error", err)
+					}
+					return err
+				}
+				if s.logger != nil {
+					s.logger.Warn("removed raft peer", "peer_id", srv.ID, "address", srv.Address)
+				}
+				return nil
+			}
+		}
+		if req.ID != "" {
+			return fmt.Errorf("id %q was not found in the Raft configuration", req.ID)
+		}
+		return fmt.Errorf("address %q was not found in the Raft configuration", req.Address)
+	})
 }

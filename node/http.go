@@ -85,6 +85,7 @@ func (a *Agent) routes() http.Handler {
 	handle(read, "/v1/health/state/{state...}", a.healthState)
 
 	handle(read, "/v1/operator/raft/configuration", a.operatorRaftConfiguration)
+	handle("DELETE", "/v1/operator/raft/peer", a.operatorRaftRemovePeer)
 	handle(read, "/v1/snapshot", a.snapshotSave)
 	handle("PUT", "/v1/snapshot", a.snapshotRestore)
 

@@ -7,6 +7,7 @@ import (
 
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/node/rpc"
 )
 
 // raftServer is one entry of operator/raft/configuration, as Consul's.
@@ -43,6 +44,23 @@ func (a *Agent) operatorRaftConfiguration(w http.ResponseWriter, r *http.Request
 			Leader: s.Leader, ProtocolVersion: "3", Voter: s.Voter})
 	}
 	return out, nil
+}
+
+// operatorRaftRemovePeer answers DELETE /v1/operator/raft/peer?id=… or
+// ?address=…, with Consul's texts.
+func (a *Agent) operatorRaftRemovePeer(w http.ResponseWriter, r *http.Request) (any, error) {
+	q := r.URL.Query()
+	_, hasID := q["id"]
+	_, hasAddress := q["address"]
+	switch {
+	case !hasID && !hasAddress:
+		return nil, badRequest("Must specify either ?id with the server's ID or ?address with IP:port of peer to remove")
+	case hasID && hasAddress:
+		return nil, badRequest("Must specify only one of ?id or ?address")
+	case hasID && q.Get("id") == "", hasAddress && q.Get("address") == "":
+		return nil, badRequest("Must specify a non-empty ?id or ?address")
+	}
+	return nil, a.server.RaftRemovePeer(r.Context(), &rpc.RemovePeerRequest{ID: q.Get("id"), Address: q.Get("address")})
 }
 
 // snapshotSave streams a snapshot of this server's state.

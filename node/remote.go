@@ -215,4 +215,9 @@ func (s *remoteServer) PreparedQueryExecute(ctx context.Context, q *rpc.Prepared
 	return read[rpc.PreparedQueryExecuteResponse](ctx, s, "PreparedQuery.Execute", q)
 }
 
+func (s *remoteServer) RaftRemovePeer(ctx context.Context, req *rpc.RemovePeerRequest) error {
+	var reply rpc.Empty
+	return s.call(ctx, "Operator.RaftRemovePeer", req, &reply)
+}
+
 var _ catalogServer = (*remoteServer)(nil)

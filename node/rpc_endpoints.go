@@ -243,6 +243,22 @@ func (e *statusEndpoint) RaftStats(args *rpc.Empty, reply *rpc.RaftStats) error 
 	return nil
 }
 
+type operatorEndpoint struct {
+	s     *localServer
+	ctx   context.Context
+	calls *callTracker
+}
+
+func (e *operatorEndpoint) RaftRemovePeer(args *rpc.RemovePeerRequest, reply *rpc.Empty) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	ctx, cancel := context.WithTimeout(e.ctx, rpc.DefaultCallTimeout)
+	defer cancel()
+	return e.s.RaftRemovePeer(ctx, args)
+}
+
 // writeContext is the context of a write taken over RPC: the endpoint's,
 // ending at the deadline the sender's budget set on receipt (none from a
 // sender of an older build; enterWrite then bounds it). A request that

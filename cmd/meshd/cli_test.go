@@ -82,6 +82,15 @@ func TestSnapshotAndOperatorCommands(t *testing.T) {
 		t.Fatalf("services after refused restores = %s", s)
 	}
 
+	// remove-peer wants exactly one of -id and -address, and passes on
+	// the server's answer.
+	if code, _, errOut := meshd(t, "operator", "raft", "remove-peer", addr); code == 0 || !strings.Contains(errOut, "exactly one of -id or -address") {
+		t.Fatalf("remove-peer without a peer = %d %q", code, errOut)
+	}
+	if code, _, errOut := meshd(t, "operator", "raft", "remove-peer", addr, "-id", "nope"); code == 0 || !strings.Contains(errOut, `id "nope" was not found in the Raft configuration`) {
+		t.Fatalf("remove-peer of an unknown ID = %d %q", code, errOut)
+	}
+
 	// Unreachable agent: a clear message.
 	if code, _, errOut := meshd(t, "operator", "raft", "list-peers", "-http-addr=127.0.0.1:1"); code == 0 || !strings.Contains(errOut, "cannot reach the agent") {
 		t.Fatalf("unreachable agent = %d %q", code, errOut)

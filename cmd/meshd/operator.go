@@ -4,18 +4,33 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"text/tabwriter"
 )
 
+const operatorUsage = `Usage: meshd operator raft list-peers [-http-addr addr]
+       meshd operator raft remove-peer -id <server ID> | -address <ip:port> [-http-addr addr]`
+
 func runOperator(args []string, stdout, stderr io.Writer) int {
-	if len(args) < 2 || args[0] != "raft" || args[1] != "list-peers" {
-		fmt.Fprintln(stderr, "Usage: meshd operator raft list-peers [-http-addr addr]")
+	if len(args) < 2 || args[0] != "raft" {
+		fmt.Fprintln(stderr, operatorUsage)
 		return 1
 	}
+	switch args[1] {
+	case "list-peers":
+		return listPeers(args[2:], stdout, stderr)
+	case "remove-peer":
+		return removePeer(args[2:], stdout, stderr)
+	}
+	fmt.Fprintln(stderr, operatorUsage)
+	return 1
+}
+
+func listPeers(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("operator raft list-peers", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	client := addHTTPFlags(fs)
-	if err := fs.Parse(args[2:]); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return 1
 	}
 	var conf struct {
@@ -37,6 +52,38 @@ func runOperator(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%v\n", s.Node, s.ID, s.Address, state, s.Voter)
 	}
 	return boolCode(tw.Flush() == nil)
+}
+
+// removePeer takes a server out of the Raft configuration, as Consul's
+// operator raft remove-peer: a dead server in a datacenter that still has
+// a leader (without one, see peers.json in the README).
+func removePeer(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("operator raft remove-peer", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	client := addHTTPFlags(fs)
+	id := fs.String("id", "", "The ID of the server to remove.")
+	address := fs.String("address", "", "The address (ip:port of its server port) of the server to remove.")
+	if err := fs.Parse(args); err != nil {
+		return 1
+	}
+	var q, what string
+	switch {
+	case (*id == "") == (*address == ""):
+		fmt.Fprintln(stderr, "operator raft remove-peer: give exactly one of -id or -address")
+		return 1
+	case *id != "":
+		q, what = "id="+url.QueryEscape(*id), fmt.Sprintf("id %q", *id)
+	default:
+		q, what = "address="+url.QueryEscape(*address), fmt.Sprintf("address %q", *address)
+	}
+	rc, err := client().do("DELETE", "/v1/operator/raft/peer?"+q, nil)
+	if err != nil {
+		return fail(stderr, "operator raft remove-peer", err)
+	}
+	io.Copy(io.Discard, rc)
+	rc.Close()
+	fmt.Fprintf(stdout, "Removed peer with %s\n", what)
+	return 0
 }
 
 func boolCode(ok bool) int {

@@ -185,3 +185,11 @@ type PreparedQueryExecuteResponse struct {
 	// Near is the query's Service.Near: the agent sorts by it.
 	Near string
 }
+
+// RemovePeerRequest asks Operator.RaftRemovePeer to take one server out of
+// the Raft configuration, named by its ID or by its server address (one of
+// the two).
+type RemovePeerRequest struct {
+	ID      string
+	Address string
+}
