@@ -303,6 +303,14 @@ func (s *Server) Start(ctx context.Context) error {
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  hclogFor(s.logger, "transport"),
+		// No pipelined replication. raft v1.8.0's pipeline deadlocks when
+		// a follower answers with a newer term (a leader paused and
+		// resumed, found by the history checker): its decoder stops, the
+		// unbuffered pipeline fills, and the replication goroutine blocks
+		// for good, so that follower gets no entry again and Shutdown
+		// never returns. Synchronous AppendEntries (each a batch of up to
+		// MaxAppendEntries) are enough on a LAN.
+		MaxRPCsInFlight: 1,
 	})
 
 	fail := func(err error) error {
@@ -811,13 +819,20 @@ func (s *Server) VerifyLeader(ctx context.Context) error {
 }
 
 // Stats returns Raft's own statistics (last_log_index, commit_index,
-// applied_index, state, ...), as Consul's agent/self shows them.
+// applied_index, state, ...), as Consul's agent/self shows them, and
+// fsm_format: 2 once this server has applied a stamped entry (writes are
+// deduplicated), else 1.
 func (s *Server) Stats() map[string]string {
 	r := s.raftOrNil()
 	if r == nil {
 		return map[string]string{}
 	}
-	return r.Stats()
+	st := r.Stats()
+	st["fsm_format"] = "1"
+	if s.fsm.stamped.Load() {
+		st["fsm_format"] = strconv.Itoa(FSMVersion)
+	}
+	return st
 }
 
 // ServerInfo is one server of the Raft configuration.

@@ -133,6 +133,31 @@ func (a *Agent) Stop() {
 	_ = a.cmd.Wait()
 }
 
+// StopWithin interrupts the agent and waits up to d for it to exit; an
+// agent that has not exited by then is killed (SIGQUIT first, so a Go
+// process prints its goroutines to its log), and the error says so.
+func (a *Agent) StopWithin(d time.Duration) error {
+	_ = a.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() {
+		_ = a.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(d):
+	}
+	_ = a.cmd.Process.Signal(syscall.SIGQUIT)
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = a.cmd.Process.Kill()
+		<-done
+	}
+	return fmt.Errorf("%s did not exit within %v of SIGINT", a.Name, d)
+}
+
 // FreePort is a port free for TCP and UDP on 127.0.0.1 now, below the
 // kernel's ephemeral range (from 32768 on Linux) so that no outgoing
 // connection takes it before the agent binds it, and never one handed out

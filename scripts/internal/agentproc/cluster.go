@@ -2,6 +2,7 @@ package agentproc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -178,6 +179,21 @@ func (c *Cluster) Leader() *Agent {
 		}
 	}
 	return nil
+}
+
+// StopWithin interrupts every member and waits up to d for each to exit
+// (see Agent.StopWithin); the error names those that did not.
+func (c *Cluster) StopWithin(d time.Duration) error {
+	c.mu.Lock()
+	all := append(slices.Clone(c.Clients), c.Servers...)
+	c.mu.Unlock()
+	errs := make([]error, len(all))
+	var wg sync.WaitGroup
+	for i, a := range all {
+		wg.Go(func() { errs[i] = a.StopWithin(d) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Stop interrupts every member and waits for them to exit.

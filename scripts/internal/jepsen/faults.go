@@ -113,7 +113,11 @@ func (n *Nemesis) inject(ctx context.Context, f Fault, h *History) (Injected, er
 			return in, err
 		}
 	case RestartFollower:
-		target.Stop()
+		// A graceful stop must end: a server that hangs in its shutdown
+		// fails the run.
+		if err := target.StopWithin(30 * time.Second); err != nil {
+			return in, err
+		}
 		agentproc.SleepCtx(ctx, down/2)
 		if err := target.Restart(heal); err != nil {
 			return in, err

@@ -134,7 +134,11 @@ func RunChecked(ctx context.Context, spec Spec) (*Report, error) {
 		}
 	}
 	rep.CaughtUp = time.Since(start)
-	cluster.Stop() // before checking, which may take the machine for a while
+	// Before checking, which may take the machine for a while; every
+	// server must shut down.
+	if err := cluster.StopWithin(30 * time.Second); err != nil {
+		return rep, fmt.Errorf("shutdown: %w", err)
+	}
 	for _, mode := range []Kind{ReadConsistent, ReadDefault} {
 		viz := filepath.Join(spec.Dir, fmt.Sprintf("history-%s.html", map[Kind]string{ReadConsistent: "consistent", ReadDefault: "default"}[mode]))
 		res, err := Check(ops, mode, spec.CheckLimit, viz)
