@@ -622,6 +622,15 @@ func (s *Server) Leader() string {
 	return string(addr)
 }
 
+// Term is this server's current Raft term (0 once shut down).
+func (s *Server) Term() uint64 {
+	r := s.raftOrNil()
+	if r == nil {
+		return 0
+	}
+	return r.CurrentTerm()
+}
+
 // LastContact is the time since this server last heard from the leader;
 // zero on the leader itself.
 func (s *Server) LastContact() time.Duration {

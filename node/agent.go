@@ -296,7 +296,7 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	if a.wan, err = a.newWAN(port); err != nil {
 		return err
 	}
-	local := &localServer{raft: a.raft, store: a.store, pool: a.pool, dc: a.cfg.Datacenter, logger: a.root.With("component", "forward")}
+	local := &localServer{raft: a.raft, store: a.store, pool: a.pool, dc: a.cfg.Datacenter, logger: a.root.With("component", "forward"), node: a.cfg.NodeName}
 	if a.wan != nil {
 		local.wan = a.wan.Router()
 	}

@@ -85,6 +85,8 @@ type localServer struct {
 	wan *wan.Router
 	// logger hears of failed forwards to other datacenters (nil: none).
 	logger *slog.Logger
+	// node is this server's node name, in the answers it gives.
+	node string
 }
 
 func (s *localServer) Register(ctx context.Context, req *catalog.RegisterRequest) (uint64, error) {
@@ -457,6 +459,7 @@ func (s *localServer) readReady(ctx context.Context, opts *rpc.QueryOptions) err
 func (s *localServer) fillMeta(meta *rpc.QueryMeta) {
 	meta.KnownLeader = s.raft.Leader() != ""
 	meta.LastContact = s.raft.LastContact()
+	meta.Server, meta.Term = s.node, s.raft.Term()
 }
 
 func (s *localServer) NodeState(ctx context.Context, node string) (*rpc.NodeStateResponse, error) {
@@ -659,7 +662,7 @@ func (s *localServer) Datacenters(ctx context.Context) ([]string, error) {
 // RaftStats is how far this server's log and catalog are, by Raft's own
 // count (which a snapshot install moves too).
 func (s *localServer) RaftStats() *rpc.RaftStats {
-	return &rpc.RaftStats{LastIndex: s.raft.LastIndex(), AppliedIndex: s.raft.RaftAppliedIndex()}
+	return &rpc.RaftStats{LastIndex: s.raft.LastIndex(), AppliedIndex: s.raft.RaftAppliedIndex(), LastContact: s.raft.LastContact()}
 }
 
 // RaftRemovePeer takes the server req names out of the Raft configuration,

@@ -327,6 +327,10 @@ func setMeta(w http.ResponseWriter, m rpc.QueryMeta) {
 	h.Set("X-Consul-Index", strconv.FormatUint(max(m.Index, 1), 10))
 	h.Set("X-Consul-KnownLeader", strconv.FormatBool(m.KnownLeader))
 	h.Set("X-Consul-LastContact", strconv.FormatInt(m.LastContact.Milliseconds(), 10))
+	if m.Server != "" {
+		h.Set("X-Meshd-Server", m.Server)
+		h.Set("X-Meshd-Term", strconv.FormatUint(m.Term, 10))
+	}
 }
 
 // orEmpty makes nil slices encode as [] rather than null.

@@ -17,12 +17,9 @@ const (
 	// reconcileInterval is how often the leader reconciles every member,
 	// besides reacting to each gossip event.
 	reconcileInterval = 30 * time.Second
-	// promoteInterval is how often the leader looks for non-voting servers
-	// that have caught up.
+	// promoteInterval is how often the leader looks at its non-voting
+	// servers' health (autopilot).
 	promoteInterval = time.Second
-	// promoteLag is how many commands behind the leader a new server may
-	// be and still be promoted to voter.
-	promoteLag = 64
 	// serverFailGrace is how long a failed server keeps its vote before
 	// the leader removes it from the Raft configuration.
 	serverFailGrace = 30 * time.Second
@@ -117,6 +114,8 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	defer promote.Stop()
 	failedSince := map[string]time.Time{}
 	unknownSince := map[string]time.Time{}
+	stable := map[string]time.Time{} // non-voters healthy since
+
 	// Events queued before this server led are history: the full
 	// reconcile below reads the current state instead.
 	for drained := false; !drained; {
@@ -154,7 +153,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 			if a.eventsDropped.Swap(false) {
 				a.reconcileAll(ctx, failedSince, unknownSince)
 			}
-			a.promoteCaughtUp(ctx)
+			a.promoteStable(ctx, stable)
 			if len(failedSince) > 0 {
 				a.recheckFailedServers(ctx, failedSince)
 			}
@@ -189,7 +188,6 @@ func (a *Agent) reconcileAll(ctx context.Context, failedSince, unknownSince map[
 	if err := a.reapUnknownNodes(ctx, known, due); err != nil && ctx.Err() == nil {
 		a.logger.Warn("reap unknown nodes", "error", err)
 	}
-	a.promoteCaughtUp(ctx)
 }
 
 func (a *Agent) reconcileOne(ctx context.Context, m gossip.Member, failedSince map[string]time.Time) {
@@ -264,12 +262,15 @@ func (a *Agent) reconcileServer(ctx context.Context, s gossip.Server, failedSinc
 			failedSince[s.ID] = time.Now()
 			return
 		}
-		// Removing it must leave a majority of healthy voters.
+		// Removing it must leave a majority of healthy voters, and at
+		// least autopilot's min_quorum of voters; with
+		// cleanup_dead_servers off it stays until an operator removes it.
 		grace := serverFailGrace
 		if a.opts.serverFailGrace > 0 {
 			grace = a.opts.serverFailGrace
 		}
-		if time.Since(since) >= grace && voters-failedVoters > (voters-1)/2 {
+		ap := a.cfg.Autopilot
+		if ap.CleanupDeadServers && time.Since(since) >= grace && voters-failedVoters > (voters-1)/2 && voters-1 >= ap.MinQuorum {
 			a.logger.Info("removing a server failed for longer than the grace period", "server", s.Name, "grace", grace)
 			if err := a.raft.RemoveServer(s.ID); err == nil {
 				delete(failedSince, s.ID)
@@ -291,28 +292,58 @@ func (a *Agent) recheckFailedServers(ctx context.Context, failedSince map[string
 	}
 }
 
-// promoteCaughtUp makes voters of the non-voting servers whose catalog is
-// within promoteLag commands of the leader's: a new server votes only once
-// it is healthy and caught up.
-func (a *Agent) promoteCaughtUp(ctx context.Context) {
+// promoteStable makes voters of the non-voting servers that have been
+// healthy for autopilot's server_stabilization_time: alive in gossip,
+// answering, within max_trailing_logs of the leader's log and within
+// last_contact_threshold of hearing from it. stable holds when each was
+// first seen healthy in this leadership term; a server that is unhealthy
+// even once starts over, so one that joins and dies before it has proved
+// itself never takes a vote (and a quorum) with it.
+func (a *Agent) promoteStable(ctx context.Context, stable map[string]time.Time) {
 	conf, _, err := a.raft.Configuration()
 	if err != nil {
 		return
 	}
+	alive := map[string]bool{}
+	for _, m := range a.gossip.Members() {
+		if s, ok := gossip.ServerFromMember(m); ok && s.Status == gossip.StatusAlive && s.Datacenter == a.cfg.Datacenter {
+			alive[s.ID] = true
+		}
+	}
+	ap := a.cfg.Autopilot
+	seen := map[string]bool{}
 	for _, c := range conf {
 		if c.Voter {
 			continue
 		}
+		seen[c.ID] = true
 		var st rpc.RaftStats
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := a.pool.Call(cctx, c.Address, "Status.RaftStats", &rpc.Empty{}, &st)
 		cancel()
-		if err != nil || st.AppliedIndex == 0 || st.AppliedIndex+promoteLag < a.raft.RaftAppliedIndex() {
+		healthy := err == nil && alive[c.ID] && st.AppliedIndex > 0 &&
+			st.AppliedIndex+uint64(ap.MaxTrailingLogs) >= a.raft.RaftAppliedIndex() && st.LastContact <= ap.LastContactThreshold
+		if !healthy {
+			delete(stable, c.ID)
 			continue
 		}
-		a.logger.Info("promoting a caught-up server to voter", "id", c.ID, "applied", st.AppliedIndex)
+		since, ok := stable[c.ID]
+		if !ok {
+			stable[c.ID] = time.Now()
+			since = stable[c.ID]
+		}
+		if time.Since(since) < ap.ServerStabilizationTime {
+			continue
+		}
+		a.logger.Info("promoting a server healthy for the stabilization time to voter", "id", c.ID,
+			"applied", st.AppliedIndex, "stable_for", time.Since(since).Round(time.Millisecond))
 		if err := a.raft.Promote(c.ID, c.Address); err != nil {
 			a.logger.Warn("promote server", "id", c.ID, "error", err)
+		}
+	}
+	for id := range stable {
+		if !seen[id] {
+			delete(stable, id)
 		}
 	}
 }

@@ -254,3 +254,67 @@ func threeServers(t *testing.T, base nodetest.Options) (servers []*nodetest.Agen
 	t.Fatal("no follower")
 	return nil, nil, nil
 }
+
+// TestServerStabilization: autopilot's server_stabilization_time holds a
+// new server as a non-voter until it has been healthy that long. One that
+// joins a lone server and dies within it never gets a vote, so the lone
+// server keeps its quorum and takes writes; one that stays is promoted,
+// no sooner than the stabilization time after it joined.
+func TestServerStabilization(t *testing.T) {
+	if testing.Short() {
+		t.Skip("servers joining a lone server")
+	}
+	const stabilization = 6 * time.Second
+	autopilot := func(f *config.File) {
+		d := stabilization
+		f.Autopilot.ServerStabilizationTime = &d
+	}
+	lone := nodetest.Start(t, nodetest.Options{Cluster: true, NodeName: "server1", BootstrapExpect: 1, Edit: autopilot})
+	nodetest.Eventually(t, 30*time.Second, "a lone leader", lone.IsLeader)
+
+	joined := time.Now()
+	brief := nodetest.Launch(t, nodetest.Options{Cluster: true, NodeName: "server2", BootstrapExpect: 1, Join: []string{lone.GossipAddr()}, Edit: autopilot})
+	nodetest.Eventually(t, 30*time.Second, "server2 as a non-voter", func() bool {
+		v, nv := raftVoters(t, lone)
+		return v == 1 && nv == 1
+	})
+	// It stays a non-voter for a while (the leader looks every second),
+	// then dies before its stabilization time is up.
+	for seen := time.Now(); time.Since(seen) < 2*time.Second; time.Sleep(200 * time.Millisecond) {
+		if v, _ := raftVoters(t, lone); v != 1 {
+			t.Fatalf("%d voters %v after server2 joined: promoted before its stabilization time", v, time.Since(joined))
+		}
+	}
+	if time.Since(joined) >= stabilization {
+		t.Fatalf("server2 took %v to join: the test cannot kill it within its stabilization time", time.Since(joined))
+	}
+	if err := brief.Shutdown(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	for time.Since(killed) < stabilization+2*time.Second {
+		if v, _ := raftVoters(t, lone); v > 1 {
+			t.Fatalf("server2 became a voter after it died")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !lone.IsLeader() {
+		t.Fatal("the lone server lost its leadership to a server that joined and died")
+	}
+	if code, body := do(t, "PUT", lone.HTTP+"/v1/catalog/register", `{"Node":"ext","Address":"10.0.0.1"}`); code != 200 {
+		t.Fatalf("write after server2 died: %d %s", code, body)
+	}
+
+	// A server that stays is promoted once stable.
+	joined = time.Now()
+	nodetest.Launch(t, nodetest.Options{Cluster: true, NodeName: "server3", BootstrapExpect: 1, Join: []string{lone.GossipAddr()}, Edit: autopilot})
+	nodetest.Eventually(t, 30*time.Second, "server3 promoted", func() bool {
+		v, _ := raftVoters(t, lone)
+		return v == 2
+	})
+	if took := time.Since(joined); took < stabilization {
+		t.Fatalf("server3 promoted %v after it joined, before its stabilization time %v", took, stabilization)
+	} else {
+		t.Logf("server3 promoted %v after it joined (stabilization %v)", took, stabilization)
+	}
+}

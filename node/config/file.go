@@ -55,6 +55,7 @@ type File struct {
 	Performance FilePerformance `mapstructure:"performance"`
 	Cache       FileCache       `mapstructure:"cache"`
 	Limits      FileLimits      `mapstructure:"limits"`
+	Autopilot   FileAutopilot   `mapstructure:"autopilot"`
 
 	NodeMeta  map[string]string `mapstructure:"node_meta"`
 	DNS       FileDNS           `mapstructure:"dns_config"`
@@ -107,6 +108,26 @@ type FileLimits struct {
 	// MaxBlockingQueriesPerClient bounds the blocking queries a server
 	// holds open for one agent (RPC) or one address (HTTP); 0: no limit.
 	MaxBlockingQueriesPerClient *int `mapstructure:"max_blocking_queries_per_client"`
+}
+
+// FileAutopilot is the `autopilot` block: how the leader of a datacenter
+// manages its servers, with Consul's keys and defaults.
+type FileAutopilot struct {
+	// CleanupDeadServers lets the leader remove a server gossip declared
+	// failed from the Raft configuration (after a grace, and only while a
+	// majority of healthy voters remains).
+	CleanupDeadServers *bool `mapstructure:"cleanup_dead_servers"`
+	// LastContactThreshold: a server that has not heard from the leader
+	// for longer is unhealthy.
+	LastContactThreshold *time.Duration `mapstructure:"last_contact_threshold"`
+	// MaxTrailingLogs: a server more entries behind the leader than this
+	// is unhealthy.
+	MaxTrailingLogs *int `mapstructure:"max_trailing_logs"`
+	// ServerStabilizationTime is how long a new server must stay healthy
+	// before it gets a vote.
+	ServerStabilizationTime *time.Duration `mapstructure:"server_stabilization_time"`
+	// MinQuorum: dead servers are never removed below this many voters.
+	MinQuorum *int `mapstructure:"min_quorum"`
 }
 
 // FileDNS is the `dns_config` block.

@@ -317,6 +317,10 @@ const (
 	DefaultRPCRatePerClient            = 5_000
 	DefaultRPCBurstPerClient           = 20_000
 	DefaultMaxBlockingQueriesPerClient = 20_000
+	// Autopilot, as Consul's defaults.
+	DefaultLastContactThreshold    = 200 * time.Millisecond
+	DefaultMaxTrailingLogs         = 250
+	DefaultServerStabilizationTime = 10 * time.Second
 )
 
 func ptr[T any](v T) *T { return &v }
@@ -343,6 +347,13 @@ func defaultFile(hostname string, hostErr error) *File {
 			EntryTTL:     ptr(DefaultCacheEntryTTL),
 			MaxEntries:   ptr(DefaultCacheMaxEntries),
 			StaleIfError: ptr(DefaultCacheStaleIfError),
+		},
+		Autopilot: FileAutopilot{
+			CleanupDeadServers:      ptr(true),
+			LastContactThreshold:    ptr(DefaultLastContactThreshold),
+			MaxTrailingLogs:         ptr(DefaultMaxTrailingLogs),
+			ServerStabilizationTime: ptr(DefaultServerStabilizationTime),
+			MinQuorum:               ptr(0),
 		},
 		Limits: FileLimits{
 			RPCRatePerClient:            ptr(DefaultRPCRatePerClient),

@@ -83,6 +83,8 @@ func TestLoadDefaults(t *testing.T) {
 		},
 		Cache:  CacheConfig{EntryTTL: 72 * time.Hour, MaxEntries: 10_000, StaleIfError: 72 * time.Hour},
 		Limits: LimitsConfig{RPCRatePerClient: 5_000, RPCBurstPerClient: 20_000, MaxBlockingQueriesPerClient: 20_000},
+		Autopilot: AutopilotConfig{CleanupDeadServers: true, LastContactThreshold: 200 * time.Millisecond, MaxTrailingLogs: 250,
+			ServerStabilizationTime: 10 * time.Second},
 	}
 	if !reflect.DeepEqual(r, want) {
 		t.Errorf("got  %+v\nwant %+v", r, want)
@@ -140,13 +142,15 @@ node_meta { rack = "r1"  zone = "z1" }
 retry_join = ["10.0.0.1"]
 services { name = "web" port = 80 }
 dns_config { service_ttl { "web*" = "30s" } }
+autopilot { cleanup_dead_servers = false  max_trailing_logs = 500 }
 `,
 		"9-override.json": `{
   "datacenter": "Second",
   "node_meta": {"zone": "z2"},
   "retry_join": ["10.0.0.2"],
   "services": [{"name": "db", "port": 5432}],
-  "check": {"name": "mem", "ttl": "1m"}
+  "check": {"name": "mem", "ttl": "1m"},
+  "autopilot": {"server_stabilization_time": "30s", "min_quorum": 3, "last_contact_threshold": "1s"}
 }`,
 		"notes.txt":       "not config",
 		"sub/ignored.hcl": `datacenter = "never"`,
@@ -176,6 +180,9 @@ dns_config { service_ttl { "web*" = "30s" } }
 	}
 	if want := map[string]time.Duration{"*": 5 * time.Second, "web*": 30 * time.Second}; !reflect.DeepEqual(r.DNS.ServiceTTL, want) {
 		t.Errorf("ServiceTTL = %v, want %v", r.DNS.ServiceTTL, want)
+	}
+	if want := (AutopilotConfig{LastContactThreshold: time.Second, MaxTrailingLogs: 500, ServerStabilizationTime: 30 * time.Second, MinQuorum: 3}); r.Autopilot != want {
+		t.Errorf("Autopilot = %+v, want %+v (both files merged)", r.Autopilot, want)
 	}
 	wantFiles := []string{filepath.Join(dir, "10-base.hcl"), filepath.Join(dir, "9-override.json")}
 	if !slices.Equal(r.ConfigFiles, wantFiles) {
@@ -491,6 +498,18 @@ func TestLoadErrors(t *testing.T) {
 		name:  "negative blocking limit",
 		files: map[string]string{"a.hcl": "limits {\n  max_blocking_queries_per_client = -1\n}"},
 		want:  `DIR/a.hcl:2: limits.max_blocking_queries_per_client: must not be negative`,
+	}, {
+		name:  "autopilot last contact threshold",
+		files: map[string]string{"a.hcl": "autopilot {\n  last_contact_threshold = \"0s\"\n}"},
+		want:  `DIR/a.hcl:2: autopilot.last_contact_threshold: must be positive`,
+	}, {
+		name:  "autopilot stabilization time",
+		files: map[string]string{"a.json": "{\"autopilot\": {\n\"server_stabilization_time\": \"-1s\"}}"},
+		want:  `DIR/a.json:2: autopilot.server_stabilization_time: must not be negative`,
+	}, {
+		name:  "autopilot unknown key",
+		files: map[string]string{"a.hcl": "autopilot {\n  cleanup_dead = true\n}"},
+		want:  `DIR/a.hcl:2: autopilot.cleanup_dead: unknown field`,
 	}, {
 		name:  "reconnect timeout",
 		files: map[string]string{"a.hcl": `reconnect_timeout = "0s"`},

@@ -100,6 +100,8 @@ type Runtime struct {
 	Cache CacheConfig
 	// Limits are what a server grants each client.
 	Limits LimitsConfig
+	// Autopilot is how a leader manages its datacenter's servers.
+	Autopilot AutopilotConfig
 
 	// Services and Checks are the definitions from the config files,
 	// validated and normalized, in load order. Service IDs are unique, and
@@ -113,6 +115,15 @@ type CacheConfig struct {
 	EntryTTL     time.Duration
 	MaxEntries   int
 	StaleIfError time.Duration
+}
+
+// AutopilotConfig is the built autopilot block (see FileAutopilot).
+type AutopilotConfig struct {
+	CleanupDeadServers      bool
+	LastContactThreshold    time.Duration
+	MaxTrailingLogs         int
+	ServerStabilizationTime time.Duration
+	MinQuorum               int
 }
 
 // LimitsConfig is the built limits block; a zero means no limit.
@@ -368,6 +379,24 @@ func (b *builder) build(dev bool, hostErr error) (*Runtime, error) {
 
 	if err := b.buildCacheAndLimits(r); err != nil {
 		return nil, err
+	}
+	ap := &m.Autopilot
+	r.Autopilot = AutopilotConfig{
+		CleanupDeadServers:      *ap.CleanupDeadServers,
+		LastContactThreshold:    *ap.LastContactThreshold,
+		MaxTrailingLogs:         *ap.MaxTrailingLogs,
+		ServerStabilizationTime: *ap.ServerStabilizationTime,
+		MinQuorum:               *ap.MinQuorum,
+	}
+	switch {
+	case r.Autopilot.LastContactThreshold <= 0:
+		return nil, b.origin("autopilot.last_contact_threshold").errorf("must be positive")
+	case r.Autopilot.MaxTrailingLogs < 0:
+		return nil, b.origin("autopilot.max_trailing_logs").errorf("must not be negative")
+	case r.Autopilot.ServerStabilizationTime < 0:
+		return nil, b.origin("autopilot.server_stabilization_time").errorf("must not be negative")
+	case r.Autopilot.MinQuorum < 0:
+		return nil, b.origin("autopilot.min_quorum").errorf("must not be negative")
 	}
 	if err := b.buildDNS(r); err != nil {
 		return nil, err

@@ -38,6 +38,11 @@ type QueryMeta struct {
 	// LastContact is how long ago the answering server heard from the
 	// leader (0 on the leader).
 	LastContact time.Duration
+	// Server and Term name the server that answered from its catalog and
+	// its Raft term then (empty from a build before these fields): a
+	// history checker tells a deposed leader's answers by them.
+	Server string `msgpack:",omitempty"`
+	Term   uint64 `msgpack:",omitempty"`
 }
 
 // WriteResponse answers a write: the Raft index it was committed at.
@@ -136,10 +141,13 @@ type DCRequest struct {
 	Datacenter string
 }
 
-// RaftStats answers Status.RaftStats: how far a server has caught up.
+// RaftStats answers Status.RaftStats: how far a server has caught up, and
+// how long ago it last heard from the leader (0 on the leader, and from a
+// server of a build before the field).
 type RaftStats struct {
 	LastIndex    uint64
 	AppliedIndex uint64
+	LastContact  time.Duration
 }
 
 // PreparedQueryGet asks PreparedQuery.Get for one query by ID (or name).

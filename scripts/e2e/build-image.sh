@@ -12,6 +12,22 @@ mkdir -p "$ctx"
 
 (cd "$root" && CGO_ENABLED=0 "$GO" build -trimpath -o "$ctx/meshd" ./cmd/meshd)
 
+# The previous release's binary, for the rolling upgrade: built from that
+# commit of this repository's own history (scripts/e2e/previous-release).
+prev=$(grep -v '^#' "$here/previous-release" | head -n 1 | tr -d ' ')
+if [ ! -x "$ctx/meshd-prev" ] || [ "$(cat "$ctx/meshd-prev.commit" 2>/dev/null)" != "$prev" ]; then
+	if ! git -C "$root" cat-file -e "$prev^{commit}" 2>/dev/null; then
+		echo "build-image: the previous release $prev is not in this clone's history; fetch it (git fetch --unshallow)" >&2
+		exit 1
+	fi
+	src="$ctx/prev-src"
+	rm -rf "$src" && mkdir -p "$src"
+	git -C "$root" archive "$prev" | tar -x -C "$src"
+	(cd "$src" && CGO_ENABLED=0 "$GO" build -trimpath -o "$ctx/meshd-prev" ./cmd/meshd)
+	rm -rf "$src"
+	echo "$prev" > "$ctx/meshd-prev.commit"
+fi
+
 if [ ! -x "$ctx/busybox" ]; then
 	if ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg-deb >/dev/null 2>&1; then
 		echo "build-image: busybox-static comes from Debian's packages, and this machine has no apt-get/dpkg-deb" >&2

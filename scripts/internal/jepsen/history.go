@@ -62,6 +62,10 @@ type Op struct {
 	Server string
 	Index  uint64
 	Err    string
+	// ServedBy and Term are the server that answered a read from its
+	// catalog (after any forward) and its Raft term then.
+	ServedBy string
+	Term     uint64
 }
 
 // History collects the operations of a run. It is safe for concurrent use.
@@ -159,33 +163,67 @@ type Result struct {
 	// Ok ("" otherwise).
 	Visualization string
 	Took          time.Duration
+	// For default reads that are not linearizable as recorded: Deposed
+	// are the reads answered in an older Raft term than some answer that
+	// preceded or overlapped them (a deposed leader that had not noticed
+	// yet: the window the README documents), and Explained says the
+	// history is linearizable without them.
+	Deposed   []Op
+	Explained bool
+}
+
+// Passed reports whether the check passed: linearizable, or, for default
+// reads, linearizable once the deposed leader's answers are set aside.
+func (r Result) Passed() bool {
+	return r.Outcome == porcupine.Ok || (r.Mode == ReadDefault && r.Explained)
+}
+
+// deposedReads returns the reads of kind mode answered in a term older
+// than that of an answer whose call came before the read returned.
+func deposedReads(ops []Op, mode Kind) []Op {
+	type seen struct {
+		call int64
+		term uint64
+	}
+	var answers []seen
+	for _, op := range ops {
+		if op.Term > 0 {
+			answers = append(answers, seen{op.Call, op.Term})
+		}
+	}
+	// ops are by call time, so answers are too: the highest term among
+	// those called before t is a running maximum.
+	var out []Op
+	for _, op := range ops {
+		if op.Kind != mode || op.Term == 0 {
+			continue
+		}
+		var top uint64
+		for _, a := range answers {
+			if a.call > op.Return {
+				break
+			}
+			top = max(top, a.term)
+		}
+		if top > op.Term {
+			out = append(out, op)
+		}
+	}
+	return out
 }
 
 // Check checks the writes of ops with the reads of kind mode, with a time
 // limit. For a history that is not linearizable (or could not be decided)
-// it writes porcupine's visualization to vizPath, when not empty.
+// it writes porcupine's visualization to vizPath, when not empty. Default
+// reads that are not linearizable are checked again without the reads a
+// deposed leader answered (Result.Deposed, Result.Explained).
 func Check(ops []Op, mode Kind, limit time.Duration, vizPath string) (Result, error) {
 	res := Result{Mode: mode}
-	var hist []porcupine.Operation
-	for _, op := range ops {
-		if op.Kind != Write && op.Kind != mode {
-			continue
-		}
-		meta := fmt.Sprintf("%s via %s", op.Kind, op.Server)
-		if op.Err != "" {
-			meta += ": " + op.Err
-		}
+	hist := toPorcupine(ops, mode)
+	for _, op := range hist {
 		if op.Return == Unknown {
 			res.UnknownWrites++
 		}
-		hist = append(hist, porcupine.Operation{
-			ClientId: op.Client,
-			Input:    input{key: op.Key, write: op.Kind == Write, value: op.Value},
-			Output:   op.Value,
-			Call:     op.Call,
-			Return:   op.Return,
-			Metadata: meta,
-		})
 	}
 	res.Ops = len(hist)
 	start := time.Now()
@@ -197,5 +235,48 @@ func Check(ops []Op, mode Kind, limit time.Duration, vizPath string) (Result, er
 		}
 		res.Visualization = vizPath
 	}
+	if outcome == porcupine.Illegal && mode == ReadDefault {
+		res.Deposed = deposedReads(ops, mode)
+		if len(res.Deposed) > 0 {
+			skip := map[Op]bool{}
+			for _, op := range res.Deposed {
+				skip[op] = true
+			}
+			var rest []Op
+			for _, op := range ops {
+				if !skip[op] {
+					rest = append(rest, op)
+				}
+			}
+			res.Explained = porcupine.CheckOperationsTimeout(registerModel, toPorcupine(rest, mode), limit) == porcupine.Ok
+		}
+	}
 	return res, nil
+}
+
+// toPorcupine is the writes of ops and the reads of kind mode, as
+// porcupine's operations.
+func toPorcupine(ops []Op, mode Kind) []porcupine.Operation {
+	var hist []porcupine.Operation
+	for _, op := range ops {
+		if op.Kind != Write && op.Kind != mode {
+			continue
+		}
+		meta := fmt.Sprintf("%s via %s", op.Kind, op.Server)
+		if op.ServedBy != "" {
+			meta += fmt.Sprintf(", answered by %s in term %d", op.ServedBy, op.Term)
+		}
+		if op.Err != "" {
+			meta += ": " + op.Err
+		}
+		hist = append(hist, porcupine.Operation{
+			ClientId: op.Client,
+			Input:    input{key: op.Key, write: op.Kind == Write, value: op.Value},
+			Output:   op.Value,
+			Call:     op.Call,
+			Return:   op.Return,
+			Metadata: meta,
+		})
+	}
+	return hist
 }

@@ -139,6 +139,8 @@ func read(ctx context.Context, hc *http.Client, h *History, server string, clien
 	}
 	op.Return = h.Now()
 	op.Index, _ = strconv.ParseUint(resp.Header.Get("X-Consul-Index"), 10, 64)
+	op.ServedBy = resp.Header.Get("X-Meshd-Server")
+	op.Term, _ = strconv.ParseUint(resp.Header.Get("X-Meshd-Term"), 10, 64)
 	if len(out) > 0 {
 		op.Value = out[0].ServiceMeta["v"]
 	}

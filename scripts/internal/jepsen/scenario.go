@@ -3,8 +3,10 @@ package jepsen
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,7 +46,7 @@ type Report struct {
 // Ok reports whether every check passed.
 func (r *Report) Ok() bool {
 	for _, res := range r.Results {
-		if res.Outcome != porcupine.Ok {
+		if !res.Passed() {
 			return false
 		}
 	}
@@ -56,6 +58,13 @@ func (r *Report) String() string {
 		r.Ops, r.Writes, r.UnknownWrites, r.ConsistentReads, r.Reads, len(r.Faults))
 	for _, res := range r.Results {
 		s += fmt.Sprintf("; %s: %s (%d ops, %v)", res.Mode, outcome(res.Outcome), res.Ops, res.Took.Round(time.Millisecond))
+		if len(res.Deposed) > 0 {
+			verdict := "still NOT linearizable"
+			if res.Explained {
+				verdict = "linearizable"
+			}
+			s += fmt.Sprintf(", %s without the %d reads a deposed leader answered", verdict, len(res.Deposed))
+		}
 		if res.Visualization != "" {
 			s += " see " + res.Visualization
 		}
@@ -146,6 +155,11 @@ func RunChecked(ctx context.Context, spec Spec) (*Report, error) {
 			return rep, err
 		}
 		rep.Results = append(rep.Results, res)
+		if len(res.Deposed) > 0 {
+			if err := writeDeposed(filepath.Join(spec.Dir, "deposed-reads.txt"), res.Deposed); err != nil {
+				return rep, err
+			}
+		}
 	}
 	return rep, nil
 }
@@ -171,4 +185,14 @@ func waitIndex(ctx context.Context, s *agentproc.Agent, idx uint64, timeout time
 			return ctx.Err()
 		}
 	}
+}
+
+// writeDeposed lists the reads a deposed leader answered, one a line.
+func writeDeposed(path string, ops []Op) error {
+	var b strings.Builder
+	for _, op := range ops {
+		fmt.Fprintf(&b, "client %d k%d read %q at %v-%v via %s, answered by %s in term %d\n",
+			op.Client, op.Key, op.Value, time.Duration(op.Call), time.Duration(op.Return), op.Server, op.ServedBy, op.Term)
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
