@@ -214,14 +214,21 @@ func (s *Server) halted(err error) {
 	if s.cfg.OnHalt != nil {
 		s.cfg.OnHalt(err)
 	}
-	r := s.raftOrNil()
-	if r != nil && r.State() == raft.Leader {
-		go func() {
-			if err := r.LeadershipTransfer().Error(); err != nil {
-				s.logger.Warn("hand over leadership after the catalog halted", "error", err)
-			}
-		}()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown || s.raft == nil || s.raft.State() != raft.Leader {
+		return
 	}
+	r := s.raft
+	// Raft ends the transfer, at the latest when it shuts down, and
+	// Shutdown waits for it.
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		if err := r.LeadershipTransfer().Error(); err != nil {
+			s.logger.Warn("hand over leadership after the catalog halted", "error", err)
+		}
+	}()
 }
 
 // Halted returns ErrHalted, wrapped with the entry, once this server's

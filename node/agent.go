@@ -54,6 +54,8 @@ type Agent struct {
 	store   *catalog.Store
 	local   *localState
 	persist *persister
+	// autopilot is the leader's latest look at its servers.
+	autopilot autopilotState
 
 	// Set by Start.
 	nodeID    string
@@ -296,7 +298,8 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	if a.wan, err = a.newWAN(port); err != nil {
 		return err
 	}
-	local := &localServer{raft: a.raft, store: a.store, pool: a.pool, dc: a.cfg.Datacenter, logger: a.root.With("component", "forward"), node: a.cfg.NodeName}
+	local := &localServer{raft: a.raft, store: a.store, pool: a.pool, dc: a.cfg.Datacenter, logger: a.root.With("component", "forward"),
+		node: a.cfg.NodeName, health: a.autopilot.get}
 	if a.wan != nil {
 		local.wan = a.wan.Router()
 	}

@@ -60,6 +60,8 @@ type catalogServer interface {
 	// RaftRemovePeer takes a server out of the Raft configuration, on the
 	// leader.
 	RaftRemovePeer(ctx context.Context, req *rpc.RemovePeerRequest) error
+	// AutopilotHealth is the leader's view of the servers' health.
+	AutopilotHealth(ctx context.Context) (*rpc.AutopilotHealth, error)
 }
 
 // Blocking query bounds, as Consul's.
@@ -87,6 +89,9 @@ type localServer struct {
 	logger *slog.Logger
 	// node is this server's node name, in the answers it gives.
 	node string
+	// health is the leader's latest autopilot view of the servers; nil
+	// until it has looked once in its term.
+	health func() *rpc.AutopilotHealth
 }
 
 func (s *localServer) Register(ctx context.Context, req *catalog.RegisterRequest) (uint64, error) {
@@ -662,7 +667,12 @@ func (s *localServer) Datacenters(ctx context.Context) ([]string, error) {
 // RaftStats is how far this server's log and catalog are, by Raft's own
 // count (which a snapshot install moves too).
 func (s *localServer) RaftStats() *rpc.RaftStats {
-	return &rpc.RaftStats{LastIndex: s.raft.LastIndex(), AppliedIndex: s.raft.RaftAppliedIndex(), LastContact: s.raft.LastContact()}
+	return raftStats(s.raft)
+}
+
+// raftStats is how far server r is, by Raft's own count.
+func raftStats(r *consensus.Server) *rpc.RaftStats {
+	return &rpc.RaftStats{LastIndex: r.LastIndex(), AppliedIndex: r.RaftAppliedIndex(), LastContact: r.LastContact(), Term: r.Term()}
 }
 
 // RaftRemovePeer takes the server req names out of the Raft configuration,
@@ -696,4 +706,19 @@ func (s *localServer) RaftRemovePeer(ctx context.Context, req *rpc.RemovePeerReq
 		}
 		return fmt.Errorf("address %q was not found in the Raft configuration", req.Address)
 	})
+}
+
+// AutopilotHealth returns the leader's autopilot view of the servers
+// (forwarded to the leader).
+func (s *localServer) AutopilotHealth(ctx context.Context) (*rpc.AutopilotHealth, error) {
+	out := &rpc.AutopilotHealth{}
+	err := s.onLeader(ctx, "Operator.AutopilotHealth", &rpc.Empty{}, out, func() error {
+		h := s.health()
+		if h == nil {
+			return errors.New("autopilot: the leader has not looked at its servers yet in its term; try again in a second")
+		}
+		*out = *h
+		return nil
+	})
+	return out, err
 }

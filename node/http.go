@@ -86,6 +86,7 @@ func (a *Agent) routes() http.Handler {
 
 	handle(read, "/v1/operator/raft/configuration", a.operatorRaftConfiguration)
 	handle("DELETE", "/v1/operator/raft/peer", a.operatorRaftRemovePeer)
+	handle(read, "/v1/operator/autopilot/health", a.operatorAutopilotHealth)
 	handle(read, "/v1/snapshot", a.snapshotSave)
 	handle("PUT", "/v1/snapshot", a.snapshotRestore)
 

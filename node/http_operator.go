@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
@@ -61,6 +62,41 @@ func (a *Agent) operatorRaftRemovePeer(w http.ResponseWriter, r *http.Request) (
 		return nil, badRequest("Must specify a non-empty ?id or ?address")
 	}
 	return nil, a.server.RaftRemovePeer(r.Context(), &rpc.RemovePeerRequest{ID: q.Get("id"), Address: q.Get("address")})
+}
+
+// autopilotServer is one server of operator/autopilot/health, as Consul's.
+type autopilotServer struct {
+	ID, Name, Address, SerfStatus, Version string
+	Leader                                 bool
+	LastContact                            string // a Go duration, "0s" on the leader
+	LastTerm, LastIndex                    uint64
+	Healthy, Voter                         bool
+	StableSince                            time.Time
+}
+
+// operatorAutopilotHealth answers GET /v1/operator/autopilot/health: the
+// leader's latest look at its servers (at most a second old), with 429
+// when any is unhealthy, as Consul answers.
+func (a *Agent) operatorAutopilotHealth(w http.ResponseWriter, r *http.Request) (any, error) {
+	h, err := a.server.AutopilotHealth(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	out := struct {
+		Healthy          bool
+		FailureTolerance int
+		Servers          []autopilotServer
+	}{Healthy: h.Healthy, FailureTolerance: h.FailureTolerance, Servers: []autopilotServer{}}
+	for _, s := range h.Servers {
+		out.Servers = append(out.Servers, autopilotServer{ID: s.ID, Name: s.Name, Address: s.Address, SerfStatus: s.SerfStatus,
+			Version: s.Version, Leader: s.Leader, LastContact: s.LastContact.String(), LastTerm: s.LastTerm, LastIndex: s.LastIndex,
+			Healthy: s.Healthy, Voter: s.Voter, StableSince: s.StableSince})
+	}
+	if !h.Healthy {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+	}
+	return out, nil
 }
 
 // snapshotSave streams a snapshot of this server's state.

@@ -114,7 +114,8 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 	defer promote.Stop()
 	failedSince := map[string]time.Time{}
 	unknownSince := map[string]time.Time{}
-	stable := map[string]time.Time{} // non-voters healthy since
+	stable := map[string]time.Time{} // servers healthy since
+	a.autopilot.set(nil)             // a view from an earlier term is no view
 
 	// Events queued before this server led are history: the full
 	// reconcile below reads the current state instead.
@@ -126,6 +127,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 		}
 	}
 	a.reconcileAll(ctx, failedSince, unknownSince)
+	a.autopilotTick(ctx, stable)
 	for {
 		select {
 		case <-ctx.Done():
@@ -153,7 +155,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 			if a.eventsDropped.Swap(false) {
 				a.reconcileAll(ctx, failedSince, unknownSince)
 			}
-			a.promoteStable(ctx, stable)
+			a.autopilotTick(ctx, stable)
 			if len(failedSince) > 0 {
 				a.recheckFailedServers(ctx, failedSince)
 			}
@@ -288,62 +290,6 @@ func (a *Agent) recheckFailedServers(ctx context.Context, failedSince map[string
 			if _, timing := failedSince[s.ID]; timing && s.Datacenter == a.cfg.Datacenter {
 				a.reconcileServer(ctx, s, failedSince)
 			}
-		}
-	}
-}
-
-// promoteStable makes voters of the non-voting servers that have been
-// healthy for autopilot's server_stabilization_time: alive in gossip,
-// answering, within max_trailing_logs of the leader's log and within
-// last_contact_threshold of hearing from it. stable holds when each was
-// first seen healthy in this leadership term; a server that is unhealthy
-// even once starts over, so one that joins and dies before it has proved
-// itself never takes a vote (and a quorum) with it.
-func (a *Agent) promoteStable(ctx context.Context, stable map[string]time.Time) {
-	conf, _, err := a.raft.Configuration()
-	if err != nil {
-		return
-	}
-	alive := map[string]bool{}
-	for _, m := range a.gossip.Members() {
-		if s, ok := gossip.ServerFromMember(m); ok && s.Status == gossip.StatusAlive && s.Datacenter == a.cfg.Datacenter {
-			alive[s.ID] = true
-		}
-	}
-	ap := a.cfg.Autopilot
-	seen := map[string]bool{}
-	for _, c := range conf {
-		if c.Voter {
-			continue
-		}
-		seen[c.ID] = true
-		var st rpc.RaftStats
-		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := a.pool.Call(cctx, c.Address, "Status.RaftStats", &rpc.Empty{}, &st)
-		cancel()
-		healthy := err == nil && alive[c.ID] && st.AppliedIndex > 0 &&
-			st.AppliedIndex+uint64(ap.MaxTrailingLogs) >= a.raft.RaftAppliedIndex() && st.LastContact <= ap.LastContactThreshold
-		if !healthy {
-			delete(stable, c.ID)
-			continue
-		}
-		since, ok := stable[c.ID]
-		if !ok {
-			stable[c.ID] = time.Now()
-			since = stable[c.ID]
-		}
-		if time.Since(since) < ap.ServerStabilizationTime {
-			continue
-		}
-		a.logger.Info("promoting a server healthy for the stabilization time to voter", "id", c.ID,
-			"applied", st.AppliedIndex, "stable_for", time.Since(since).Round(time.Millisecond))
-		if err := a.raft.Promote(c.ID, c.Address); err != nil {
-			a.logger.Warn("promote server", "id", c.ID, "error", err)
-		}
-	}
-	for id := range stable {
-		if !seen[id] {
-			delete(stable, id)
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -58,6 +59,34 @@ func TestRemovePeer(t *testing.T) {
 		}
 	}
 
+	// Autopilot's health, read with consul/api through a follower:
+	// every server healthy, one failure tolerated.
+	health := func(a *nodetest.Agent) *api.OperatorHealthReply {
+		t.Helper()
+		h, err := newClient(t, a).Operator().AutopilotServerHealth(nil)
+		if err != nil {
+			return &api.OperatorHealthReply{} // the leader's first look is a second away
+		}
+		return h
+	}
+	nodetest.Eventually(t, 30*time.Second, "3 healthy servers, 1 failure tolerated", func() bool {
+		h := health(servers[0])
+		return h.Healthy && h.FailureTolerance == 1 && len(h.Servers) == 3
+	})
+	h := health(servers[1])
+	leaders := 0
+	for _, s := range h.Servers {
+		if s.Leader {
+			leaders++
+		}
+		if !s.Healthy || !s.Voter || s.SerfStatus != "alive" || s.Name == "" || s.StableSince.IsZero() || s.LastIndex == 0 {
+			t.Errorf("server %+v", s)
+		}
+	}
+	if leaders != 1 {
+		t.Errorf("%d leaders in %+v", leaders, h.Servers)
+	}
+
 	victim := servers[2]
 	if victim.IsLeader() {
 		victim = servers[1]
@@ -70,6 +99,15 @@ func TestRemovePeer(t *testing.T) {
 	}
 	rest := stopAgent(t, victim, servers)
 	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(rest) != nil })
+	nodetest.Eventually(t, 30*time.Second, "the dead server unhealthy, no failure tolerated", func() bool {
+		h := health(rest[0])
+		for _, s := range h.Servers {
+			if s.ID == victimID && !s.Healthy {
+				return !h.Healthy && h.FailureTolerance == 0
+			}
+		}
+		return false
+	})
 	if err := newClient(t, rest[0]).Operator().RaftRemovePeerByID(victimID, nil); err != nil {
 		t.Fatalf("remove %s: %v", victimID, err)
 	}
@@ -84,6 +122,10 @@ func TestRemovePeer(t *testing.T) {
 			return len(conf) == 2
 		})
 	}
+	nodetest.Eventually(t, 30*time.Second, "2 healthy servers after the removal", func() bool {
+		h := health(rest[0])
+		return h.Healthy && len(h.Servers) == 2 && h.FailureTolerance == 0
+	})
 }
 
 // TestPeersJSONRecovery: three servers, writes replicated to all, two

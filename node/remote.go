@@ -220,4 +220,8 @@ func (s *remoteServer) RaftRemovePeer(ctx context.Context, req *rpc.RemovePeerRe
 	return s.call(ctx, "Operator.RaftRemovePeer", req, &reply)
 }
 
+func (s *remoteServer) AutopilotHealth(ctx context.Context) (*rpc.AutopilotHealth, error) {
+	return read[rpc.AutopilotHealth](ctx, s, "Operator.AutopilotHealth", &rpc.Empty{})
+}
+
 var _ catalogServer = (*remoteServer)(nil)

@@ -259,6 +259,16 @@ func (e *operatorEndpoint) RaftRemovePeer(args *rpc.RemovePeerRequest, reply *rp
 	return e.s.RaftRemovePeer(ctx, args)
 }
 
+func (e *operatorEndpoint) AutopilotHealth(args *rpc.Empty, reply *rpc.AutopilotHealth) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	ctx, cancel := context.WithTimeout(e.ctx, rpc.DefaultCallTimeout)
+	defer cancel()
+	return fill(reply)(e.s.AutopilotHealth(ctx))
+}
+
 // writeContext is the context of a write taken over RPC: the endpoint's,
 // ending at the deadline the sender's budget set on receipt (none from a
 // sender of an older build; enterWrite then bounds it). A request that

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshd/meshd/node/nodetest"
 )
@@ -89,6 +90,17 @@ func TestSnapshotAndOperatorCommands(t *testing.T) {
 	}
 	if code, _, errOut := meshd(t, "operator", "raft", "remove-peer", addr, "-id", "nope"); code == 0 || !strings.Contains(errOut, `id "nope" was not found in the Raft configuration`) {
 		t.Fatalf("remove-peer of an unknown ID = %d %q", code, errOut)
+	}
+
+	// autopilot state: the lone server, healthy, leading.
+	var state string
+	nodetest.Eventually(t, 10*time.Second, "autopilot state", func() bool {
+		code, o, _ := meshd(t, "operator", "autopilot", "state", addr)
+		state = o
+		return code == 0 && strings.Contains(o, "Healthy:            true")
+	})
+	if out := state; !strings.Contains(out, "node1") || !strings.Contains(out, "leader") || !strings.Contains(out, "Failure Tolerance:  0") {
+		t.Fatalf("autopilot state = %q", out)
 	}
 
 	// Unreachable agent: a clear message.

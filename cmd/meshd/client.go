@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 )
@@ -41,6 +42,11 @@ func addHTTPFlags(fs *flag.FlagSet) func() *apiClient {
 // do sends a request and returns the response body of a 2xx answer, or an
 // error carrying the agent's message.
 func (c *apiClient) do(method, path string, body io.Reader) (io.ReadCloser, error) {
+	return c.doAllowing(method, path, body)
+}
+
+// doAllowing is do, also taking the status codes in ok as answers.
+func (c *apiClient) doAllowing(method, path string, body io.Reader, ok ...int) (io.ReadCloser, error) {
 	req, err := http.NewRequest(method, c.base+path, body)
 	if err != nil {
 		return nil, err
@@ -49,7 +55,7 @@ func (c *apiClient) do(method, path string, body io.Reader) (io.ReadCloser, erro
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the agent at %s: %w", c.base, err)
 	}
-	if resp.StatusCode/100 != 2 {
+	if resp.StatusCode/100 != 2 && !slices.Contains(ok, resp.StatusCode) {
 		defer resp.Body.Close()
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		return nil, fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(msg)))
@@ -60,6 +66,16 @@ func (c *apiClient) do(method, path string, body io.Reader) (io.ReadCloser, erro
 // getJSON decodes the answer to a GET into out.
 func (c *apiClient) getJSON(path string, out any) error {
 	body, err := c.do("GET", path, nil)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	return json.NewDecoder(body).Decode(out)
+}
+
+// getJSONAllowing is getJSON, also decoding answers with a status in ok.
+func (c *apiClient) getJSONAllowing(path string, out any, ok ...int) error {
+	body, err := c.doAllowing("GET", path, nil, ok...)
 	if err != nil {
 		return err
 	}

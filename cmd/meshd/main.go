@@ -36,7 +36,8 @@ Commands:
   leave        Make the agent leave the cluster gracefully and stop
   force-leave  Mark a failed node as left (-prune forgets it entirely,
                -wan for a server in the WAN pool)
-  operator     Operate the cluster: operator raft list-peers | remove-peer
+  operator     Operate the cluster: operator raft list-peers | remove-peer,
+               operator autopilot state
   snapshot     Save or restore the catalog: snapshot save|restore <file>
   version      Print the version
 

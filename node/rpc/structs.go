@@ -148,6 +148,36 @@ type RaftStats struct {
 	LastIndex    uint64
 	AppliedIndex uint64
 	LastContact  time.Duration
+	// Term is the server's current Raft term (0 from an older build).
+	Term uint64 `msgpack:",omitempty"`
+}
+
+// ServerHealth is one server as the leader's autopilot sees it.
+type ServerHealth struct {
+	ID, Name, Address string
+	// SerfStatus is the server's gossip status ("alive", "failed",
+	// "left", or "none" when gossip does not know it); Version its build.
+	SerfStatus, Version string
+	Leader, Voter       bool
+	// LastContact is how long ago it heard from the leader; LastTerm and
+	// LastIndex its Raft term and last log index.
+	LastContact         time.Duration
+	LastTerm, LastIndex uint64
+	// Healthy: alive, answering, caught up and in contact (autopilot's
+	// thresholds); StableSince is when it was first seen healthy in this
+	// leader's term (zero while unhealthy).
+	Healthy     bool
+	StableSince time.Time
+}
+
+// AutopilotHealth answers Operator.AutopilotHealth: the datacenter's
+// servers as the leader last looked at them (every second).
+type AutopilotHealth struct {
+	// Healthy is true when every server is; FailureTolerance is how many
+	// healthy voters may fail before the quorum is lost.
+	Healthy          bool
+	FailureTolerance int
+	Servers          []ServerHealth
 }
 
 // PreparedQueryGet asks PreparedQuery.Get for one query by ID (or name).

@@ -1,0 +1,113 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/node/rpc"
+)
+
+// autopilotState is the leader's latest look at its servers, for
+// operator/autopilot/health. It is safe for concurrent use.
+type autopilotState struct {
+	mu     sync.Mutex // guards health
+	health *rpc.AutopilotHealth
+}
+
+func (s *autopilotState) set(h *rpc.AutopilotHealth) {
+	s.mu.Lock()
+	s.health = h
+	s.mu.Unlock()
+}
+
+// get returns the latest look, nil when none was taken in this term.
+func (s *autopilotState) get() *rpc.AutopilotHealth {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.health
+}
+
+// autopilotTick looks at every server of the Raft configuration, as
+// Consul's autopilot does, and records what it saw: a server is healthy
+// when gossip has it alive and it answers Status.RaftStats in its leader's
+// term, within autopilot's max_trailing_logs of the leader's log and
+// last_contact_threshold of hearing from it. A non-voter healthy for
+// server_stabilization_time gets its vote. stable holds when each server
+// was first seen healthy in this leadership term; one unhealthy look
+// starts its clock over, so a server that joins and dies before it has
+// proved itself never takes a vote (and the quorum) with it.
+func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) {
+	conf, _, err := a.raft.Configuration()
+	if err != nil {
+		return
+	}
+	type member struct{ name, status, build string }
+	members := map[string]member{}
+	for _, m := range a.gossip.Members() {
+		if s, ok := gossip.ServerFromMember(m); ok && s.ID != "" && s.Datacenter == a.cfg.Datacenter {
+			members[s.ID] = member{m.Name, string(s.Status), s.Build}
+		}
+	}
+	ap := a.cfg.Autopilot
+	term, leaderIndex := a.raft.Term(), a.raft.LastIndex()
+	now := time.Now()
+	out := &rpc.AutopilotHealth{Healthy: true}
+	seen := map[string]bool{}
+	voters, healthyVoters := 0, 0
+	for _, c := range conf {
+		seen[c.ID] = true
+		m, known := members[c.ID]
+		if !known {
+			m.status = "none"
+		}
+		h := rpc.ServerHealth{ID: c.ID, Name: m.name, Address: c.Address, SerfStatus: m.status, Version: m.build,
+			Leader: c.ID == a.nodeID, Voter: c.Voter}
+		var st *rpc.RaftStats
+		if h.Leader {
+			st = raftStats(a.raft)
+		} else {
+			st = new(rpc.RaftStats)
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if err := a.pool.Call(cctx, c.Address, "Status.RaftStats", &rpc.Empty{}, st); err != nil {
+				st = nil
+			}
+			cancel()
+		}
+		if st != nil {
+			h.LastContact, h.LastTerm, h.LastIndex = st.LastContact, st.Term, st.LastIndex
+			h.Healthy = m.status == string(gossip.StatusAlive) && st.AppliedIndex > 0 &&
+				st.LastIndex+uint64(ap.MaxTrailingLogs) >= leaderIndex &&
+				st.LastContact <= ap.LastContactThreshold && (st.Term == 0 || st.Term == term)
+		}
+		if !h.Healthy {
+			delete(stable, c.ID)
+			out.Healthy = false
+		} else if _, ok := stable[c.ID]; !ok {
+			stable[c.ID] = now
+		}
+		h.StableSince = stable[c.ID]
+		if c.Voter {
+			voters++
+			if h.Healthy {
+				healthyVoters++
+			}
+		}
+		out.Servers = append(out.Servers, h)
+		if !c.Voter && h.Healthy && now.Sub(h.StableSince) >= ap.ServerStabilizationTime {
+			a.logger.Info("promoting a server healthy for the stabilization time to voter", "id", c.ID,
+				"name", m.name, "stable_for", now.Sub(h.StableSince).Round(time.Millisecond))
+			if err := a.raft.Promote(c.ID, c.Address); err != nil {
+				a.logger.Warn("promote server", "id", c.ID, "error", err)
+			}
+		}
+	}
+	for id := range stable {
+		if !seen[id] {
+			delete(stable, id)
+		}
+	}
+	out.FailureTolerance = max(healthyVoters-(voters/2+1), 0)
+	a.autopilot.set(out)
+}
