@@ -3,9 +3,11 @@ package consensus
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/meshd/meshd/catalog"
 )
@@ -48,5 +50,33 @@ func BenchmarkApply(b *testing.B) {
 			wg.Wait()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "commits/s")
 		})
+	}
+}
+
+// BenchmarkWriteTableHeap measures the memory the FSM's table of applied
+// write identities holds at its largest steady size: two minutes of
+// writes (WriteRetention) at 2,400 a second, the fastest registration
+// rate measured, stamped 1/2400 s apart; then a minute more of writes,
+// so the table both expires and grows as in service.
+func BenchmarkWriteTableHeap(b *testing.B) {
+	const rate = 2400
+	window := int(WriteRetention/time.Second) * rate
+	for range b.N {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		w := newWriteTable()
+		stamp := int64(1_780_000_000_000_000_000)
+		for i := range window + 60*rate {
+			stamp += int64(time.Second) / rate
+			w.advance(stamp)
+			w.add(catalog.NewWriteID(), uint64(i+1), nil)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/float64(w.len()), "B/record")
+		b.ReportMetric(float64(w.len()), "records")
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "MiB")
+		runtime.KeepAlive(w)
 	}
 }

@@ -3,6 +3,7 @@ package consensus
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/meshd/meshd/catalog"
@@ -24,7 +25,8 @@ const WriteRetention = 2 * time.Minute
 // under 300,000.
 const maxWriteRecords = 16 << 20
 
-// writeRecord is what the FSM remembers of one applied write.
+// writeRecord is what the FSM remembers of one applied write, as a
+// snapshot holds it.
 type writeRecord struct {
 	//lint:ignore U1000 msgpack reads its tag: records are encoded as arrays
 	_msgpack struct{}        `msgpack:",as_array"`
@@ -52,16 +54,32 @@ const (
 // use.
 type writeTable struct {
 	clock int64
-	// queue holds the records in the order applied (so by clock); first is
+	// queue holds the writes in the order applied (so by clock); first is
 	// the sequence number of queue[0], and byID maps an identity to its
-	// record's sequence number.
-	queue []writeRecord
+	// sequence number.
+	queue []writeEntry
 	first uint64
 	byID  map[catalog.WriteID]uint64
+	// errs holds the errors of the remembered writes that failed, by
+	// sequence number: few do, so the entries stay small.
+	errs map[uint64]writeError
+}
+
+// writeEntry is a remembered write, as held in memory (32 bytes).
+type writeEntry struct {
+	ID    catalog.WriteID
+	Index uint64
+	Time  int64
+}
+
+// writeError is a remembered write's error.
+type writeError struct {
+	kind uint8
+	msg  string
 }
 
 func newWriteTable() *writeTable {
-	return &writeTable{byID: make(map[catalog.WriteID]uint64)}
+	return &writeTable{byID: make(map[catalog.WriteID]uint64), errs: make(map[uint64]writeError)}
 }
 
 // advance moves the clock to stamp, if later, and forgets what fell out of
@@ -75,40 +93,51 @@ func (w *writeTable) advance(stamp int64) {
 	n := 0
 	for n < len(w.queue) && w.queue[n].Time < cutoff {
 		delete(w.byID, w.queue[n].ID)
+		if len(w.errs) > 0 {
+			delete(w.errs, w.first+uint64(n))
+		}
 		n++
 	}
 	if n > 0 {
-		clear(w.queue[:n]) // drop the strings
 		w.queue = w.queue[n:]
 		w.first += uint64(n)
 	}
 }
 
 // get returns the record of id, if it is remembered.
-func (w *writeTable) get(id catalog.WriteID) (*writeRecord, bool) {
+func (w *writeTable) get(id catalog.WriteID) (writeRecord, bool) {
 	seq, ok := w.byID[id]
 	if !ok {
-		return nil, false
+		return writeRecord{}, false
 	}
-	return &w.queue[seq-w.first], true
+	return w.record(seq), true
+}
+
+// record is the full record of the write with sequence number seq.
+func (w *writeTable) record(seq uint64) writeRecord {
+	e := w.queue[seq-w.first]
+	r := writeRecord{ID: e.ID, Index: e.Index, Time: e.Time}
+	if we, ok := w.errs[seq]; ok {
+		r.Kind, r.Msg = we.kind, we.msg
+	}
+	return r
 }
 
 // add remembers a write applied at index with its result.
 func (w *writeTable) add(id catalog.WriteID, index uint64, result error) {
-	r := writeRecord{ID: id, Index: index, Time: w.clock}
+	seq := w.first + uint64(len(w.queue))
 	if result != nil {
-		r.Msg = result.Error()
+		we := writeError{kind: errKindOther, msg: result.Error()}
 		switch {
 		case errors.Is(result, catalog.ErrInvalid):
-			r.Kind = errKindInvalid
+			we.kind = errKindInvalid
 		case errors.Is(result, catalog.ErrNotFound):
-			r.Kind = errKindNotFound
-		default:
-			r.Kind = errKindOther
+			we.kind = errKindNotFound
 		}
+		w.errs[seq] = we
 	}
-	w.byID[id] = w.first + uint64(len(w.queue))
-	w.queue = append(w.queue, r)
+	w.byID[id] = seq
+	w.queue = append(w.queue, writeEntry{ID: id, Index: index, Time: w.clock})
 }
 
 // len is how many writes are remembered.
@@ -148,11 +177,13 @@ type Duplicate struct {
 // writesSnapshot is a copy of a table for a snapshot.
 type writesSnapshot struct {
 	clock   int64
-	records []writeRecord
+	entries []writeEntry
+	first   uint64
+	errs    map[uint64]writeError
 }
 
 func (w *writeTable) snapshot() *writesSnapshot {
-	return &writesSnapshot{clock: w.clock, records: append([]writeRecord(nil), w.queue...)}
+	return &writesSnapshot{clock: w.clock, entries: append([]writeEntry(nil), w.queue...), first: w.first, errs: maps.Clone(w.errs)}
 }
 
 // encode writes the clock, the number of records and the records.
@@ -160,11 +191,15 @@ func (s *writesSnapshot) encode(enc *msgpack.Encoder) error {
 	if err := enc.EncodeInt(s.clock); err != nil {
 		return err
 	}
-	if err := enc.EncodeUint(uint64(len(s.records))); err != nil {
+	if err := enc.EncodeUint(uint64(len(s.entries))); err != nil {
 		return err
 	}
-	for i := range s.records {
-		if err := enc.Encode(&s.records[i]); err != nil {
+	for i, e := range s.entries {
+		r := writeRecord{ID: e.ID, Index: e.Index, Time: e.Time}
+		if we, ok := s.errs[s.first+uint64(i)]; ok {
+			r.Kind, r.Msg = we.kind, we.msg
+		}
+		if err := enc.Encode(&r); err != nil {
 			return err
 		}
 	}
@@ -191,8 +226,8 @@ func decodeWriteTable(dec *msgpack.Decoder) (*writeTable, error) {
 		if err := dec.Decode(&r); err != nil {
 			return nil, fmt.Errorf("write identities: record %d: %w", i, err)
 		}
-		if r.ID.IsZero() || r.Time > clock {
-			return nil, fmt.Errorf("write identities: record %d: zero identity or time past the clock: %w", i, catalog.ErrInvalid)
+		if r.ID.IsZero() || r.Time > clock || r.Kind > errKindOther {
+			return nil, fmt.Errorf("write identities: record %d: zero identity, time past the clock or unknown error kind: %w", i, catalog.ErrInvalid)
 		}
 		if _, dup := w.byID[r.ID]; dup {
 			return nil, fmt.Errorf("write identities: record %d: identity %s twice: %w", i, r.ID, catalog.ErrInvalid)
@@ -200,8 +235,11 @@ func decodeWriteTable(dec *msgpack.Decoder) (*writeTable, error) {
 		if len(w.queue) > 0 && r.Time < w.queue[len(w.queue)-1].Time {
 			return nil, fmt.Errorf("write identities: record %d: out of order: %w", i, catalog.ErrInvalid)
 		}
+		if r.Kind != errKindNone {
+			w.errs[uint64(len(w.queue))] = writeError{kind: r.Kind, msg: r.Msg}
+		}
 		w.byID[r.ID] = uint64(len(w.queue))
-		w.queue = append(w.queue, r)
+		w.queue = append(w.queue, writeEntry{ID: r.ID, Index: r.Index, Time: r.Time})
 	}
 	return w, nil
 }
