@@ -175,8 +175,9 @@ type Server struct {
 	readyCh     chan struct{}
 	leaderReady atomic.Bool // leading, with the barrier through
 
-	stampMu      sync.Mutex // guards stampChecked
-	stampChecked time.Time  // when ServersReadStamps last said no
+	// stampChecked is when ServersReadStamps was last asked (Unix ns);
+	// the caller that moves it forward asks, the others go on unstamped.
+	stampChecked atomic.Int64
 
 	epochMu    sync.Mutex // guards epoch and endEpoch
 	epoch      context.Context
@@ -197,14 +198,14 @@ func New(cfg Config, store *catalog.Store) (*Server, error) {
 	logger := cfg.Logger.With("component", "raft")
 	s := &Server{
 		cfg:        cfg,
-		fsm:        &FSM{store: store, logger: logger, observe: cfg.ObserveFSM, writes: newWriteTable()},
+		fsm:        NewFSM(store, logger),
 		logger:     logger,
 		layer:      newStreamLayer(cfg.Advertise),
 		readyCh:    make(chan struct{}),
 		shutdownCh: make(chan struct{}),
 	}
 	s.epoch, s.endEpoch = context.WithCancel(context.Background())
-	s.fsm.onHalt = s.halted
+	s.fsm.observe, s.fsm.onHalt = cfg.ObserveFSM, s.halted
 	return s, nil
 }
 
@@ -240,16 +241,14 @@ func (s *Server) stampWrites() bool {
 	if s.fsm.stamped.Load() || s.cfg.ServersReadStamps == nil {
 		return true
 	}
-	s.stampMu.Lock()
-	defer s.stampMu.Unlock()
-	if time.Since(s.stampChecked) < time.Second {
+	last, now := s.stampChecked.Load(), time.Now().UnixNano()
+	if now-last < int64(time.Second) || !s.stampChecked.CompareAndSwap(last, now) {
 		return false
 	}
 	if s.cfg.ServersReadStamps() {
 		s.fsm.stamped.Store(true) // the stamped entry will confirm it
 		return true
 	}
-	s.stampChecked = time.Now()
 	return false
 }
 

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node/rpc"
 )
@@ -29,6 +30,9 @@ func (s *autopilotState) get() *rpc.AutopilotHealth {
 	return s.health
 }
 
+// autopilotMember is what gossip says of a server.
+type autopilotMember struct{ name, status, build string }
+
 // autopilotTick looks at every server of the Raft configuration, as
 // Consul's autopilot does, and records what it saw: a server is healthy
 // when gossip has it alive and it answers Status.RaftStats in its leader's
@@ -43,20 +47,20 @@ func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) 
 	if err != nil {
 		return
 	}
-	type member struct{ name, status, build string }
-	members := map[string]member{}
+	members := map[string]autopilotMember{}
 	for _, m := range a.gossip.Members() {
 		if s, ok := gossip.ServerFromMember(m); ok && s.ID != "" && s.Datacenter == a.cfg.Datacenter {
-			members[s.ID] = member{m.Name, string(s.Status), s.Build}
+			members[s.ID] = autopilotMember{m.Name, string(s.Status), s.Build}
 		}
 	}
+	stats := a.serverStats(ctx, conf, members)
 	ap := a.cfg.Autopilot
 	term, leaderIndex := a.raft.Term(), a.raft.LastIndex()
 	now := time.Now()
 	out := &rpc.AutopilotHealth{Healthy: true}
 	seen := map[string]bool{}
 	voters, healthyVoters := 0, 0
-	for _, c := range conf {
+	for i, c := range conf {
 		seen[c.ID] = true
 		m, known := members[c.ID]
 		if !known {
@@ -64,18 +68,7 @@ func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) 
 		}
 		h := rpc.ServerHealth{ID: c.ID, Name: m.name, Address: c.Address, SerfStatus: m.status, Version: m.build,
 			Leader: c.ID == a.nodeID, Voter: c.Voter}
-		var st *rpc.RaftStats
-		if h.Leader {
-			st = raftStats(a.raft)
-		} else {
-			st = new(rpc.RaftStats)
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			if err := a.pool.Call(cctx, c.Address, "Status.RaftStats", &rpc.Empty{}, st); err != nil {
-				st = nil
-			}
-			cancel()
-		}
-		if st != nil {
+		if st := stats[i]; st != nil {
 			h.LastContact, h.LastTerm, h.LastIndex = st.LastContact, st.Term, st.LastIndex
 			h.Healthy = m.status == string(gossip.StatusAlive) && st.AppliedIndex > 0 &&
 				st.LastIndex+uint64(ap.MaxTrailingLogs) >= leaderIndex &&
@@ -110,4 +103,30 @@ func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) 
 	}
 	out.FailureTolerance = max(healthyVoters-(voters/2+1), 0)
 	a.autopilot.set(out)
+}
+
+// serverStats asks the servers of conf that gossip has alive for their
+// Raft stats, all at once (2 s each at most), and answers this server's
+// own: nil for those not asked or not answering, which are unhealthy
+// anyway. A dead server costs the look no time.
+func (a *Agent) serverStats(ctx context.Context, conf []consensus.ServerInfo, members map[string]autopilotMember) []*rpc.RaftStats {
+	stats := make([]*rpc.RaftStats, len(conf))
+	var wg sync.WaitGroup
+	for i, c := range conf {
+		switch {
+		case c.ID == a.nodeID:
+			stats[i] = raftStats(a.raft)
+		case members[c.ID].status == string(gossip.StatusAlive):
+			wg.Go(func() {
+				st := new(rpc.RaftStats)
+				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				defer cancel()
+				if err := a.pool.Call(cctx, c.Address, "Status.RaftStats", &rpc.Empty{}, st); err == nil {
+					stats[i] = st
+				}
+			})
+		}
+	}
+	wg.Wait()
+	return stats
 }

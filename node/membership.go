@@ -17,9 +17,9 @@ const (
 	// reconcileInterval is how often the leader reconciles every member,
 	// besides reacting to each gossip event.
 	reconcileInterval = 30 * time.Second
-	// promoteInterval is how often the leader looks at its non-voting
-	// servers' health (autopilot).
-	promoteInterval = time.Second
+	// autopilotInterval is how often the leader looks at its servers'
+	// health (autopilotTick).
+	autopilotInterval = time.Second
 	// serverFailGrace is how long a failed server keeps its vote before
 	// the leader removes it from the Raft configuration.
 	serverFailGrace = 30 * time.Second
@@ -110,8 +110,8 @@ func (a *Agent) tryBootstrap(ctx context.Context) bool {
 func (a *Agent) reconcileLoop(ctx context.Context) {
 	full := time.NewTicker(reconcileInterval)
 	defer full.Stop()
-	promote := time.NewTicker(promoteInterval)
-	defer promote.Stop()
+	autopilot := time.NewTicker(autopilotInterval)
+	defer autopilot.Stop()
 	failedSince := map[string]time.Time{}
 	unknownSince := map[string]time.Time{}
 	stable := map[string]time.Time{} // servers healthy since
@@ -151,7 +151,7 @@ func (a *Agent) reconcileLoop(ctx context.Context) {
 			}
 		case <-full.C:
 			a.reconcileAll(ctx, failedSince, unknownSince)
-		case <-promote.C:
+		case <-autopilot.C:
 			if a.eventsDropped.Swap(false) {
 				a.reconcileAll(ctx, failedSince, unknownSince)
 			}
@@ -205,7 +205,7 @@ func (a *Agent) reconcileOne(ctx context.Context, m gossip.Member, failedSince m
 }
 
 // reconcileServer keeps a server's place in the Raft configuration: a new
-// alive server joins as a non-voter (promoted once caught up), one that
+// alive server joins as a non-voter (promoted once stable), one that
 // left is removed at once, a failed one after serverFailGrace if the
 // voters that remain still make a majority.
 func (a *Agent) reconcileServer(ctx context.Context, s gossip.Server, failedSince map[string]time.Time) {

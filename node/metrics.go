@@ -113,10 +113,9 @@ func newAgentMetrics() *agentMetrics {
 	m.fsmHalted = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "meshd_raft_fsm_halted", Help: "1 when this server's catalog stopped at a committed log entry it cannot apply (see its log); it then serves no reads.",
 	})
-	m.reg.MustRegister(m.duplicateWrites, m.fsmHalted)
 	m.reg.MustRegister(m.rpcRequests, m.clientRequests, m.clientRefused, m.clientBlocking, m.cacheHits, m.cacheMisses,
 		m.httpDuration, m.dnsDuration, m.checkRuns, m.checkTransitions, m.raftApply, m.fsmApply,
-		m.logWriteEntries, m.logWriteDuration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.logWriteEntries, m.logWriteDuration, m.duplicateWrites, m.fsmHalted, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

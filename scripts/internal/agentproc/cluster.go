@@ -182,7 +182,8 @@ func (c *Cluster) Leader() *Agent {
 }
 
 // StopWithin interrupts every member and waits up to d for each to exit
-// (see Agent.StopWithin); the error names those that did not.
+// (see Agent.StopWithin), then closes their log files; the error names
+// those that did not exit.
 func (c *Cluster) StopWithin(d time.Duration) error {
 	c.mu.Lock()
 	all := append(slices.Clone(c.Clients), c.Servers...)
@@ -193,21 +194,17 @@ func (c *Cluster) StopWithin(d time.Duration) error {
 		wg.Go(func() { errs[i] = a.StopWithin(d) })
 	}
 	wg.Wait()
+	for _, f := range c.logs {
+		f.Close()
+	}
 	return errors.Join(errs...)
 }
 
-// Stop interrupts every member and waits for them to exit.
+// Stop interrupts every member and waits for them to exit, a minute at
+// most (a member that does not is killed and named on stderr).
 func (c *Cluster) Stop() {
-	c.mu.Lock()
-	all := append(slices.Clone(c.Clients), c.Servers...)
-	c.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, a := range all {
-		wg.Go(a.Stop)
-	}
-	wg.Wait()
-	for _, f := range c.logs {
-		f.Close()
+	if err := c.StopWithin(time.Minute); err != nil {
+		fmt.Fprintln(os.Stderr, "agentproc:", err)
 	}
 }
 

@@ -80,7 +80,7 @@ func (n *Nemesis) Run(ctx context.Context, h *History) ([]Injected, error) {
 }
 
 func (n *Nemesis) inject(ctx context.Context, f Fault, h *History) (Injected, error) {
-	leader, err := n.waitLeader(ctx)
+	leader, err := n.waitLeader()
 	if err != nil {
 		return Injected{}, err
 	}
@@ -130,8 +130,9 @@ func (n *Nemesis) inject(ctx context.Context, f Fault, h *History) (Injected, er
 	return in, nil
 }
 
-// waitLeader waits up to a minute for the servers to name a leader.
-func (n *Nemesis) waitLeader(ctx context.Context) (*agentproc.Agent, error) {
+// waitLeader waits up to a minute for the servers to name a leader,
+// whether or not ctx has ended: a fault under way is always completed.
+func (n *Nemesis) waitLeader() (*agentproc.Agent, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		if l := n.Cluster.Leader(); l != nil {
@@ -140,8 +141,6 @@ func (n *Nemesis) waitLeader(ctx context.Context) (*agentproc.Agent, error) {
 		if time.Now().After(deadline) {
 			return nil, errors.New("no leader for a minute")
 		}
-		if !agentproc.SleepCtx(context.WithoutCancel(ctx), 100*time.Millisecond) {
-			return nil, ctx.Err()
-		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }

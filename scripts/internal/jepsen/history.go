@@ -10,6 +10,7 @@ package jepsen
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -179,33 +180,30 @@ func (r Result) Passed() bool {
 }
 
 // deposedReads returns the reads of kind mode answered in a term older
-// than that of an answer whose call came before the read returned.
+// than that of an answer whose call came before the read returned. ops
+// are by call time.
 func deposedReads(ops []Op, mode Kind) []Op {
-	type seen struct {
-		call int64
-		term uint64
-	}
-	var answers []seen
+	// calls[i] is the call time of the i-th answer with a term, and
+	// top[i] the highest term among answers 0..i.
+	var calls []int64
+	var top []uint64
 	for _, op := range ops {
 		if op.Term > 0 {
-			answers = append(answers, seen{op.Call, op.Term})
+			prev := uint64(0)
+			if len(top) > 0 {
+				prev = top[len(top)-1]
+			}
+			calls, top = append(calls, op.Call), append(top, max(prev, op.Term))
 		}
 	}
-	// ops are by call time, so answers are too: the highest term among
-	// those called before t is a running maximum.
 	var out []Op
 	for _, op := range ops {
 		if op.Kind != mode || op.Term == 0 {
 			continue
 		}
-		var top uint64
-		for _, a := range answers {
-			if a.call > op.Return {
-				break
-			}
-			top = max(top, a.term)
-		}
-		if top > op.Term {
+		// The answers called no later than the read returned.
+		n, _ := slices.BinarySearch(calls, op.Return+1)
+		if n > 0 && top[n-1] > op.Term {
 			out = append(out, op)
 		}
 	}

@@ -1,6 +1,7 @@
 package jepsen
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -172,7 +174,7 @@ func TestPausedLeaderCannotUndoAWrite(t *testing.T) {
 	}
 	defer c.Stop()
 	nem := &Nemesis{Cluster: c}
-	leader, err := nem.waitLeader(ctx)
+	leader, err := nem.waitLeader()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,5 +255,27 @@ func TestPausedLeaderCannotUndoAWrite(t *testing.T) {
 	}
 	if dups() < 1 {
 		t.Error("the late copy of \"old\" never reached the new leader: the scenario did not happen as intended")
+	}
+}
+
+// TestDeposedReads: a default read is a deposed leader's when an answer in
+// a newer term was called before it returned, and only then.
+func TestDeposedReads(t *testing.T) {
+	ops := []Op{
+		{Client: 0, Kind: ReadDefault, Call: 10, Return: 20, Term: 2},    // newer term called at 15: deposed
+		{Client: 1, Kind: ReadConsistent, Call: 15, Return: 16, Term: 3}, // the newer term
+		{Client: 2, Kind: ReadDefault, Call: 17, Return: 18, Term: 3},    // current: kept
+		{Client: 3, Kind: ReadDefault, Call: 1, Return: 5, Term: 2},      // before the newer term: kept
+		{Client: 4, Kind: Write, Call: 2, Return: 30},                    // no term: not a read
+		{Client: 5, Kind: ReadDefault, Call: 40, Return: 41, Term: 2},    // long after: deposed
+		{Client: 6, Kind: ReadConsistent, Call: 42, Return: 43, Term: 1}, // other mode: never listed
+	}
+	slices.SortFunc(ops, func(a, b Op) int { return cmp.Compare(a.Call, b.Call) })
+	var got []int
+	for _, op := range deposedReads(ops, ReadDefault) {
+		got = append(got, op.Client)
+	}
+	if want := []int{0, 5}; !slices.Equal(got, want) {
+		t.Fatalf("deposed reads of clients %v, want %v", got, want)
 	}
 }

@@ -95,7 +95,12 @@ func RunChecked(ctx context.Context, spec Spec) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer cluster.Stop()
+	stopped := false
+	defer func() {
+		if !stopped {
+			cluster.Stop()
+		}
+	}()
 	w := spec.Workload
 	for _, s := range cluster.Servers {
 		w.Servers = append(w.Servers, s.HTTP)
@@ -145,6 +150,7 @@ func RunChecked(ctx context.Context, spec Spec) (*Report, error) {
 	rep.CaughtUp = time.Since(start)
 	// Before checking, which may take the machine for a while; every
 	// server must shut down.
+	stopped = true
 	if err := cluster.StopWithin(30 * time.Second); err != nil {
 		return rep, fmt.Errorf("shutdown: %w", err)
 	}
