@@ -47,6 +47,7 @@ func schema() *memdb.DBSchema {
 		checksTableSchema(),
 		indexTableSchema(),
 		queriesTableSchema(),
+		autopilotTableSchema(),
 	} {
 		db.Tables[t.Name] = t
 	}

@@ -19,6 +19,9 @@ const (
 	recordCheck
 	recordIndex
 	recordQuery
+	// recordAutopilot is written only once a configuration is stored,
+	// which the leader does once every server reads it (FSM format 3).
+	recordAutopilot
 	// recordEnd closes the stream with the number of rows before it, so a
 	// stream cut at a row boundary is not taken for a whole one.
 	recordEnd byte = 0xff
@@ -51,6 +54,7 @@ func (sn *Snapshot) Persist(w io.Writer) error {
 		{tableChecks, recordCheck},
 		{tableIndex, recordIndex},
 		{tableQueries, recordQuery},
+		{tableAutopilot, recordAutopilot},
 	} {
 		it, err := sn.tx.Get(t.table, indexID)
 		if err != nil {
@@ -124,6 +128,8 @@ func (s *Store) Restore(r io.Reader) error {
 			table, row = tableIndex, &IndexEntry{}
 		case recordQuery:
 			table, row = tableQueries, &PreparedQuery{}
+		case recordAutopilot:
+			table, row = tableAutopilot, &AutopilotConfig{}
 		default:
 			return fmt.Errorf("snapshot record kind %d: %w", kind, ErrInvalid)
 		}

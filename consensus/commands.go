@@ -21,6 +21,11 @@ const (
 	// Older servers skip it (IgnoreUnknownTypeFlag is set on it when
 	// applied), so a mixed-version cluster keeps running.
 	PreparedQueryType MessageType = 4
+	// AutopilotConfigType stores the autopilot configuration (FSM format
+	// 3). The leader writes it only once every server reads it, and
+	// without IgnoreUnknownTypeFlag: a server that skipped it would run
+	// its leadership on another configuration.
+	AutopilotConfigType MessageType = 5
 )
 
 // IgnoreUnknownTypeFlag marks a command that replicas which do not know its
@@ -40,8 +45,14 @@ const StampedFlag MessageType = 64
 
 // FSMVersion is the newest log and snapshot format this build reads and
 // writes: 1, bodies alone and catalog snapshots; 2, stamped entries and
-// snapshots that carry the applied writes' identities.
-const FSMVersion = 2
+// snapshots that carry the applied writes' identities; 3, the autopilot
+// configuration (AutopilotConfigType, its snapshot record, and the
+// check-and-set conflicts among the remembered writes' errors).
+const FSMVersion = 3
+
+// StampedVersion is the first format with stamped entries: the leader
+// stamps entries once every server reads it.
+const StampedVersion = 2
 
 var (
 	// ErrUnknownCommand marks a command type this build does not know.
@@ -60,6 +71,8 @@ func (t MessageType) String() string {
 		return "check-update"
 	case PreparedQueryType:
 		return "prepared-query"
+	case AutopilotConfigType:
+		return "autopilot-config"
 	}
 	return fmt.Sprintf("type-%d", uint8(t))
 }
@@ -123,6 +136,8 @@ func Decode(buf []byte) (Entry, error) {
 		e.Body = &catalog.CheckStatusUpdate{}
 	case PreparedQueryType:
 		e.Body = &catalog.PreparedQueryRequest{}
+	case AutopilotConfigType:
+		e.Body = &catalog.AutopilotConfigRequest{}
 	default:
 		return e, fmt.Errorf("%w: %s", ErrUnknownCommand, e.Type)
 	}

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/meshd/meshd/catalog"
@@ -97,6 +98,7 @@ func FuzzDecode(f *testing.F) {
 		{CheckUpdateType, &catalog.CheckStatusUpdate{Node: "n", CheckID: "c", Status: "critical"}},
 		{PreparedQueryType | IgnoreUnknownTypeFlag, &catalog.PreparedQueryRequest{Op: catalog.QuerySet,
 			Query: &catalog.PreparedQuery{ID: "q", Name: "web", Service: catalog.ServiceQuery{Service: "web", Failover: catalog.QueryFailover{NearestN: 1}}}}},
+		{AutopilotConfigType, &catalog.AutopilotConfigRequest{Config: catalog.AutopilotConfig{LastContactThreshold: time.Second}, CAS: true, Index: 3}},
 	} {
 		buf, _ := Encode(body.t, 0, body.b)
 		f.Add(buf)

@@ -115,6 +115,8 @@ func (f *FSM) apply(index uint64, e Entry) error {
 		return f.store.UpdateCheckStatus(index, req)
 	case *catalog.PreparedQueryRequest:
 		return f.store.ApplyPreparedQuery(index, req)
+	case *catalog.AutopilotConfigRequest:
+		return f.store.SetAutopilotConfig(index, req)
 	}
 	// Decode returned a body type this switch lacks: a programmer error.
 	panic(fmt.Sprintf("consensus: index %d: no handler for %s", index, e.Type))

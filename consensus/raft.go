@@ -835,18 +835,23 @@ func (s *Server) VerifyLeader(ctx context.Context) error {
 
 // Stats returns Raft's own statistics (last_log_index, commit_index,
 // applied_index, state, ...), as Consul's agent/self shows them, and
-// fsm_format: 2 once this server has applied a stamped entry (writes are
-// deduplicated), else 1.
+// fsm_format, the newest format its catalog holds: 3 once an autopilot
+// configuration is stored, else 2 once this server has applied a stamped
+// entry (writes are deduplicated), else 1.
 func (s *Server) Stats() map[string]string {
 	r := s.raftOrNil()
 	if r == nil {
 		return map[string]string{}
 	}
 	st := r.Stats()
-	st["fsm_format"] = "1"
+	format := 1
 	if s.fsm.stamped.Load() {
-		st["fsm_format"] = strconv.Itoa(FSMVersion)
+		format = StampedVersion
 	}
+	if _, c, err := s.fsm.store.AutopilotConfig(nil); err == nil && c != nil {
+		format = 3
+	}
+	st["fsm_format"] = strconv.Itoa(format)
 	return st
 }
 

@@ -44,6 +44,9 @@ const (
 	errKindInvalid
 	errKindNotFound
 	errKindOther
+	// errKindConflict (FSM format 3) is a check-and-set write that found
+	// another index stored.
+	errKindConflict
 )
 
 // writeTable remembers the writes applied within WriteRetention of its
@@ -133,6 +136,8 @@ func (w *writeTable) add(id catalog.WriteID, index uint64, result error) {
 			we.kind = errKindInvalid
 		case errors.Is(result, catalog.ErrNotFound):
 			we.kind = errKindNotFound
+		case errors.Is(result, catalog.ErrCASConflict):
+			we.kind = errKindConflict
 		}
 		w.errs[seq] = we
 	}
@@ -152,6 +157,8 @@ func (r *writeRecord) err() error {
 		return &appliedError{msg: r.Msg, sentinel: catalog.ErrInvalid}
 	case errKindNotFound:
 		return &appliedError{msg: r.Msg, sentinel: catalog.ErrNotFound}
+	case errKindConflict:
+		return &appliedError{msg: r.Msg, sentinel: catalog.ErrCASConflict}
 	}
 	return &appliedError{msg: r.Msg}
 }
@@ -226,7 +233,7 @@ func decodeWriteTable(dec *msgpack.Decoder) (*writeTable, error) {
 		if err := dec.Decode(&r); err != nil {
 			return nil, fmt.Errorf("write identities: record %d: %w", i, err)
 		}
-		if r.ID.IsZero() || r.Time > clock || r.Kind > errKindOther {
+		if r.ID.IsZero() || r.Time > clock || r.Kind > errKindConflict {
 			return nil, fmt.Errorf("write identities: record %d: zero identity, time past the clock or unknown error kind: %w", i, catalog.ErrInvalid)
 		}
 		if _, dup := w.byID[r.ID]; dup {

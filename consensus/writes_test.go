@@ -144,6 +144,34 @@ func TestFSMAppliesAWriteOnce(t *testing.T) {
 		}
 	})
 
+	t.Run("a check-and-set is decided once", func(t *testing.T) {
+		// The autopilot configuration's check-and-set: a copy of a write
+		// that won answers success again, though the index it named is
+		// gone now, and a copy of one that lost answers the conflict,
+		// also after a snapshot and restore.
+		f := NewFSM(catalog.NewStore(), testLogger(t))
+		c := catalog.AutopilotConfig{LastContactThreshold: time.Second, MaxTrailingLogs: 7}
+		won := &catalog.AutopilotConfigRequest{Config: c, CAS: true, WriteRequest: catalog.WriteRequest{WriteID: old}}
+		lost := &catalog.AutopilotConfigRequest{Config: c, CAS: true, WriteRequest: catalog.WriteRequest{WriteID: newer}}
+		if res := applyAt(t, f, 1, t0, AutopilotConfigType, won); res != nil {
+			t.Fatalf("first CAS: %v", res)
+		}
+		if res, _ := applyAt(t, f, 2, t0, AutopilotConfigType, lost).(error); !errors.Is(res, catalog.ErrCASConflict) {
+			t.Fatalf("second CAS on 0: %v", res)
+		}
+		for _, g := range []*FSM{f, snapshotRestore(t, f)} {
+			if dup, _ := applyAt(t, g, 3, t0, AutopilotConfigType, won).(*Duplicate); dup == nil || dup.Index != 1 || dup.Err != nil {
+				t.Fatalf("copy of the winner: %#v", dup)
+			}
+			if dup, _ := applyAt(t, g, 4, t0, AutopilotConfigType, lost).(*Duplicate); dup == nil || !errors.Is(dup.Err, catalog.ErrCASConflict) {
+				t.Fatalf("copy of the loser: %#v", dup)
+			}
+			if _, got, _ := g.store.AutopilotConfig(nil); got == nil || got.ModifyIndex != 1 || got.MaxTrailingLogs != 7 {
+				t.Fatalf("stored: %+v", got)
+			}
+		}
+	})
+
 	t.Run("unstamped entries are applied each time", func(t *testing.T) {
 		// As a leader writes while a server of the previous build is in
 		// the datacenter: that server cannot deduplicate, so no one does.
@@ -170,39 +198,63 @@ func TestFSMAppliesAWriteOnce(t *testing.T) {
 }
 
 // TestFSMReadsPreviousFormat applies log entries and restores a snapshot
-// written by the build before write identities (testdata/fsm-v1, made by
-// that build's consensus.Encode and catalog.Snapshot): both give the same
-// catalog, and the snapshot this build takes of it restores too.
+// written by earlier builds, made by their consensus.Encode and FSM:
+// testdata/fsm-v1 before write identities (bodies alone, a catalog
+// snapshot), testdata/fsm-v2 by ead6f8d (the same writes stamped with
+// identities, entry 6 a copy of entry 2, and a snapshot that carries the
+// identities). Both give the same catalog, the snapshot this build takes
+// of it restores too, and a v2 snapshot still knows the writes it
+// applied.
 func TestFSMReadsPreviousFormat(t *testing.T) {
-	dir := filepath.Join("testdata", "fsm-v1")
-	replayed := NewFSM(catalog.NewStore(), testLogger(t))
-	for i := uint64(1); i <= 5; i++ {
-		buf, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("entry-%d.bin", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if res := replayed.Apply(&raft.Log{Index: i, Type: raft.LogCommand, Data: buf}); res != nil {
-			t.Fatalf("entry %d: %v", i, res)
-		}
-	}
-	snap, err := os.ReadFile(filepath.Join(dir, "snapshot.bin"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	restored := NewFSM(catalog.NewStore(), testLogger(t))
-	if err := restored.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
-		t.Fatalf("restore the previous build's snapshot: %v", err)
-	}
-	again := snapshotRestore(t, restored)
-	want := catalogContents(t, replayed)
-	if got := catalogContents(t, restored); !reflect.DeepEqual(got, want) {
-		t.Fatalf("restored %+v\nreplayed %+v", got, want)
-	}
-	if got := catalogContents(t, again); !reflect.DeepEqual(got, want) {
-		t.Fatalf("re-snapshotted %+v\nreplayed %+v", got, want)
-	}
-	if want.instances != 1 || want.checkStatus != catalog.HealthCritical || want.query != "web-q" || want.meta != "a" {
-		t.Fatalf("unexpected contents %+v", want)
+	for _, tc := range []struct {
+		dir     string
+		entries uint64
+	}{{"fsm-v1", 5}, {"fsm-v2", 6}} {
+		t.Run(tc.dir, func(t *testing.T) {
+			dir := filepath.Join("testdata", tc.dir)
+			replayed := NewFSM(catalog.NewStore(), testLogger(t))
+			var entry2 []byte
+			for i := uint64(1); i <= tc.entries; i++ {
+				buf, err := os.ReadFile(filepath.Join(dir, fmt.Sprintf("entry-%d.bin", i)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 2 {
+					entry2 = buf
+				}
+				res := replayed.Apply(&raft.Log{Index: i, Type: raft.LogCommand, Data: buf})
+				if dup, ok := res.(*Duplicate); i == 6 && (!ok || dup.Index != 2) {
+					t.Fatalf("entry 6, a copy of entry 2: %#v", res)
+				} else if i < 6 && res != nil {
+					t.Fatalf("entry %d: %v", i, res)
+				}
+			}
+			snap, err := os.ReadFile(filepath.Join(dir, "snapshot.bin"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			restored := NewFSM(catalog.NewStore(), testLogger(t))
+			if err := restored.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+				t.Fatalf("restore the previous build's snapshot: %v", err)
+			}
+			again := snapshotRestore(t, restored)
+			want := catalogContents(t, replayed)
+			if got := catalogContents(t, restored); !reflect.DeepEqual(got, want) {
+				t.Fatalf("restored %+v\nreplayed %+v", got, want)
+			}
+			if got := catalogContents(t, again); !reflect.DeepEqual(got, want) {
+				t.Fatalf("re-snapshotted %+v\nreplayed %+v", got, want)
+			}
+			if want.instances != 1 || want.checkStatus != catalog.HealthCritical || want.query != "web-q" || want.meta != "a" {
+				t.Fatalf("unexpected contents %+v", want)
+			}
+			if tc.entries == 6 {
+				res := again.Apply(&raft.Log{Index: 7, Type: raft.LogCommand, Data: entry2})
+				if dup, ok := res.(*Duplicate); !ok || dup.Index != 2 {
+					t.Fatalf("a copy of entry 2 after restoring the v2 snapshot: %#v", res)
+				}
+			}
+		})
 	}
 }
 
@@ -273,6 +325,17 @@ func FuzzFSMRestore(f *testing.F) {
 	}
 	snap, _ := fsm.Snapshot()
 	var buf bytes.Buffer
+	snap.(*fsmSnapshot).persist(&buf)
+	f.Add(buf.Bytes())
+	// With an autopilot configuration, and a refused check-and-set among
+	// the remembered writes.
+	for i, index := range []uint64{7, 7} {
+		buf, _ := Encode(AutopilotConfigType, t0+2, &catalog.AutopilotConfigRequest{Config: catalog.AutopilotConfig{LastContactThreshold: time.Second},
+			CAS: true, Index: index, WriteRequest: catalog.WriteRequest{WriteID: catalog.NewWriteID()}})
+		fsm.Apply(&raft.Log{Index: uint64(7 + i), Type: raft.LogCommand, Data: buf})
+	}
+	snap, _ = fsm.Snapshot()
+	buf.Reset()
 	snap.(*fsmSnapshot).persist(&buf)
 	f.Add(buf.Bytes())
 	if old, err := os.ReadFile(filepath.Join("testdata", "fsm-v1", "snapshot.bin")); err == nil {

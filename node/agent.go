@@ -299,7 +299,8 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 		return err
 	}
 	local := &localServer{raft: a.raft, store: a.store, pool: a.pool, dc: a.cfg.Datacenter, logger: a.root.With("component", "forward"),
-		node: a.cfg.NodeName, health: a.autopilot.get}
+		node: a.cfg.NodeName, health: a.autopilot.get,
+		autopilotFile: fileAutopilotConfig(a.cfg.Autopilot), serversRead: a.serversRead}
 	if a.wan != nil {
 		local.wan = a.wan.Router()
 	}

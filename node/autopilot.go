@@ -2,11 +2,17 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"math"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-memdb"
+	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
 )
 
@@ -41,8 +47,11 @@ type autopilotMember struct{ name, status, build string }
 // server_stabilization_time gets its vote. stable holds when each server
 // was first seen healthy in this leadership term; one unhealthy look
 // starts its clock over, so a server that joins and dies before it has
-// proved itself never takes a vote (and the quorum) with it.
+// proved itself never takes a vote (and the quorum) with it. The
+// thresholds are the stored settings' (autopilotConfig); while none are
+// stored, the tick first tries to store the config file's.
 func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) {
+	a.storeFileAutopilotConfig(ctx)
 	conf, _, err := a.raft.Configuration()
 	if err != nil {
 		return
@@ -54,7 +63,7 @@ func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) 
 		}
 	}
 	stats := a.serverStats(ctx, conf, members)
-	ap := a.cfg.Autopilot
+	ap := a.autopilotConfig()
 	term, leaderIndex := a.raft.Term(), a.raft.LastIndex()
 	now := time.Now()
 	out := &rpc.AutopilotHealth{Healthy: true}
@@ -129,4 +138,108 @@ func (a *Agent) serverStats(ctx context.Context, conf []consensus.ServerInfo, me
 	}
 	wg.Wait()
 	return stats
+}
+
+// errAutopilotUnsupported refuses to store an autopilot configuration
+// while a server of the datacenter runs a build that cannot read it.
+var errAutopilotUnsupported = fmt.Errorf("autopilot configuration: not every server of the datacenter reads it yet (log format %d); "+
+	"it can be stored once all run this build", consensus.FSMVersion)
+
+// AutopilotGetConfiguration answers the stored autopilot configuration, or
+// while none is stored the config file's of the server that answers.
+func (s *localServer) AutopilotGetConfiguration(ctx context.Context, q *rpc.QueryOptions) (*rpc.AutopilotConfigResponse, error) {
+	out := &rpc.AutopilotConfigResponse{}
+	if here, err := s.read(ctx, q, "Operator.AutopilotGetConfiguration", q, out); !here || err != nil {
+		return out, err
+	}
+	return out, s.blockingQuery(ctx, q, &out.QueryMeta, func(ws memdb.WatchSet) (uint64, error) {
+		idx, c, err := s.store.AutopilotConfig(ws)
+		out.Config = s.autopilotFile
+		if c != nil {
+			out.Config = *c
+		}
+		return idx, err
+	})
+}
+
+// AutopilotSetConfiguration stores an autopilot configuration on the
+// leader once every server reads it; false when req.CAS found another
+// index stored.
+func (s *localServer) AutopilotSetConfiguration(ctx context.Context, req *catalog.AutopilotConfigRequest) (bool, error) {
+	return casResult(s.setAutopilot(ctx, req))
+}
+
+// setAutopilot is AutopilotSetConfiguration with a check-and-set that
+// found another index as catalog.ErrCASConflict, as the RPC endpoint
+// answers it.
+func (s *localServer) setAutopilot(ctx context.Context, req *catalog.AutopilotConfigRequest) error {
+	if err := req.Config.Validate(); err != nil {
+		return err
+	}
+	_, err := s.writeIf(ctx, req.Datacenter, consensus.AutopilotConfigType, req, "Operator.AutopilotSetConfiguration", func() error {
+		if !s.serversRead(consensus.FSMVersion) {
+			return errAutopilotUnsupported
+		}
+		return nil
+	})
+	return err
+}
+
+// casResult is a check-and-set write's answer: false, and no error, when
+// it found another index stored.
+func casResult(err error) (bool, error) {
+	if errors.Is(err, catalog.ErrCASConflict) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// autopilotConfig is the configuration autopilot runs on: the stored one,
+// else this server's config file's.
+func (a *Agent) autopilotConfig() config.AutopilotConfig {
+	_, c, err := a.store.AutopilotConfig(nil)
+	if err != nil || c == nil {
+		return a.cfg.Autopilot
+	}
+	return config.AutopilotConfig{
+		CleanupDeadServers:      c.CleanupDeadServers,
+		LastContactThreshold:    c.LastContactThreshold,
+		MaxTrailingLogs:         int(min(c.MaxTrailingLogs, math.MaxInt32)),
+		ServerStabilizationTime: c.ServerStabilizationTime,
+		MinQuorum:               int(c.MinQuorum),
+	}
+}
+
+// fileAutopilotConfig is the autopilot block of the config files as the
+// configuration a leader stores.
+func fileAutopilotConfig(c config.AutopilotConfig) catalog.AutopilotConfig {
+	return catalog.AutopilotConfig{
+		CleanupDeadServers:      c.CleanupDeadServers,
+		LastContactThreshold:    c.LastContactThreshold,
+		MaxTrailingLogs:         uint64(c.MaxTrailingLogs),
+		ServerStabilizationTime: c.ServerStabilizationTime,
+		MinQuorum:               uint(c.MinQuorum),
+	}
+}
+
+// storeFileAutopilotConfig is what a leader does, as Consul's, while no
+// autopilot configuration is stored: store its config file's, once every
+// server reads it. A check-and-set on "none stored" leaves one an
+// operator stored meanwhile alone.
+func (a *Agent) storeFileAutopilotConfig(ctx context.Context) {
+	if _, c, err := a.store.AutopilotConfig(nil); err != nil || c != nil || !a.serversRead(consensus.FSMVersion) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req := &catalog.AutopilotConfigRequest{Config: fileAutopilotConfig(a.cfg.Autopilot), CAS: true}
+	stored, err := a.server.AutopilotSetConfiguration(ctx, req)
+	if err != nil {
+		a.logger.Warn("store the config file's autopilot configuration", "error", err)
+		return
+	}
+	if !stored { // one was stored meanwhile
+		return
+	}
+	a.logger.Info("stored the config file's autopilot configuration: from now on it is changed through operator/autopilot/configuration")
 }

@@ -62,6 +62,11 @@ type catalogServer interface {
 	RaftRemovePeer(ctx context.Context, req *rpc.RemovePeerRequest) error
 	// AutopilotHealth is the leader's view of the servers' health.
 	AutopilotHealth(ctx context.Context) (*rpc.AutopilotHealth, error)
+	// AutopilotGetConfiguration reads the autopilot configuration;
+	// AutopilotSetConfiguration stores one, false when its check-and-set
+	// found another index stored.
+	AutopilotGetConfiguration(ctx context.Context, q *rpc.QueryOptions) (*rpc.AutopilotConfigResponse, error)
+	AutopilotSetConfiguration(ctx context.Context, req *catalog.AutopilotConfigRequest) (bool, error)
 }
 
 // Blocking query bounds, as Consul's.
@@ -92,6 +97,11 @@ type localServer struct {
 	// health is the leader's latest autopilot view of the servers; nil
 	// until it has looked once in its term.
 	health func() *rpc.AutopilotHealth
+	// autopilotFile is the autopilot configuration of this server's config
+	// files, which holds until one is stored; serversRead reports whether
+	// every server reads a log format (the fsm gossip tag).
+	autopilotFile catalog.AutopilotConfig
+	serversRead   func(format int) bool
 }
 
 func (s *localServer) Register(ctx context.Context, req *catalog.RegisterRequest) (uint64, error) {
@@ -190,6 +200,12 @@ func serverUnavailable(err error) bool {
 // leader that cannot be reached (killed, but not yet noticed), for up to
 // leaderWait before it fails with ErrNotLeader.
 func (s *localServer) write(ctx context.Context, dc string, t consensus.MessageType, body any, method string) (uint64, error) {
+	return s.writeIf(ctx, dc, t, body, method, nil)
+}
+
+// writeIf is write with a condition the leader checks before it applies
+// the command (nil: none); its error fails the write.
+func (s *localServer) writeIf(ctx context.Context, dc string, t consensus.MessageType, body any, method string, cond func() error) (uint64, error) {
 	ctx, cancel := enterWrite(ctx, body)
 	defer cancel()
 	var reply rpc.WriteResponse
@@ -198,6 +214,11 @@ func (s *localServer) write(ctx context.Context, dc string, t consensus.MessageT
 		return reply.Index, err
 	}
 	err := s.onLeader(ctx, method, body, &reply, func() error {
+		if cond != nil {
+			if err := cond(); err != nil {
+				return err
+			}
+		}
 		idx, err := s.raft.Apply(ctx, t, body)
 		reply.Index = idx
 		return err
@@ -607,7 +628,7 @@ func (s *localServer) checks(ctx context.Context, opts *rpc.QueryOptions, method
 // Errors cross the network as text; these prefixes bring back the
 // sentinel errors the HTTP layer maps to status codes.
 var remoteSentinels = []error{
-	catalog.ErrInvalid, catalog.ErrNotFound, catalog.ErrBadFilter,
+	catalog.ErrInvalid, catalog.ErrNotFound, catalog.ErrBadFilter, catalog.ErrCASConflict,
 	consensus.ErrNotLeader, consensus.ErrNotReady, ErrShutdown,
 	ErrRateLimited, ErrTooManyBlocking, wan.ErrNoPath, wan.ErrUnreachable,
 }

@@ -87,3 +87,12 @@ func FuzzQueryCreate(f *testing.F) {
 		`[]`, `null`, `{"Service":"web"}`,
 	)
 }
+
+func FuzzAutopilotConfiguration(f *testing.F) {
+	fuzzBodies(f, "/v1/operator/autopilot/configuration",
+		`{"CleanupDeadServers":true,"LastContactThreshold":"200ms","MaxTrailingLogs":250,"MinQuorum":0,"ServerStabilizationTime":"10s"}`,
+		`{"LastContactThreshold":5000000000,"RedundancyZoneTag":"zone","UpgradeVersionTag":"v","DisableUpgradeMigration":true}`,
+		`{"last_contact_threshold":"0s"}`, `{"MaxTrailingLogs":-1}`, `{"MinQuorum":1e30}`, `{"ServerStabilizationTime":"-1s"}`,
+		`{"LastContactThreshold":null}`, `[]`, `null`, `true`,
+	)
+}

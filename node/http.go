@@ -87,6 +87,8 @@ func (a *Agent) routes() http.Handler {
 	handle(read, "/v1/operator/raft/configuration", a.operatorRaftConfiguration)
 	handle("DELETE", "/v1/operator/raft/peer", a.operatorRaftRemovePeer)
 	handle(read, "/v1/operator/autopilot/health", a.operatorAutopilotHealth)
+	handle(read, "/v1/operator/autopilot/configuration", a.operatorAutopilotGetConfiguration)
+	handle("PUT", "/v1/operator/autopilot/configuration", a.operatorAutopilotSetConfiguration)
 	handle(read, "/v1/snapshot", a.snapshotSave)
 	handle("PUT", "/v1/snapshot", a.snapshotRestore)
 

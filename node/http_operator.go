@@ -4,10 +4,13 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
+	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
 )
 
@@ -97,6 +100,82 @@ func (a *Agent) operatorAutopilotHealth(w http.ResponseWriter, r *http.Request) 
 		w.WriteHeader(http.StatusTooManyRequests)
 	}
 	return out, nil
+}
+
+// autopilotConfigJSON is the body of operator/autopilot/configuration, as
+// Consul's: durations as Go duration strings ("200ms").
+type autopilotConfigJSON struct {
+	CleanupDeadServers      bool
+	LastContactThreshold    string
+	MaxTrailingLogs         uint64
+	MinQuorum               uint
+	ServerStabilizationTime string
+	RedundancyZoneTag       string
+	DisableUpgradeMigration bool
+	UpgradeVersionTag       string
+	CreateIndex             uint64
+	ModifyIndex             uint64
+}
+
+// operatorAutopilotGetConfiguration answers GET
+// /v1/operator/autopilot/configuration.
+func (a *Agent) operatorAutopilotGetConfiguration(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
+	res, err := a.server.AutopilotGetConfiguration(r.Context(), &qo)
+	if err != nil {
+		return nil, err
+	}
+	setMeta(w, res.QueryMeta)
+	c := res.Config
+	return autopilotConfigJSON{CleanupDeadServers: c.CleanupDeadServers, LastContactThreshold: c.LastContactThreshold.String(),
+		MaxTrailingLogs: c.MaxTrailingLogs, MinQuorum: c.MinQuorum, ServerStabilizationTime: c.ServerStabilizationTime.String(),
+		RedundancyZoneTag: c.RedundancyZoneTag, DisableUpgradeMigration: c.DisableUpgradeMigration,
+		UpgradeVersionTag: c.UpgradeVersionTag, CreateIndex: c.CreateIndex, ModifyIndex: c.ModifyIndex}, nil
+}
+
+// operatorAutopilotSetConfiguration answers PUT
+// /v1/operator/autopilot/configuration[?cas=index], as Consul's: the
+// fields the body leaves out take Consul's defaults (not the stored
+// values), durations are strings or nanoseconds, and the answer is true,
+// or false when ?cas named an index other than the stored one (0: none is
+// stored yet).
+func (a *Agent) operatorAutopilotSetConfiguration(w http.ResponseWriter, r *http.Request) (any, error) {
+	in := struct {
+		CleanupDeadServers      bool
+		LastContactThreshold    time.Duration
+		MaxTrailingLogs         uint64
+		MinQuorum               uint
+		ServerStabilizationTime time.Duration
+		RedundancyZoneTag       string
+		DisableUpgradeMigration bool
+		UpgradeVersionTag       string
+		CreateIndex             uint64
+		ModifyIndex             uint64
+	}{CleanupDeadServers: true, LastContactThreshold: config.DefaultLastContactThreshold,
+		MaxTrailingLogs: config.DefaultMaxTrailingLogs, ServerStabilizationTime: config.DefaultServerStabilizationTime}
+	if err := decodeBody(r, w, &in); err != nil {
+		return nil, err
+	}
+	dc, err := requestDC(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
+	req := &catalog.AutopilotConfigRequest{Datacenter: dc, Config: catalog.AutopilotConfig{
+		CleanupDeadServers: in.CleanupDeadServers, LastContactThreshold: in.LastContactThreshold,
+		MaxTrailingLogs: in.MaxTrailingLogs, MinQuorum: in.MinQuorum, ServerStabilizationTime: in.ServerStabilizationTime,
+		RedundancyZoneTag: in.RedundancyZoneTag, DisableUpgradeMigration: in.DisableUpgradeMigration,
+		UpgradeVersionTag: in.UpgradeVersionTag}}
+	if v, ok := r.URL.Query()["cas"]; ok {
+		idx, err := strconv.ParseUint(v[0], 10, 64)
+		if err != nil {
+			return nil, badRequest("Error parsing cas value: %v", err)
+		}
+		req.CAS, req.Index = true, idx
+	}
+	return a.server.AutopilotSetConfiguration(r.Context(), req)
 }
 
 // snapshotSave streams a snapshot of this server's state.

@@ -271,7 +271,7 @@ func (a *Agent) reconcileServer(ctx context.Context, s gossip.Server, failedSinc
 		if a.opts.serverFailGrace > 0 {
 			grace = a.opts.serverFailGrace
 		}
-		ap := a.cfg.Autopilot
+		ap := a.autopilotConfig()
 		if ap.CleanupDeadServers && time.Since(since) >= grace && voters-failedVoters > (voters-1)/2 && voters-1 >= ap.MinQuorum {
 			a.logger.Info("removing a server failed for longer than the grace period", "server", s.Name, "grace", grace)
 			if err := a.raft.RemoveServer(s.ID); err == nil {
@@ -294,19 +294,19 @@ func (a *Agent) recheckFailedServers(ctx context.Context, failedSince map[string
 	}
 }
 
-// serversReadStamps reports whether every server of the Raft configuration
-// advertises over gossip that it reads stamped log entries (the fsm tag):
-// until then, in a rolling upgrade, the leader writes entries the previous
-// build reads. A server gossip does not know yet counts as one that does
-// not. It is consensus.Config.ServersReadStamps.
-func (a *Agent) serversReadStamps() bool {
+// serversRead reports whether every server of the Raft configuration
+// advertises over gossip that it reads log and snapshot format format (the
+// fsm tag): until then, in a rolling upgrade, the leader writes only what
+// the previous build reads. A server gossip does not know yet counts as
+// one that does not.
+func (a *Agent) serversRead(format int) bool {
 	conf, _, err := a.raft.Configuration()
 	if err != nil {
 		return false
 	}
-	reads := map[string]bool{a.nodeID: true}
-	for _, m := range a.gossip.Members() {
-		if s, ok := gossip.ServerFromMember(m); ok && s.ID != "" && s.Datacenter == a.cfg.Datacenter && s.FSM >= consensus.FSMVersion {
+	reads := map[string]bool{}
+	for _, m := range a.gossip.Members() { // this server too: its tags say what it reads
+		if s, ok := gossip.ServerFromMember(m); ok && s.ID != "" && s.Datacenter == a.cfg.Datacenter && s.FSM >= format {
 			reads[s.ID] = true
 		}
 	}
@@ -317,6 +317,9 @@ func (a *Agent) serversReadStamps() bool {
 	}
 	return true
 }
+
+// serversReadStamps is consensus.Config.ServersReadStamps.
+func (a *Agent) serversReadStamps() bool { return a.serversRead(consensus.StampedVersion) }
 
 // Leave leaves the cluster gracefully: a server gives up its Raft vote
 // (stepping down first if it leads), then the agent leaves gossip, so the

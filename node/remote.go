@@ -224,4 +224,13 @@ func (s *remoteServer) AutopilotHealth(ctx context.Context) (*rpc.AutopilotHealt
 	return read[rpc.AutopilotHealth](ctx, s, "Operator.AutopilotHealth", &rpc.Empty{})
 }
 
+func (s *remoteServer) AutopilotGetConfiguration(ctx context.Context, q *rpc.QueryOptions) (*rpc.AutopilotConfigResponse, error) {
+	return read[rpc.AutopilotConfigResponse](ctx, s, "Operator.AutopilotGetConfiguration", q)
+}
+
+func (s *remoteServer) AutopilotSetConfiguration(ctx context.Context, req *catalog.AutopilotConfigRequest) (bool, error) {
+	_, err := s.write(ctx, "Operator.AutopilotSetConfiguration", req)
+	return casResult(err)
+}
+
 var _ catalogServer = (*remoteServer)(nil)

@@ -269,6 +269,28 @@ func (e *operatorEndpoint) AutopilotHealth(args *rpc.Empty, reply *rpc.Autopilot
 	return fill(reply)(e.s.AutopilotHealth(ctx))
 }
 
+func (e *operatorEndpoint) AutopilotGetConfiguration(args *rpc.QueryOptions, reply *rpc.AutopilotConfigResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	return fill(reply)(e.s.AutopilotGetConfiguration(e.ctx, args))
+}
+
+// AutopilotSetConfiguration answers a check-and-set that found another
+// index with catalog.ErrCASConflict, which the caller turns back into
+// false: a reply field would be lost where a server forwards the write as
+// any other, expecting a rpc.WriteResponse.
+func (e *operatorEndpoint) AutopilotSetConfiguration(args *catalog.AutopilotConfigRequest, reply *rpc.WriteResponse) error {
+	if !e.calls.enter() {
+		return ErrShutdown
+	}
+	defer e.calls.exit()
+	ctx, cancel := writeContext(e.ctx, args)
+	defer cancel()
+	return e.s.setAutopilot(ctx, args)
+}
+
 // writeContext is the context of a write taken over RPC: the endpoint's,
 // ending at the deadline the sender's budget set on receipt (none from a
 // sender of an older build; enterWrite then bounds it). A request that

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -101,6 +102,41 @@ func TestSnapshotAndOperatorCommands(t *testing.T) {
 	})
 	if out := state; !strings.Contains(out, "node1") || !strings.Contains(out, "leader") || !strings.Contains(out, "Failure Tolerance:  0") {
 		t.Fatalf("autopilot state = %q", out)
+	}
+
+	// autopilot get-config: the config file's settings (Consul's
+	// defaults), stored by the leader; set-config changes the flags given
+	// and nothing else.
+	nodetest.Eventually(t, 10*time.Second, "the leader stores the autopilot configuration", func() bool {
+		resp, err := http.Get(a.HTTP + "/v1/operator/autopilot/configuration")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var c struct{ ModifyIndex uint64 }
+		return json.NewDecoder(resp.Body).Decode(&c) == nil && c.ModifyIndex > 0
+	})
+	code, conf, errOut := meshd(t, "operator", "autopilot", "get-config", addr)
+	want := "CleanupDeadServers = true\nLastContactThreshold = 200ms\nMaxTrailingLogs = 250\nMinQuorum = 0\n" +
+		"ServerStabilizationTime = 10s\nRedundancyZoneTag = \"\"\nDisableUpgradeMigration = false\nUpgradeVersionTag = \"\"\n"
+	if code != 0 || conf != want {
+		t.Fatalf("autopilot get-config = %d %q %q, want %q", code, conf, errOut, want)
+	}
+	if code, out, errOut := meshd(t, "operator", "autopilot", "set-config", addr, "-max-trailing-logs", "40",
+		"-cleanup-dead-servers=false", "-server-stabilization-time", "3s"); code != 0 || out != "Configuration updated!\n" {
+		t.Fatalf("autopilot set-config = %d %q %q", code, out, errOut)
+	}
+	code, out, errOut = meshd(t, "operator", "autopilot", "get-config", "-stale", addr)
+	want = "CleanupDeadServers = false\nLastContactThreshold = 200ms\nMaxTrailingLogs = 40\nMinQuorum = 0\n" +
+		"ServerStabilizationTime = 3s\nRedundancyZoneTag = \"\"\nDisableUpgradeMigration = false\nUpgradeVersionTag = \"\"\n"
+	if code != 0 || out != want {
+		t.Fatalf("autopilot get-config after set-config = %d %q %q, want %q", code, out, errOut, want)
+	}
+	if code, _, errOut := meshd(t, "operator", "autopilot", "set-config", addr, "-max-trailing-logs", "-1"); code == 0 || !strings.Contains(errOut, "max-trailing-logs") {
+		t.Fatalf("set-config with a negative count = %d %q", code, errOut)
+	}
+	if code, _, errOut := meshd(t, "operator", "autopilot", "set-config", addr, "-last-contact-threshold", "0s"); code == 0 || !strings.Contains(errOut, "LastContactThreshold") {
+		t.Fatalf("set-config with a zero threshold = %d %q", code, errOut)
 	}
 
 	// Unreachable agent: a clear message.

@@ -37,7 +37,7 @@ Commands:
   force-leave  Mark a failed node as left (-prune forgets it entirely,
                -wan for a server in the WAN pool)
   operator     Operate the cluster: operator raft list-peers | remove-peer,
-               operator autopilot state
+               operator autopilot state | get-config | set-config
   snapshot     Save or restore the catalog: snapshot save|restore <file>
   version      Print the version
 

@@ -58,6 +58,9 @@ type Options struct {
 	WAN bool
 	// Consensus edits a server's Raft settings (node.WithConsensusConfig).
 	Consensus func(*consensus.Config)
+	// Gossip edits the LAN gossip settings last, after the test timings:
+	// tests use it to advertise what an older build would (its tags).
+	Gossip func(*gossip.Config)
 }
 
 // Agent is a started agent with its addresses.
@@ -93,8 +96,15 @@ func Launch(t testing.TB, opts Options) *Agent {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	var nopts []node.Option
-	if !opts.LANGossip {
-		nopts = append(nopts, node.WithGossipConfig(FastGossip))
+	if !opts.LANGossip || opts.Gossip != nil {
+		nopts = append(nopts, node.WithGossipConfig(func(c *gossip.Config) {
+			if !opts.LANGossip {
+				FastGossip(c)
+			}
+			if opts.Gossip != nil {
+				opts.Gossip(c)
+			}
+		}))
 	}
 	if opts.ServerFailGrace > 0 {
 		nopts = append(nopts, node.WithServerFailGrace(opts.ServerFailGrace))

@@ -180,6 +180,14 @@ type AutopilotHealth struct {
 	Servers          []ServerHealth
 }
 
+// AutopilotConfigResponse answers Operator.AutopilotGetConfiguration: the
+// stored configuration, or while none is stored the answering server's
+// config file's, with CreateIndex and ModifyIndex 0.
+type AutopilotConfigResponse struct {
+	QueryMeta
+	Config catalog.AutopilotConfig
+}
+
 // PreparedQueryGet asks PreparedQuery.Get for one query by ID (or name).
 type PreparedQueryGet struct {
 	QueryID string

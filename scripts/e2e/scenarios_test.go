@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/consensus"
 	"github.com/miekg/dns"
 )
 
@@ -548,9 +549,10 @@ func fsmFormat(h host) (string, error) {
 // the followers first and the leader last, each restarted on its own data
 // directory, while this tree's client agents keep writing through every
 // step. No acknowledged write is lost; while any server runs the previous
-// build the new ones keep to the log format it reads (fsm_format 1), and
-// once all run the new build every server moves to format 2 (writes are
-// deduplicated from then on).
+// build the new ones keep to the log formats it reads (fsm_format below
+// this build's newest, consensus.FSMVersion), and once all run the new
+// build every server moves to the newest (the leader stores the autopilot
+// configuration, which operator/autopilot/configuration then answers).
 func TestRollingUpgrade(t *testing.T) {
 	fig := scenario(t, "7. rolling upgrade from the previous release")
 	if st, err := os.Stat(filepath.Join(dir, ".build", "meshd-prev")); err != nil || st.Size() == 0 {
@@ -560,8 +562,9 @@ func TestRollingUpgrade(t *testing.T) {
 	c := startCluster(t, "compose.yml", oneDC())
 	waitReady(t, c, "dc1")
 	servers, clients := c.servers("dc1"), c.clients("dc1")
+	newest := strconv.Itoa(consensus.FSMVersion)
 	for _, s := range servers {
-		if f, err := fsmFormat(s); err != nil || f != "" {
+		if f, err := fsmFormat(s); err != nil || f == newest {
 			t.Fatalf("%s reports fsm_format %q (%v): not the previous release", s, f, err)
 		}
 	}
@@ -588,14 +591,14 @@ func TestRollingUpgrade(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i < len(order)-1 && f != "1" {
-			t.Fatalf("%s runs the new build beside the previous one and reports fsm_format %q, want 1", s, f)
+		if i < len(order)-1 && f == newest {
+			t.Fatalf("%s runs the new build beside the previous one and reports fsm_format %q, which the previous build cannot read", s, f)
 		}
 		fig("upgrade "+s.Node, "docker restart %s on the new binary, back and caught up %s later (fsm_format %s)", ms(restarted), ms(back), f)
 	}
 	took, err := eventually(60*time.Second, 250*time.Millisecond, func() error {
 		for _, s := range servers {
-			if f, err := fsmFormat(s); err != nil || f != "2" {
+			if f, err := fsmFormat(s); err != nil || f != newest {
 				return fmt.Errorf("%s at fsm_format %q (%v)", s, f, err)
 			}
 		}
@@ -604,7 +607,11 @@ func TestRollingUpgrade(t *testing.T) {
 	if err != nil {
 		t.Fatalf("after the upgrade: %v", err)
 	}
-	fig("every server on format 2", "%s after the last upgrade", ms(took))
+	fig("every server on the newest format", "fsm_format %s %s after the last upgrade", newest, ms(took))
+	var ap struct{ ModifyIndex uint64 }
+	if err := get(servers[0], 5*time.Second, "/v1/operator/autopilot/configuration", &ap); err != nil || ap.ModifyIndex == 0 {
+		t.Fatalf("autopilot configuration after the upgrade: %+v %v", ap, err)
+	}
 	fig("all three upgraded", "in %s", ms(time.Since(start)))
 	observe(2 * time.Second)
 	w.stop()
