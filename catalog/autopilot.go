@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"errors"
 	"fmt"
 	"time"
 
@@ -43,10 +42,13 @@ type AutopilotConfig struct {
 	ModifyIndex uint64
 }
 
-// Bounds of a stored configuration.
+// Bounds of a stored configuration (the config file's autopilot block
+// keeps to them too).
 const (
-	maxAutopilotTag      = 256
-	maxAutopilotDuration = 24 * time.Hour
+	MaxAutopilotDuration     = 24 * time.Hour
+	MaxAutopilotTrailingLogs = uint64(1) << 40
+	MaxAutopilotMinQuorum    = 1 << 16
+	maxAutopilotTag          = 256
 )
 
 // Validate checks a configuration before it is stored; errors wrap
@@ -56,14 +58,14 @@ func (c *AutopilotConfig) Validate() error {
 		return fmt.Errorf("%w: "+format, append([]any{ErrInvalid}, args...)...)
 	}
 	switch {
-	case c.LastContactThreshold <= 0 || c.LastContactThreshold > maxAutopilotDuration:
-		return bad("LastContactThreshold %v: must be positive and at most %v", c.LastContactThreshold, maxAutopilotDuration)
-	case c.ServerStabilizationTime < 0 || c.ServerStabilizationTime > maxAutopilotDuration:
-		return bad("ServerStabilizationTime %v: must be between 0 and %v", c.ServerStabilizationTime, maxAutopilotDuration)
-	case c.MaxTrailingLogs > 1<<40:
-		return bad("MaxTrailingLogs %d: must be at most %d", c.MaxTrailingLogs, uint64(1)<<40)
-	case c.MinQuorum > 1<<16:
-		return bad("MinQuorum %d: must be at most %d", c.MinQuorum, 1<<16)
+	case c.LastContactThreshold <= 0 || c.LastContactThreshold > MaxAutopilotDuration:
+		return bad("LastContactThreshold %v: must be positive and at most %v", c.LastContactThreshold, MaxAutopilotDuration)
+	case c.ServerStabilizationTime < 0 || c.ServerStabilizationTime > MaxAutopilotDuration:
+		return bad("ServerStabilizationTime %v: must be between 0 and %v", c.ServerStabilizationTime, MaxAutopilotDuration)
+	case c.MaxTrailingLogs > MaxAutopilotTrailingLogs:
+		return bad("MaxTrailingLogs %d: must be at most %d", c.MaxTrailingLogs, MaxAutopilotTrailingLogs)
+	case c.MinQuorum > MaxAutopilotMinQuorum:
+		return bad("MinQuorum %d: must be at most %d", c.MinQuorum, MaxAutopilotMinQuorum)
 	}
 	for _, f := range []struct{ name, v string }{{"RedundancyZoneTag", c.RedundancyZoneTag}, {"UpgradeVersionTag", c.UpgradeVersionTag}} {
 		if len(f.v) > maxAutopilotTag {
@@ -89,10 +91,6 @@ type AutopilotConfigRequest struct {
 	Index uint64
 	WriteRequest
 }
-
-// ErrCASConflict marks a check-and-set write whose index no longer
-// matches what is stored.
-var ErrCASConflict = errors.New("check-and-set index does not match")
 
 func autopilotTableSchema() *memdb.TableSchema {
 	return &memdb.TableSchema{

@@ -38,8 +38,8 @@ func TestAutopilotConfigCAS(t *testing.T) {
 	if err := s.SetAutopilotConfig(7, &AutopilotConfigRequest{Config: c, CAS: true}); !errors.Is(err, ErrCASConflict) {
 		t.Fatalf("a second CAS 0: %v", err)
 	}
-	if fired(ws) {
-		t.Fatal("a refused check-and-set woke a watcher")
+	if idx, _, _ := s.AutopilotConfig(nil); fired(ws) || idx != 6 {
+		t.Fatalf("a refused check-and-set woke a watcher or moved the index (to %d)", idx)
 	}
 	c.MaxTrailingLogs, c.CreateIndex, c.ModifyIndex = 9, 1, 1 // the indexes sent are ignored
 	if err := s.SetAutopilotConfig(8, &AutopilotConfigRequest{Config: c, CAS: true, Index: 6}); err != nil {

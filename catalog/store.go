@@ -20,6 +20,9 @@ var (
 	// ErrBadFilter marks a filter expression that does not parse or does
 	// not fit the data it filters.
 	ErrBadFilter = errors.New("bad filter")
+	// ErrCASConflict marks a check-and-set write whose index no longer
+	// matches what is stored.
+	ErrCASConflict = errors.New("check-and-set index does not match")
 )
 
 // Store is the catalog state. Reads are safe from any number of goroutines

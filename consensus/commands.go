@@ -38,7 +38,7 @@ const IgnoreUnknownTypeFlag MessageType = 128
 // clock when it appended the entry (8 bytes, big-endian Unix
 // nanoseconds), then the body. Only stamped entries take part in the
 // FSM's write deduplication, whose memory expires by these stamps; the
-// leader writes them once every server reads them (FSMVersion 2), and a
+// leader writes them once every server reads them (StampedVersion), and a
 // server of an older build stops at the first one rather than apply it
 // without deduplicating.
 const StampedFlag MessageType = 64

@@ -844,15 +844,22 @@ func (s *Server) Stats() map[string]string {
 		return map[string]string{}
 	}
 	st := r.Stats()
-	format := 1
-	if s.fsm.stamped.Load() {
-		format = StampedVersion
-	}
-	if _, c, err := s.fsm.store.AutopilotConfig(nil); err == nil && c != nil {
-		format = 3
-	}
-	st["fsm_format"] = strconv.Itoa(format)
+	st["fsm_format"] = strconv.Itoa(s.Format())
 	return st
+}
+
+// Format is the newest log and snapshot format this server's catalog
+// holds: 3 once an autopilot configuration is stored, else 2 once it has
+// applied a stamped entry, else 1. A server of a build that reads less
+// cannot follow it.
+func (s *Server) Format() int {
+	if _, c, err := s.fsm.store.AutopilotConfig(nil); err == nil && c != nil {
+		return 3
+	}
+	if s.fsm.stamped.Load() {
+		return StampedVersion
+	}
+	return 1
 }
 
 // ServerInfo is one server of the Raft configuration.

@@ -329,7 +329,7 @@ func FuzzFSMRestore(f *testing.F) {
 	f.Add(buf.Bytes())
 	// With an autopilot configuration, and a refused check-and-set among
 	// the remembered writes.
-	for i, index := range []uint64{7, 7} {
+	for i, index := range []uint64{0, 0} { // the first stores at 7, the second is refused
 		buf, _ := Encode(AutopilotConfigType, t0+2, &catalog.AutopilotConfigRequest{Config: catalog.AutopilotConfig{LastContactThreshold: time.Second},
 			CAS: true, Index: index, WriteRequest: catalog.WriteRequest{WriteID: catalog.NewWriteID()}})
 		fsm.Apply(&raft.Log{Index: uint64(7 + i), Type: raft.LogCommand, Data: buf})
@@ -338,8 +338,10 @@ func FuzzFSMRestore(f *testing.F) {
 	buf.Reset()
 	snap.(*fsmSnapshot).persist(&buf)
 	f.Add(buf.Bytes())
-	if old, err := os.ReadFile(filepath.Join("testdata", "fsm-v1", "snapshot.bin")); err == nil {
-		f.Add(old)
+	for _, v := range []string{"fsm-v1", "fsm-v2"} {
+		if old, err := os.ReadFile(filepath.Join("testdata", v, "snapshot.bin")); err == nil {
+			f.Add(old)
+		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		g := NewFSM(catalog.NewStore(), testLogger(t))

@@ -235,7 +235,9 @@ func (a *Agent) storeFileAutopilotConfig(ctx context.Context) {
 	req := &catalog.AutopilotConfigRequest{Config: fileAutopilotConfig(a.cfg.Autopilot), CAS: true}
 	stored, err := a.server.AutopilotSetConfiguration(ctx, req)
 	if err != nil {
-		a.logger.Warn("store the config file's autopilot configuration", "error", err)
+		if ctx.Err() == nil { // not a leadership that ended, or a write without a quorum: tried again next tick
+			a.logger.Warn("store the config file's autopilot configuration", "error", err)
+		}
 		return
 	}
 	if !stored { // one was stored meanwhile

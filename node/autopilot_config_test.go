@@ -19,8 +19,9 @@ import (
 func storedAutopilot(t *testing.T, a *nodetest.Agent) *api.AutopilotConfiguration {
 	t.Helper()
 	var conf *api.AutopilotConfiguration
+	op := newClient(t, a).Operator()
 	nodetest.Eventually(t, 30*time.Second, "a stored autopilot configuration", func() bool {
-		c, err := newClient(t, a).Operator().AutopilotGetConfiguration(nil)
+		c, err := op.AutopilotGetConfiguration(nil)
 		conf = c
 		return err == nil && c.ModifyIndex > 0
 	})
@@ -115,11 +116,12 @@ func TestAutopilotConfigurationCluster(t *testing.T) {
 			follower = s
 		}
 	}
+	viaClient, viaFollower := newClient(t, client).Operator(), newClient(t, follower).Operator()
 	healthy := func(want bool) {
 		t.Helper()
 		nodetest.Eventually(t, 30*time.Second, "autopilot health", func() bool {
 			// consul/api decodes the 429 an unhealthy datacenter answers.
-			h, _ := newClient(t, client).Operator().AutopilotServerHealth(nil)
+			h, _ := viaClient.AutopilotServerHealth(nil)
 			return h != nil && h.Healthy == want && len(h.Servers) == 3
 		})
 	}
@@ -127,24 +129,31 @@ func TestAutopilotConfigurationCluster(t *testing.T) {
 
 	conf := storedAutopilot(t, client)
 	conf.LastContactThreshold = api.NewReadableDuration(time.Nanosecond)
-	if ok, err := newClient(t, client).Operator().AutopilotCASConfiguration(conf, nil); err != nil || !ok {
+	if ok, err := viaClient.AutopilotCASConfiguration(conf, nil); err != nil || !ok {
 		t.Fatalf("CAS through the client agent = %v %v", ok, err)
 	}
 	healthy(false)
 	stale := *conf
-	conf, _ = newClient(t, follower).Operator().AutopilotGetConfiguration(nil)
-	if ok, err := newClient(t, follower).Operator().AutopilotCASConfiguration(&stale, nil); err != nil || ok {
+	conf, err := viaFollower.AutopilotGetConfiguration(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := viaFollower.AutopilotCASConfiguration(&stale, nil); err != nil || ok {
 		t.Fatalf("CAS on an old index through a follower = %v %v, want false", ok, err)
 	}
 	conf.LastContactThreshold = api.NewReadableDuration(200 * time.Millisecond)
-	if ok, err := newClient(t, follower).Operator().AutopilotCASConfiguration(conf, nil); err != nil || !ok {
+	if ok, err := viaFollower.AutopilotCASConfiguration(conf, nil); err != nil || !ok {
 		t.Fatalf("CAS through a follower = %v %v", ok, err)
 	}
 	healthy(true)
-	want, _ := newClient(t, client).Operator().AutopilotGetConfiguration(nil)
+	want, err := viaClient.AutopilotGetConfiguration(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, s := range servers {
+		op := newClient(t, s).Operator()
 		nodetest.Eventually(t, 10*time.Second, "every server stores it", func() bool {
-			got, err := newClient(t, s).Operator().AutopilotGetConfiguration(&api.QueryOptions{AllowStale: true})
+			got, err := op.AutopilotGetConfiguration(&api.QueryOptions{AllowStale: true})
 			return err == nil && got.ModifyIndex == want.ModifyIndex && got.LastContactThreshold.Duration() == 200*time.Millisecond
 		})
 	}
@@ -166,11 +175,11 @@ func TestAutopilotConfigurationWaitsForEveryServer(t *testing.T) {
 	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 	// The leader's autopilot looked at all three, gossip's tags known:
 	// it has tried to store the configuration by then.
+	op := newClient(t, servers[0]).Operator()
 	nodetest.Eventually(t, 30*time.Second, "autopilot sees every server", func() bool {
-		h, err := newClient(t, servers[0]).Operator().AutopilotServerHealth(nil)
+		h, err := op.AutopilotServerHealth(nil)
 		return err == nil && h.Healthy && len(h.Servers) == 3
 	})
-	op := newClient(t, servers[0]).Operator()
 	conf, err := op.AutopilotGetConfiguration(nil)
 	if err != nil || conf.ModifyIndex != 0 || conf.MaxTrailingLogs != 250 {
 		t.Fatalf("GET = %+v %v, want the config file's, not stored", conf, err)
@@ -178,5 +187,47 @@ func TestAutopilotConfigurationWaitsForEveryServer(t *testing.T) {
 	ok, err := op.AutopilotCASConfiguration(conf, nil)
 	if ok || err == nil || !strings.Contains(err.Error(), "not every server of the datacenter reads it yet") {
 		t.Fatalf("CAS while a server cannot read it = %v %v", ok, err)
+	}
+}
+
+// TestOlderServerNotAddedPastItsFormat: once the datacenter's log holds
+// the autopilot configuration (format 3), a server whose gossip says it
+// reads only format 2 (a rollback, or a server started from the previous
+// build after the upgrade) is not added to Raft, where it would halt at
+// the first entry it cannot apply; a server of this build joining after
+// it is.
+func TestOlderServerNotAddedPastItsFormat(t *testing.T) {
+	if testing.Short() {
+		t.Skip("3 servers")
+	}
+	first := nodetest.StartClusterWith(t, 1, 0, nodetest.Options{})[0]
+	storedAutopilot(t, first)
+	nodetest.Launch(t, nodetest.Options{Cluster: true, NodeName: "old", BootstrapExpect: 1, Join: []string{first.GossipAddr()},
+		Gossip: func(c *gossip.Config) { c.Tags.FSM = consensus.StampedVersion }})
+	// The leader handles member events in order: once it has added the
+	// server that joined after the old one, it has decided on the old one.
+	agent := newClient(t, first).Agent()
+	nodetest.Eventually(t, 30*time.Second, "the old server in gossip", func() bool {
+		members, err := agent.Members(false)
+		for _, m := range members {
+			if m.Name == "old" && m.Status == 1 {
+				return err == nil
+			}
+		}
+		return false
+	})
+	nodetest.Launch(t, nodetest.Options{Cluster: true, NodeName: "current", BootstrapExpect: 1, Join: []string{first.GossipAddr()}})
+	nodetest.Eventually(t, 30*time.Second, "the current server in Raft", func() bool {
+		for _, s := range raftServers(t, first) {
+			if s.Node == "current" {
+				return true
+			}
+		}
+		return false
+	})
+	for _, s := range raftServers(t, first) {
+		if s.Node == "old" {
+			t.Fatalf("a server reading format 2 was added to a datacenter at format 3: %+v", raftServers(t, first))
+		}
 	}
 }

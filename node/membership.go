@@ -241,6 +241,14 @@ func (a *Agent) reconcileServer(ctx context.Context, s gossip.Server, failedSinc
 				}
 			}
 		}
+		if in == nil && s.FSM < a.raft.Format() {
+			// It could not apply the log, or install a snapshot, of this
+			// datacenter: a rollback to an older build, or one started
+			// after the upgrade moved on.
+			a.logger.Warn("not adding a server whose build cannot read this datacenter's log format; upgrade it",
+				"server", s.Name, "reads", s.FSM, "format", a.raft.Format())
+			return
+		}
 		if in == nil || in.Address != s.Addr.String() {
 			a.logger.Info("adding a server to raft as a non-voter", "server", s.Name, "addr", s.Addr)
 			if err := a.raft.AddNonvoter(s.ID, s.Addr.String()); err != nil {

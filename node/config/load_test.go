@@ -501,11 +501,16 @@ func TestLoadErrors(t *testing.T) {
 	}, {
 		name:  "autopilot last contact threshold",
 		files: map[string]string{"a.hcl": "autopilot {\n  last_contact_threshold = \"0s\"\n}"},
-		want:  `DIR/a.hcl:2: autopilot.last_contact_threshold: must be positive`,
+		want:  `DIR/a.hcl:2: autopilot.last_contact_threshold: must be positive and at most 24h0m0s`,
 	}, {
 		name:  "autopilot stabilization time",
 		files: map[string]string{"a.json": "{\"autopilot\": {\n\"server_stabilization_time\": \"-1s\"}}"},
-		want:  `DIR/a.json:2: autopilot.server_stabilization_time: must not be negative`,
+		want:  `DIR/a.json:2: autopilot.server_stabilization_time: must be between 0 and 24h0m0s`,
+	}, {
+		// Bounds a leader can store: a file over them would never be.
+		name:  "autopilot trailing logs",
+		files: map[string]string{"a.hcl": "autopilot {\n  max_trailing_logs = 2000000000000\n}"},
+		want:  `DIR/a.hcl:2: autopilot.max_trailing_logs: must be between 0 and 1099511627776`,
 	}, {
 		name:  "autopilot unknown key",
 		files: map[string]string{"a.hcl": "autopilot {\n  cleanup_dead = true\n}"},

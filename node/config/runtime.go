@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshd/meshd/catalog"
 )
 
 // PortDisabled as a port turns its listener off, as -1 does in Consul.
@@ -388,15 +390,16 @@ func (b *builder) build(dev bool, hostErr error) (*Runtime, error) {
 		ServerStabilizationTime: *ap.ServerStabilizationTime,
 		MinQuorum:               *ap.MinQuorum,
 	}
-	switch {
-	case r.Autopilot.LastContactThreshold <= 0:
-		return nil, b.origin("autopilot.last_contact_threshold").errorf("must be positive")
-	case r.Autopilot.MaxTrailingLogs < 0:
-		return nil, b.origin("autopilot.max_trailing_logs").errorf("must not be negative")
-	case r.Autopilot.ServerStabilizationTime < 0:
-		return nil, b.origin("autopilot.server_stabilization_time").errorf("must not be negative")
-	case r.Autopilot.MinQuorum < 0:
-		return nil, b.origin("autopilot.min_quorum").errorf("must not be negative")
+	// The bounds of the settings a leader stores (catalog.AutopilotConfig).
+	switch ap := r.Autopilot; {
+	case ap.LastContactThreshold <= 0 || ap.LastContactThreshold > catalog.MaxAutopilotDuration:
+		return nil, b.origin("autopilot.last_contact_threshold").errorf("must be positive and at most %v", catalog.MaxAutopilotDuration)
+	case ap.MaxTrailingLogs < 0 || uint64(ap.MaxTrailingLogs) > catalog.MaxAutopilotTrailingLogs:
+		return nil, b.origin("autopilot.max_trailing_logs").errorf("must be between 0 and %d", catalog.MaxAutopilotTrailingLogs)
+	case ap.ServerStabilizationTime < 0 || ap.ServerStabilizationTime > catalog.MaxAutopilotDuration:
+		return nil, b.origin("autopilot.server_stabilization_time").errorf("must be between 0 and %v", catalog.MaxAutopilotDuration)
+	case ap.MinQuorum < 0 || ap.MinQuorum > catalog.MaxAutopilotMinQuorum:
+		return nil, b.origin("autopilot.min_quorum").errorf("must be between 0 and %d", catalog.MaxAutopilotMinQuorum)
 	}
 	if err := b.buildDNS(r); err != nil {
 		return nil, err
