@@ -3,8 +3,8 @@
 // (compose.yml: one datacenter of 3 servers and 3 clients with a demo web
 // service each; compose-wan.yml: two datacenters whose servers share a WAN
 // network), and the tests inject faults from outside with the Docker engine
-// (docker kill, docker network disconnect, docker restart) and assert with
-// the real HTTP API and DNS.
+// (docker kill, docker pause, docker network disconnect, docker restart)
+// and assert with the real HTTP API and DNS.
 //
 // The tests are behind the e2e build tag and run with `make e2e`, which
 // builds the image (build-image.sh) and writes the figures each scenario

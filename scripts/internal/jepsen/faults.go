@@ -2,7 +2,6 @@ package jepsen
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -23,6 +22,10 @@ const (
 	// RestartFollower stops a follower gracefully (SIGINT) and starts it
 	// again.
 	RestartFollower
+	// PartitionLeader cuts the leader off from the other servers for a
+	// few seconds, its clients still reaching it, then heals the cut
+	// (containers only: Server.Isolate).
+	PartitionLeader
 )
 
 func (f Fault) String() string {
@@ -33,6 +36,8 @@ func (f Fault) String() string {
 		return "pause leader"
 	case RestartFollower:
 		return "restart follower"
+	case PartitionLeader:
+		return "partition leader"
 	}
 	return fmt.Sprintf("fault-%d", int(f))
 }
@@ -47,7 +52,7 @@ type Injected struct {
 
 // Nemesis injects faults into a cluster of real servers.
 type Nemesis struct {
-	Cluster *agentproc.Cluster
+	Cluster Cluster
 	// Faults are injected in turn, each once every len(Faults) rounds.
 	Faults []Fault
 	// Quiet is the time between a fault healed and the next.
@@ -80,28 +85,25 @@ func (n *Nemesis) Run(ctx context.Context, h *History) ([]Injected, error) {
 }
 
 func (n *Nemesis) inject(ctx context.Context, f Fault, h *History) (Injected, error) {
-	leader, err := n.waitLeader()
+	leader, err := waitLeader(n.Cluster)
 	if err != nil {
 		return Injected{}, err
 	}
 	target := leader
 	if f == RestartFollower {
-		for _, s := range n.Cluster.Servers {
-			if s != leader {
-				target = s
-				break
-			}
-		}
+		target = others(n.Cluster, leader)[0]
 	}
-	in := Injected{Fault: f, Server: target.Name, At: time.Duration(h.Now())}
+	in := Injected{Fault: f, Server: target.Name(), At: time.Duration(h.Now())}
 	down := n.Down + rand.N(n.Down)
 	// Heal even when ctx ends: a run leaves every server up.
 	heal := context.WithoutCancel(ctx)
 	switch f {
 	case KillLeader:
-		target.Kill()
+		if err := target.Kill(); err != nil {
+			return in, err
+		}
 		agentproc.SleepCtx(ctx, down)
-		if err := target.Restart(heal); err != nil {
+		if err := target.Start(heal); err != nil {
 			return in, err
 		}
 	case PauseLeader:
@@ -119,7 +121,15 @@ func (n *Nemesis) inject(ctx context.Context, f Fault, h *History) (Injected, er
 			return in, err
 		}
 		agentproc.SleepCtx(ctx, down/2)
-		if err := target.Restart(heal); err != nil {
+		if err := target.Start(heal); err != nil {
+			return in, err
+		}
+	case PartitionLeader:
+		if err := target.Isolate(); err != nil {
+			return in, err
+		}
+		agentproc.SleepCtx(ctx, down)
+		if err := target.Rejoin(); err != nil {
 			return in, err
 		}
 	}
@@ -128,19 +138,4 @@ func (n *Nemesis) inject(ctx context.Context, f Fault, h *History) (Injected, er
 	}
 	in.Healed = time.Duration(h.Now())
 	return in, nil
-}
-
-// waitLeader waits up to a minute for the servers to name a leader,
-// whether or not ctx has ended: a fault under way is always completed.
-func (n *Nemesis) waitLeader() (*agentproc.Agent, error) {
-	deadline := time.Now().Add(time.Minute)
-	for {
-		if l := n.Cluster.Leader(); l != nil {
-			return l, nil
-		}
-		if time.Now().After(deadline) {
-			return nil, errors.New("no leader for a minute")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

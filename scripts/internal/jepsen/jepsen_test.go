@@ -173,14 +173,15 @@ func TestPausedLeaderCannotUndoAWrite(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Stop()
-	nem := &Nemesis{Cluster: c}
-	leader, err := nem.waitLeader()
+	l, err := waitLeader(Processes(c))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var follower *agentproc.Agent
+	var leader, follower *agentproc.Agent
 	for _, s := range c.Servers {
-		if s != leader {
+		if s.Name == l.Name() {
+			leader = s
+		} else {
 			follower = s
 		}
 	}

@@ -3,6 +3,7 @@ package jepsen
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -82,13 +83,10 @@ func outcome(c porcupine.CheckResult) string {
 	return "UNKNOWN (check ran out of time)"
 }
 
-// RunChecked runs spec and checks its history, writes with consistent
-// reads and writes with default reads. ctx bounds the whole run.
+// RunChecked runs spec on a cluster of servers on loopback it starts,
+// and checks its history, writes with consistent reads and writes with
+// default reads. ctx bounds the whole run.
 func RunChecked(ctx context.Context, spec Spec) (*Report, error) {
-	logf := spec.Logf
-	if logf == nil {
-		logf = func(string, ...any) {}
-	}
 	cluster, err := agentproc.StartCluster(ctx, agentproc.ClusterSpec{
 		Bin: spec.Bin, Dir: spec.Dir, Servers: spec.Servers, Workers: 4, ServerArgs: spec.ServerArgs, LogDir: spec.Dir,
 	})
@@ -101,12 +99,32 @@ func RunChecked(ctx context.Context, spec Spec) (*Report, error) {
 			cluster.Stop()
 		}
 	}()
+	// Before checking, which may take the machine for a while; every
+	// server must shut down.
+	return RunOn(ctx, Processes(cluster), spec, func() error {
+		stopped = true
+		if err := cluster.StopWithin(30 * time.Second); err != nil {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		return nil
+	})
+}
+
+// RunOn runs spec's clients and nemesis against c, already running, waits
+// for every server to catch up, calls beforeCheck (nil: none), and checks
+// the history. Spec's Bin, Servers and ServerArgs are not used; Dir
+// receives the visualizations and the deposed leader's reads.
+func RunOn(ctx context.Context, c Cluster, spec Spec, beforeCheck func() error) (*Report, error) {
+	logf := spec.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
 	w := spec.Workload
-	for _, s := range cluster.Servers {
-		w.Servers = append(w.Servers, s.HTTP)
+	for _, s := range c.Servers() {
+		w.Servers = append(w.Servers, s.HTTP())
 	}
 	nem := spec.Nemesis
-	nem.Cluster, nem.Logf = cluster, logf
+	nem.Cluster, nem.Logf = c, logf
 
 	h := NewHistory()
 	rctx, cancel := context.WithTimeout(ctx, spec.Duration)
@@ -142,17 +160,16 @@ func RunChecked(ctx context.Context, spec Spec) (*Report, error) {
 	// Every server, the killed and restarted ones included, must be back
 	// and caught up.
 	start := time.Now()
-	for _, s := range cluster.Servers {
+	for _, s := range c.Servers() {
 		if err := waitIndex(ctx, s, top, time.Minute); err != nil {
-			return rep, fmt.Errorf("server %s did not catch up: %w", s.Name, err)
+			return rep, fmt.Errorf("server %s did not catch up: %w", s.Name(), err)
 		}
 	}
 	rep.CaughtUp = time.Since(start)
-	// Before checking, which may take the machine for a while; every
-	// server must shut down.
-	stopped = true
-	if err := cluster.StopWithin(30 * time.Second); err != nil {
-		return rep, fmt.Errorf("shutdown: %w", err)
+	if beforeCheck != nil {
+		if err := beforeCheck(); err != nil {
+			return rep, err
+		}
 	}
 	for _, mode := range []Kind{ReadConsistent, ReadDefault} {
 		viz := filepath.Join(spec.Dir, fmt.Sprintf("history-%s.html", map[Kind]string{ReadConsistent: "consistent", ReadDefault: "default"}[mode]))
@@ -171,11 +188,12 @@ func RunChecked(ctx context.Context, spec Spec) (*Report, error) {
 }
 
 // waitIndex waits until s answers a stale read at index at least idx.
-func waitIndex(ctx context.Context, s *agentproc.Agent, idx uint64, timeout time.Duration) error {
+func waitIndex(ctx context.Context, s Server, idx uint64, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
-	hc := s.Client
+	hc := &http.Client{Timeout: 5 * time.Second}
+	defer hc.CloseIdleConnections()
 	for {
-		resp, err := hc.Get(s.HTTP + "/v1/catalog/services?stale")
+		resp, err := hc.Get(s.HTTP() + "/v1/catalog/services?stale")
 		if err == nil {
 			resp.Body.Close()
 			got, _ := strconv.ParseUint(resp.Header.Get("X-Consul-Index"), 10, 64)
