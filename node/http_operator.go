@@ -143,18 +143,7 @@ func (a *Agent) operatorAutopilotGetConfiguration(w http.ResponseWriter, r *http
 // or false when ?cas named an index other than the stored one (0: none is
 // stored yet).
 func (a *Agent) operatorAutopilotSetConfiguration(w http.ResponseWriter, r *http.Request) (any, error) {
-	in := struct {
-		CleanupDeadServers      bool
-		LastContactThreshold    time.Duration
-		MaxTrailingLogs         uint64
-		MinQuorum               uint
-		ServerStabilizationTime time.Duration
-		RedundancyZoneTag       string
-		DisableUpgradeMigration bool
-		UpgradeVersionTag       string
-		CreateIndex             uint64
-		ModifyIndex             uint64
-	}{CleanupDeadServers: true, LastContactThreshold: config.DefaultLastContactThreshold,
+	in := catalog.AutopilotConfig{CleanupDeadServers: true, LastContactThreshold: config.DefaultLastContactThreshold,
 		MaxTrailingLogs: config.DefaultMaxTrailingLogs, ServerStabilizationTime: config.DefaultServerStabilizationTime}
 	if err := decodeBody(r, w, &in); err != nil {
 		return nil, err
@@ -163,11 +152,8 @@ func (a *Agent) operatorAutopilotSetConfiguration(w http.ResponseWriter, r *http
 	if err != nil {
 		return nil, err
 	}
-	req := &catalog.AutopilotConfigRequest{Datacenter: dc, Config: catalog.AutopilotConfig{
-		CleanupDeadServers: in.CleanupDeadServers, LastContactThreshold: in.LastContactThreshold,
-		MaxTrailingLogs: in.MaxTrailingLogs, MinQuorum: in.MinQuorum, ServerStabilizationTime: in.ServerStabilizationTime,
-		RedundancyZoneTag: in.RedundancyZoneTag, DisableUpgradeMigration: in.DisableUpgradeMigration,
-		UpgradeVersionTag: in.UpgradeVersionTag}}
+	in.CreateIndex, in.ModifyIndex = 0, 0 // the server's to set
+	req := &catalog.AutopilotConfigRequest{Datacenter: dc, Config: in}
 	if v, ok := r.URL.Query()["cas"]; ok {
 		idx, err := strconv.ParseUint(v[0], 10, 64)
 		if err != nil {
