@@ -3,10 +3,8 @@ package wan
 import (
 	"context"
 	"net"
-	"os/exec"
 	"slices"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -88,25 +86,5 @@ func TestPoolsOfTwoDatacenters(t *testing.T) {
 	waitFor(t, 20*time.Second, "dc2 declared failed", func() bool { return len(r.Servers("dc2")) == 0 })
 	if dcs := r.Datacenters(); !slices.Equal(dcs, []string{"dc1", "dc2"}) {
 		t.Fatalf("a failed datacenter is still listed (until reaped): %v", dcs)
-	}
-}
-
-// TestImports keeps wan on gossip and serf (DESIGN.md, "Packages").
-func TestImports(t *testing.T) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("no go tool in PATH")
-	}
-	out, err := exec.Command(goTool, "list", "-f", `{{join .Imports " "}}`, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	for _, imp := range strings.Fields(string(out)) {
-		if !strings.Contains(strings.Split(imp, "/")[0], ".") {
-			continue
-		}
-		if imp != "github.com/meshd/meshd/gossip" && !strings.HasPrefix(imp, "github.com/hashicorp/serf/") {
-			t.Errorf("wan imports %s; only the standard library, gossip and serf are allowed", imp)
-		}
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshd/meshd/consensus"
 	"github.com/miekg/dns"
 )
 
@@ -549,9 +548,9 @@ func fsmFormat(h host) (string, error) {
 // the followers first and the leader last, each restarted on its own data
 // directory, while this tree's client agents keep writing through every
 // step. No acknowledged write is lost; while any server runs the previous
-// build the new ones keep to the log formats it reads (fsm_format below
-// this build's newest, consensus.FSMVersion), and once all run the new
-// build every server moves to the newest (the leader stores the autopilot
+// build the new ones keep to the log formats it reads (fsm_format no
+// higher than the previous build's), and once all run the new build every
+// server moves to a newer one (now 3: the leader stores the autopilot
 // configuration, which operator/autopilot/configuration then answers).
 func TestRollingUpgrade(t *testing.T) {
 	fig := scenario(t, "7. rolling upgrade from the previous release")
@@ -562,17 +561,22 @@ func TestRollingUpgrade(t *testing.T) {
 	c := startCluster(t, "compose.yml", oneDC())
 	waitReady(t, c, "dc1")
 	servers, clients := c.servers("dc1"), c.clients("dc1")
-	newest := strconv.Itoa(consensus.FSMVersion)
-	for _, s := range servers {
-		if f, err := fsmFormat(s); err != nil || f == newest {
-			t.Fatalf("%s reports fsm_format %q (%v): not the previous release", s, f, err)
-		}
-	}
-
 	w := startWriters("upgrade", 3, 20*time.Millisecond, 60000, func(i int) host { return clients[i%len(clients)] })
 	defer w.stop()
 	watches := webWatches(clients, 3, true)
 	waitAcked(t, w, time.Now(), 50, 30*time.Second)
+	// The newest format the previous build writes (one that reports none
+	// writes format 1).
+	prev := 1
+	for _, s := range servers {
+		f, err := fsmFormat(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(f)
+		prev = max(prev, n)
+	}
+	fig("previous release's format", "fsm_format %d", prev)
 	lead, _ := leaderHost(t, c, servers)
 	order := append(without(servers, lead), lead)
 	start := time.Now()
@@ -591,23 +595,26 @@ func TestRollingUpgrade(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i < len(order)-1 && f == newest {
+		if n, _ := strconv.Atoi(f); i < len(order)-1 && n > prev {
 			t.Fatalf("%s runs the new build beside the previous one and reports fsm_format %q, which the previous build cannot read", s, f)
 		}
 		fig("upgrade "+s.Node, "docker restart %s on the new binary, back and caught up %s later (fsm_format %s)", ms(restarted), ms(back), f)
 	}
+	var newest string
 	took, err := eventually(60*time.Second, 250*time.Millisecond, func() error {
-		for _, s := range servers {
-			if f, err := fsmFormat(s); err != nil || f != newest {
-				return fmt.Errorf("%s at fsm_format %q (%v)", s, f, err)
+		for i, s := range servers {
+			f, err := fsmFormat(s)
+			if n, _ := strconv.Atoi(f); err != nil || n <= prev || (i > 0 && f != newest) {
+				return fmt.Errorf("%s at fsm_format %q (%v), want one format for all, above %d", s, f, err, prev)
 			}
+			newest = f
 		}
 		return nil
 	})
 	if err != nil {
 		t.Fatalf("after the upgrade: %v", err)
 	}
-	fig("every server on the newest format", "fsm_format %s %s after the last upgrade", newest, ms(took))
+	fig("every server on the new format", "fsm_format %s %s after the last upgrade", newest, ms(took))
 	var ap struct{ ModifyIndex uint64 }
 	if err := get(servers[0], 5*time.Second, "/v1/operator/autopilot/configuration", &ap); err != nil || ap.ModifyIndex == 0 {
 		t.Fatalf("autopilot configuration after the upgrade: %+v %v", ap, err)
