@@ -2,6 +2,8 @@ package checks
 
 import (
 	"time"
+
+	"github.com/meshd/meshd/internal/backoff"
 )
 
 // Alias back-off after AliasSource errors, and how many errors in a row
@@ -21,11 +23,11 @@ const (
 // are retried with a bounded exponential back-off and reported as
 // critical only once aliasErrorsBeforeAlarm calls in a row failed.
 func (c *check) runAlias() {
-	defer c.r.running.exit()
+	defer c.r.running.Exit()
 	defer close(c.done)
 	var index uint64
 	errs := 0
-	backoff := aliasBackoffMin
+	retry := backoff.Backoff{Min: aliasBackoffMin, Max: aliasBackoffMax}
 	for {
 		status, output, next, err := c.r.alias.AliasHealth(c.ctx, c.def.AliasNode, c.def.AliasService, index)
 		if c.ctx.Err() != nil {
@@ -39,13 +41,13 @@ func (c *check) runAlias() {
 			if errs >= aliasErrorsBeforeAlarm {
 				c.report(StatusCritical, "alias: "+err.Error())
 			}
-			if !c.sleep(backoff) {
+			if !c.sleep(retry.Next()) {
 				return
 			}
-			backoff = min(2*backoff, aliasBackoffMax)
 			continue
 		}
-		errs, backoff = 0, aliasBackoffMin
+		errs = 0
+		retry.Reset()
 		if !validStatus(status) {
 			output = "alias: aliased instance has invalid status " + status + ": " + output
 			status = StatusCritical

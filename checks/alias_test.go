@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 type aliasAnswer struct {
@@ -61,7 +63,7 @@ func TestAlias(t *testing.T) {
 	// or about to), so what it did with the answers before is reported.
 	waitCalls := func(n int) {
 		t.Helper()
-		waitFor(t, "alias calls", func() bool { return len(src.callLog()) >= n })
+		testkit.Eventually(t, waitTimeout, "alias calls", func() bool { return len(src.callLog()) >= n })
 	}
 
 	answer(aliasAnswer{StatusCritical, "web-1 is down", 7, nil})

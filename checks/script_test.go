@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // writeScript writes a /bin/sh script into a temporary directory.
@@ -113,7 +115,7 @@ func TestScriptTimeout(t *testing.T) {
 		t.Fatalf("pids %v, want a script and its child for each of two runs", pids)
 	}
 	for _, pid := range pids {
-		waitFor(t, "process "+strconv.Itoa(pid)+" to be gone", func() bool { return processGone(pid) })
+		testkit.Eventually(t, waitTimeout, "process "+strconv.Itoa(pid)+" to be gone", func() bool { return processGone(pid) })
 	}
 }
 
@@ -132,6 +134,6 @@ func TestScriptLeavesChild(t *testing.T) {
 		t.Fatalf("reported %s: %q, want passing: bye", u.status, u.output)
 	}
 	for _, pid := range readPIDs(t, pidFile) {
-		waitFor(t, "the child to be gone", func() bool { return processGone(pid) })
+		testkit.Eventually(t, waitTimeout, "the child to be gone", func() bool { return processGone(pid) })
 	}
 }

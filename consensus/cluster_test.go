@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 type testNode struct {
@@ -35,17 +36,6 @@ func newNodeWith(t *testing.T, i int, edit func(*Config)) *testNode {
 		edit(c)
 	})
 	return &testNode{s: s, store: store, id: id, addr: s.cfg.Advertise.String()}
-}
-
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func leaderOf(nodes []*testNode) *testNode {
@@ -77,7 +67,7 @@ func TestClusterBootstrapReplicateFailover(t *testing.T) {
 	if err := nodes[0].s.BootstrapWith(infos); err != ErrExistingState {
 		t.Fatalf("second bootstrap = %v, want ErrExistingState", err)
 	}
-	waitFor(t, 30*time.Second, "a leader", func() bool { return leaderOf(nodes) != nil })
+	testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(nodes) != nil })
 	leader := leaderOf(nodes)
 	for i := range 20 {
 		req := &catalog.RegisterRequest{Node: "n", Address: "10.0.0.1", Service: &catalog.Service{ID: fmt.Sprint(i), Service: "web"}}
@@ -86,7 +76,7 @@ func TestClusterBootstrapReplicateFailover(t *testing.T) {
 		}
 	}
 	for _, n := range nodes {
-		waitFor(t, 10*time.Second, "replication to "+n.id, func() bool {
+		testkit.Eventually(t, 10*time.Second, "replication to "+n.id, func() bool {
 			_, got, _ := n.store.ServiceNodes(nil, "web", nil)
 			return len(got) == 20
 		})
@@ -115,7 +105,7 @@ func TestClusterBootstrapReplicateFailover(t *testing.T) {
 			rest = append(rest, n)
 		}
 	}
-	waitFor(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
+	testkit.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
 	t.Logf("new leader after %v (raft_multiplier 5)", time.Since(start))
 	newLeader := leaderOf(rest)
 	for n, epoch := range epochs {
@@ -129,7 +119,7 @@ func TestClusterBootstrapReplicateFailover(t *testing.T) {
 	if err := newLeader.s.AddNonvoter(n4.id, n4.addr); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the new server to catch up", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the new server to catch up", func() bool {
 		return n4.s.AppliedIndex() >= newLeader.s.AppliedIndex() && n4.s.AppliedIndex() > 0
 	})
 	if err := newLeader.s.Promote(n4.id, n4.addr); err != nil {
@@ -191,13 +181,13 @@ func TestNewLeaderNotReadyUntilEarlierTermsApplied(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, 30*time.Second, "a leader", func() bool { return leaderOf(nodes) != nil })
+	testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(nodes) != nil })
 	leader, lagging := leaderOf(nodes), nodes[1]
 	if leader == lagging {
 		if err := leader.s.raft.LeadershipTransfer().Error(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, "another leader", func() bool { l := leaderOf(nodes); return l != nil && l != lagging })
+		testkit.Eventually(t, 30*time.Second, "another leader", func() bool { l := leaderOf(nodes); return l != nil && l != lagging })
 		leader = leaderOf(nodes)
 	}
 	register := func(node string) {
@@ -208,9 +198,9 @@ func TestNewLeaderNotReadyUntilEarlierTermsApplied(t *testing.T) {
 	}
 	held.Store(true)
 	register("first") // the lagging server's FSM holds after applying it
-	waitFor(t, 10*time.Second, "the lagging FSM to hold", func() bool { return !held.Load() })
+	testkit.Eventually(t, 10*time.Second, "the lagging FSM to hold", func() bool { return !held.Load() })
 	register("second") // committed by the other two; in the lagging log, not applied
-	waitFor(t, 10*time.Second, "the second entry in the lagging log", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the second entry in the lagging log", func() bool {
 		return lagging.s.LastIndex() >= leader.s.LastIndex()
 	})
 
@@ -218,7 +208,7 @@ func TestNewLeaderNotReadyUntilEarlierTermsApplied(t *testing.T) {
 		close(gate)
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, "the lagging server to lead", lagging.s.IsLeader)
+	testkit.Eventually(t, 30*time.Second, "the lagging server to lead", lagging.s.IsLeader)
 	for deadline := time.Now().Add(300 * time.Millisecond); time.Now().Before(deadline); {
 		if lagging.s.LeaderReady() {
 			close(gate)
@@ -230,7 +220,7 @@ func TestNewLeaderNotReadyUntilEarlierTermsApplied(t *testing.T) {
 		t.Fatal("the held FSM applied the second entry")
 	}
 	close(gate)
-	waitFor(t, 30*time.Second, "the new leader to be ready", lagging.s.LeaderReady)
+	testkit.Eventually(t, 30*time.Second, "the new leader to be ready", lagging.s.LeaderReady)
 	if _, n, _, _ := lagging.store.NodeServices(nil, "second"); n == nil {
 		t.Fatal("ready without the second entry")
 	}

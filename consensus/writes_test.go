@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // t0 is a leader stamp for the tests: some time in 2026.
@@ -389,7 +390,7 @@ func TestStampsWaitForEveryServer(t *testing.T) {
 		t.Fatal("stamped while a server cannot read stamps")
 	}
 	allRead.Store(true)
-	waitFor(t, 10*time.Second, "stamped entries", func() bool {
+	testkit.Eventually(t, 10*time.Second, "stamped entries", func() bool {
 		first, second := twice("b")
 		return first == second
 	})

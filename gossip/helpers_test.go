@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // Bounds for waits in these tests. They are loose on purpose: the suite
@@ -94,26 +96,12 @@ func (l *eventLog) find(typ EventType, name string) (timedEvent, bool) {
 func (l *eventLog) waitEvent(t testing.TB, typ EventType, name string, timeout time.Duration) timedEvent {
 	t.Helper()
 	var got timedEvent
-	waitFor(t, timeout, fmt.Sprintf("%v event for %s", typ, name), func() bool {
+	testkit.Eventually(t, timeout, fmt.Sprintf("%v event for %s", typ, name), func() bool {
 		var ok bool
 		got, ok = l.find(typ, name)
 		return ok
 	})
 	return got
-}
-
-// waitFor polls cond every 10ms until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		<-tick.C
-	}
 }
 
 // testNode is a started pool with its recorded events.
@@ -171,7 +159,7 @@ func (n *testNode) member(name string) (Member, bool) {
 // waitStatus polls until n sees member name with status st.
 func (n *testNode) waitStatus(t testing.TB, name string, st MemberStatus, timeout time.Duration) {
 	t.Helper()
-	waitFor(t, timeout, fmt.Sprintf("%s to see %s %s", n.cfg.NodeName, name, st), func() bool {
+	testkit.Eventually(t, timeout, fmt.Sprintf("%s to see %s %s", n.cfg.NodeName, name, st), func() bool {
 		m, ok := n.member(name)
 		return ok && m.Status == st
 	})

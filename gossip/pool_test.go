@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 func serverTags(dc string, port, expect int) func(*Config) {
@@ -101,7 +103,7 @@ func TestJoinThree(t *testing.T) {
 	}
 
 	// Coordinates come with probe acks.
-	waitFor(t, convergeTimeout, "an RTT estimate", func() bool {
+	testkit.Eventually(t, convergeTimeout, "an RTT estimate", func() bool {
 		_, ok := c2.RTT("c2", "s1")
 		return ok
 	})
@@ -211,7 +213,7 @@ func TestFailureDetection(t *testing.T) {
 		t.Fatalf("ForceLeave prune: %v", err)
 	}
 	a.events.waitEvent(t, MemberReap, "c", convergeTimeout)
-	waitFor(t, convergeTimeout, "c to be forgotten", func() bool {
+	testkit.Eventually(t, convergeTimeout, "c to be forgotten", func() bool {
 		_, ok := a.member("c")
 		return !ok && a.NumMembers() == 3
 	})
@@ -367,7 +369,7 @@ func TestLifecycle(t *testing.T) {
 	// No goroutine outlives the pools: theirs, serf's and memberlist's
 	// wind down shortly after Shutdown.
 	start := time.Now()
-	waitFor(t, stopTimeout, "goroutines to wind down", func() bool {
+	testkit.Eventually(t, stopTimeout, "goroutines to wind down", func() bool {
 		return runtime.NumGoroutine() <= baseline+2
 	})
 	t.Logf("goroutines: %d before, %d after (settled in %v)", baseline, runtime.NumGoroutine(),

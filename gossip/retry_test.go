@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 // countingHandler counts records whose message starts with prefix, and
@@ -53,7 +55,7 @@ func TestRetryJoin(t *testing.T) {
 	}()
 
 	// Nothing listens there yet: attempts fail and are retried.
-	waitFor(t, convergeTimeout, "two failed join attempts", func() bool { return failures.count() >= 2 })
+	testkit.Eventually(t, convergeTimeout, "two failed join attempts", func() bool { return failures.count() >= 2 })
 	select {
 	case err := <-errCh:
 		t.Fatalf("RetryJoin returned %v with nothing to join", err)
@@ -107,7 +109,7 @@ func TestRetryJoinGivesUp(t *testing.T) {
 	go func() {
 		errCh <- RetryJoin(context.Background(), p.Pool, []string{nowhere}, time.Hour, slog.New(failures))
 	}()
-	waitFor(t, convergeTimeout, "a failed attempt", func() bool { return failures.count() >= 1 })
+	testkit.Eventually(t, convergeTimeout, "a failed attempt", func() bool { return failures.count() >= 1 })
 	sctx, scancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer scancel()
 	if err := p.Shutdown(sctx); err != nil {

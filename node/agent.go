@@ -23,6 +23,7 @@ import (
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/dns"
 	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/internal/inflight"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/wan"
@@ -63,7 +64,7 @@ type Agent struct {
 	node      nodeInfo // how this node appears in the catalog
 	pool      *rpc.Pool
 	rpcServer *netrpc.Server
-	rpcCalls  callTracker
+	rpcCalls  inflight.Tracker
 	raft      *consensus.Server
 	server    catalogServer
 	sync      *syncer
@@ -665,7 +666,9 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	if a.serverLn != nil {
 		a.serverLn.Close()
 	}
-	a.rpcCalls.closeAndWait()
+	if err := a.rpcCalls.CloseAndWait(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("rpc calls in flight: %w", err))
+	}
 	if a.pool != nil {
 		a.pool.Close()
 	}

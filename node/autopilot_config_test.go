@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/consul/api"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/nodetest"
 )
@@ -20,7 +21,7 @@ func storedAutopilot(t *testing.T, a *nodetest.Agent) *api.AutopilotConfiguratio
 	t.Helper()
 	var conf *api.AutopilotConfiguration
 	op := newClient(t, a).Operator()
-	nodetest.Eventually(t, 30*time.Second, "a stored autopilot configuration", func() bool {
+	testkit.Eventually(t, 30*time.Second, "a stored autopilot configuration", func() bool {
 		c, err := op.AutopilotGetConfiguration(nil)
 		conf = c
 		return err == nil && c.ModifyIndex > 0
@@ -109,7 +110,7 @@ func TestAutopilotConfigurationCluster(t *testing.T) {
 	}
 	agents := nodetest.StartClusterWith(t, 3, 1, nodetest.Options{})
 	servers, client := agents[:3], agents[3]
-	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 	var follower *nodetest.Agent
 	for _, s := range servers {
 		if s != leaderOf(servers) {
@@ -119,7 +120,7 @@ func TestAutopilotConfigurationCluster(t *testing.T) {
 	viaClient, viaFollower := newClient(t, client).Operator(), newClient(t, follower).Operator()
 	healthy := func(want bool) {
 		t.Helper()
-		nodetest.Eventually(t, 30*time.Second, "autopilot health", func() bool {
+		testkit.Eventually(t, 30*time.Second, "autopilot health", func() bool {
 			// consul/api decodes the 429 an unhealthy datacenter answers.
 			h, _ := viaClient.AutopilotServerHealth(nil)
 			return h != nil && h.Healthy == want && len(h.Servers) == 3
@@ -152,7 +153,7 @@ func TestAutopilotConfigurationCluster(t *testing.T) {
 	}
 	for _, s := range servers {
 		op := newClient(t, s).Operator()
-		nodetest.Eventually(t, 10*time.Second, "every server stores it", func() bool {
+		testkit.Eventually(t, 10*time.Second, "every server stores it", func() bool {
 			got, err := op.AutopilotGetConfiguration(&api.QueryOptions{AllowStale: true})
 			return err == nil && got.ModifyIndex == want.ModifyIndex && got.LastContactThreshold.Duration() == 200*time.Millisecond
 		})
@@ -172,11 +173,11 @@ func TestAutopilotConfigurationWaitsForEveryServer(t *testing.T) {
 			c.Tags.FSM = consensus.StampedVersion
 		}
 	}})
-	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 	// The leader's autopilot looked at all three, gossip's tags known:
 	// it has tried to store the configuration by then.
 	op := newClient(t, servers[0]).Operator()
-	nodetest.Eventually(t, 30*time.Second, "autopilot sees every server", func() bool {
+	testkit.Eventually(t, 30*time.Second, "autopilot sees every server", func() bool {
 		h, err := op.AutopilotServerHealth(nil)
 		return err == nil && h.Healthy && len(h.Servers) == 3
 	})
@@ -207,7 +208,7 @@ func TestOlderServerNotAddedPastItsFormat(t *testing.T) {
 	// The leader handles member events in order: once it has added the
 	// server that joined after the old one, it has decided on the old one.
 	agent := newClient(t, first).Agent()
-	nodetest.Eventually(t, 30*time.Second, "the old server in gossip", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the old server in gossip", func() bool {
 		members, err := agent.Members(false)
 		for _, m := range members {
 			if m.Name == "old" && m.Status == 1 {
@@ -217,7 +218,7 @@ func TestOlderServerNotAddedPastItsFormat(t *testing.T) {
 		return false
 	})
 	nodetest.Launch(t, nodetest.Options{Cluster: true, NodeName: "current", BootstrapExpect: 1, Join: []string{first.GossipAddr()}})
-	nodetest.Eventually(t, 30*time.Second, "the current server in Raft", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the current server in Raft", func() bool {
 		for _, s := range raftServers(t, first) {
 			if s.Node == "current" {
 				return true

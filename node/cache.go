@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/internal/backoff"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/wan"
@@ -347,14 +348,14 @@ func (c *serviceCache) removeLocked(e *cacheEntry) {
 // entryTTL: a blocking query from the last index, again and again.
 func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 	var (
-		index   uint64
-		backoff time.Duration
-		once    sync.Once
+		index uint64
+		retry = backoff.Backoff{Min: cacheRetryMin, Max: cacheRetryMax}
+		once  sync.Once
 		// poll: the servers refused a blocking query (this agent holds as
 		// many as they allow), so the watch polls without one, backing off
 		// between polls, until they take one again.
-		poll        bool
-		pollBackoff time.Duration
+		poll      bool
+		pollRetry = backoff.Backoff{Min: cacheRetryMin, Max: cacheRetryMax}
 		// behindSince is when a server first answered with an index below
 		// the one published (zero: none is).
 		behindSince time.Time
@@ -401,17 +402,17 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 			e.noPath.Store(errors.Is(err, wan.ErrNoPath) || errors.Is(err, wan.ErrUnreachable))
 			recheck = true
 			markReady()
-			backoff = min(max(2*backoff, cacheRetryMin), cacheRetryMax)
+			wait := retry.Next()
 			if e.noPath.Load() {
-				backoff = min(backoff, cacheRetryNoPath)
+				wait = min(wait, cacheRetryNoPath)
 			}
-			c.logger.Debug("cache watch failed", "service", e.key.service, "retry_in", backoff, "error", err)
-			if !sleepCtx(ctx, backoff) {
+			c.logger.Debug("cache watch failed", "service", e.key.service, "retry_in", wait, "error", err)
+			if !sleepCtx(ctx, wait) {
 				return
 			}
 			continue
 		}
-		backoff = 0
+		retry.Reset()
 		if res.Index < index {
 			// An older answer than the one published: a server still
 			// catching up (the watch moved to it when the one it used went
@@ -447,12 +448,11 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 		index = max(res.Index, 1)
 		if poll {
 			poll = false
-			pollBackoff = min(max(2*pollBackoff, cacheRetryMin), cacheRetryMax)
-			if !sleepCtx(ctx, pollBackoff) {
+			if !sleepCtx(ctx, pollRetry.Next()) {
 				return
 			}
 		} else if q.MinIndex > 0 {
-			pollBackoff = 0 // a blocking query was taken
+			pollRetry.Reset() // a blocking query was taken
 		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
 )
@@ -95,18 +96,6 @@ func testCache(t *testing.T, f *fakeCatalog) *serviceCache {
 	return c
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting: %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestServiceCacheHitMissAndUpdate(t *testing.T) {
 	f := newFakeCatalog()
 	c := testCache(t, f)
@@ -125,12 +114,12 @@ func TestServiceCacheHitMissAndUpdate(t *testing.T) {
 		}
 	}
 	// One query answered, one blocking: no query per lookup.
-	waitFor(t, "the watch to block", func() bool { return f.callCount() == 2 })
+	testkit.Eventually(t, 10*time.Second, "the watch to block", func() bool { return f.callCount() == 2 })
 	if !ans.fresh() {
 		t.Fatal("answer stale before any change")
 	}
 	f.update(nil, nil)
-	waitFor(t, "the change to reach the cache", func() bool { return !ans.fresh() })
+	testkit.Eventually(t, 10*time.Second, "the change to reach the cache", func() bool { return !ans.fresh() })
 	next, hit, err := c.get(context.Background(), key)
 	if err != nil || !hit || len(next.nodes) != 0 || next.meta.Index != 6 {
 		t.Fatalf("after change: %+v hit=%v err=%v", next, hit, err)
@@ -149,7 +138,7 @@ func TestServiceCacheServesLastAnswerOnError(t *testing.T) {
 	}
 	boom := errors.New("no server answered")
 	f.update(nil, boom)
-	waitFor(t, "the watch to retry", func() bool { return f.callCount() >= 4 })
+	testkit.Eventually(t, 10*time.Second, "the watch to retry", func() bool { return f.callCount() >= 4 })
 	got, hit, err := c.get(context.Background(), key)
 	if err != nil || !hit || got != ans {
 		t.Fatalf("with servers failing: hit=%v err=%v same answer=%v", hit, err, got == ans)
@@ -188,7 +177,7 @@ func TestServiceCacheEvicts(t *testing.T) {
 	now = now.Add(2 * time.Minute)
 	mu.Unlock()
 	f.update(f.nodes, nil) // wake the blocked watches
-	waitFor(t, "idle entries to go", func() bool { return c.size() == 0 })
+	testkit.Eventually(t, 10*time.Second, "idle entries to go", func() bool { return c.size() == 0 })
 }
 
 // TestServiceCacheClose stops every watch (the cleanup's close would hang
@@ -235,7 +224,7 @@ func TestServiceCacheFreshCountsAsUse(t *testing.T) {
 	calls := f.callCount()
 	f.update(f.nodes, nil)
 	// An entry found idle stops instead of querying again.
-	waitFor(t, "the watch to query again", func() bool { return f.callCount() > calls })
+	testkit.Eventually(t, 10*time.Second, "the watch to query again", func() bool { return f.callCount() > calls })
 	if c.size() != 1 {
 		t.Fatal("entry read through fresh was evicted as idle")
 	}
@@ -272,7 +261,7 @@ func TestServiceCacheStaleLimit(t *testing.T) {
 	}
 	boom := errors.New("no server answered")
 	f.update(nil, boom)
-	waitFor(t, "the watch to fail", func() bool { return ans.entry.failing.Load() })
+	testkit.Eventually(t, 10*time.Second, "the watch to fail", func() bool { return ans.entry.failing.Load() })
 	clock.advance(40 * time.Second)
 	got, hit, err := c.get(context.Background(), key)
 	if err != nil || !hit || got != ans {
@@ -292,7 +281,7 @@ func TestServiceCacheStaleLimit(t *testing.T) {
 		t.Fatalf("61 s unconfirmed: err %v, want errCacheStale", err)
 	}
 	f.update(f.nodes, nil)
-	waitFor(t, "the watch to recover", func() bool { return !ans.entry.failing.Load() })
+	testkit.Eventually(t, 10*time.Second, "the watch to recover", func() bool { return !ans.entry.failing.Load() })
 	if got, _, err := c.get(context.Background(), key); err != nil || got.entry.age(clock.Now()) != 0 {
 		t.Fatalf("after recovery: err %v", err)
 	}
@@ -315,19 +304,19 @@ func TestServiceCacheHoldsBackOlderAnswers(t *testing.T) {
 	}
 	calls := f.callCount()
 	f.goBack(1, nil)
-	waitFor(t, "the watch to ask again a few times", func() bool { return f.callCount() >= calls+3 })
+	testkit.Eventually(t, 10*time.Second, "the watch to ask again a few times", func() bool { return f.callCount() >= calls+3 })
 	got, _, err := c.get(context.Background(), key)
 	if err != nil || got != ans || ans.replaced() {
 		t.Fatalf("an older answer replaced the newer one: %v, %v", got, err)
 	}
 	clock.advance(behindHold + time.Second)
-	waitFor(t, "the restored (older) answer to be taken", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the restored (older) answer to be taken", func() bool {
 		got, _, err := c.get(context.Background(), key)
 		return err == nil && len(got.nodes) == 0 && got.meta.Index == 1
 	})
 	// And it watches on from there.
 	f.update(ans.nodes, nil)
-	waitFor(t, "the next change", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the next change", func() bool {
 		got, _, err := c.get(context.Background(), key)
 		return err == nil && len(got.nodes) == 1 && got.meta.Index == 2
 	})
@@ -355,7 +344,7 @@ func TestServiceCacheBlocking(t *testing.T) {
 	if waited := time.Since(start); waited < 50*time.Millisecond {
 		t.Fatalf("returned after %v, before the wait", waited)
 	}
-	waitFor(t, "the watch to block", func() bool { return f.callCount() == 2 })
+	testkit.Eventually(t, 10*time.Second, "the watch to block", func() bool { return f.callCount() == 2 })
 	const watchers = 50
 	results := make(chan uint64, watchers)
 	for range watchers {
@@ -380,7 +369,7 @@ func TestServiceCacheBlocking(t *testing.T) {
 		}
 	}
 	// One more query answered the change, one more blocks: not one each.
-	waitFor(t, "the watch to block again", func() bool { return f.callCount() == 3 })
+	testkit.Eventually(t, 10*time.Second, "the watch to block again", func() bool { return f.callCount() == 3 })
 	if n := f.callCount(); n != 3 {
 		t.Fatalf("%d upstream queries for %d local watchers", n, watchers)
 	}
@@ -399,7 +388,7 @@ func TestServiceCachePollsWhenRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.update(nil, nil)
-	waitFor(t, "a poll to pick up the change", func() bool { return !ans.fresh() })
+	testkit.Eventually(t, 10*time.Second, "a poll to pick up the change", func() bool { return !ans.fresh() })
 	got, _, err := c.get(context.Background(), key)
 	if err != nil || len(got.nodes) != 0 || got.entry.failing.Load() {
 		t.Fatalf("after the change: %d nodes, failing=%v, %v", len(got.nodes), got.entry.failing.Load(), err)
@@ -408,7 +397,7 @@ func TestServiceCachePollsWhenRefused(t *testing.T) {
 	// rounds of a refused blocking query and a poll take at least three
 	// sleeps of 100 ms; a busy loop would take microseconds.
 	before, start := f.callCount(), time.Now()
-	waitFor(t, "three more rounds", func() bool { return f.callCount() >= before+6 })
+	testkit.Eventually(t, 10*time.Second, "three more rounds", func() bool { return f.callCount() >= before+6 })
 	if took := time.Since(start); took < 300*time.Millisecond {
 		t.Fatalf("three rounds while refused in %v: not backing off", took)
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/nodetest"
 	mdns "github.com/miekg/dns"
@@ -45,7 +46,7 @@ func TestClientCacheServesDNSAndHTTP(t *testing.T) {
 		}
 	}
 	ports := func() []int { return srvPorts(query(t, client.DNS, "web.service.consul", mdns.TypeSRV, "udp")) }
-	nodetest.Eventually(t, 10*time.Second, "the client sees both instances", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the client sees both instances", func() bool {
 		return slices.Equal(ports(), []int{8080, 8081})
 	})
 	cl := newClient(t, client)
@@ -152,7 +153,7 @@ func TestClientCacheServesDNSAndHTTP(t *testing.T) {
 	if lag > 3*time.Second {
 		t.Fatalf("health change took %v to reach the client's cache", lag)
 	}
-	nodetest.Eventually(t, 5*time.Second, "the failed instance leaves the client's DNS answer", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the failed instance leaves the client's DNS answer", func() bool {
 		return slices.Equal(ports(), []int{8080})
 	})
 }
@@ -175,7 +176,7 @@ func TestClientCacheWithServersDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	ports := func() []int { return srvPorts(query(t, client.DNS, "web.service.consul", mdns.TypeSRV, "udp")) }
-	nodetest.Eventually(t, 10*time.Second, "the client sees the instance", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the client sees the instance", func() bool {
 		return slices.Equal(ports(), []int{8080})
 	})
 	get := func(query string, header http.Header) (int, http.Header) {
@@ -201,7 +202,7 @@ func TestClientCacheWithServersDown(t *testing.T) {
 	}
 	down := time.Now()
 	var age int
-	nodetest.Eventually(t, 10*time.Second, "the cached answer to be marked stale", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the cached answer to be marked stale", func() bool {
 		code, h := get("cached", nil)
 		age, _ = strconv.Atoi(h.Get("Age"))
 		return code == 200 && h.Get("X-Cache") == "HIT" && age >= 1 && h.Get("Warning") != ""
@@ -223,7 +224,7 @@ func TestClientCacheWithServersDown(t *testing.T) {
 	t.Logf("answer marked stale (Age %d s) %v after the servers went down", age, time.Since(down))
 
 	// Past stale_if_error the cache stops answering.
-	nodetest.Eventually(t, 3*staleFor, "the cache to give up", func() bool {
+	testkit.Eventually(t, 3*staleFor, "the cache to give up", func() bool {
 		code, _ := get("cached", nil)
 		return code == 500
 	})
@@ -265,7 +266,7 @@ func TestCachedHealthSharedJSON(t *testing.T) {
 		}
 		return byID
 	}
-	nodetest.Eventually(t, 10*time.Second, "the client sees all three", func() bool { return len(read("stale")) == 3 })
+	testkit.Eventually(t, 10*time.Second, "the client sees all three", func() bool { return len(read("stale")) == 3 })
 	want := read("stale")
 	for range 3 { // a miss, then hits on the shared encoding
 		if got := read("cached"); !reflect.DeepEqual(got, want) {
@@ -286,7 +287,7 @@ func TestCachedHealthSharedJSON(t *testing.T) {
 	if code, out := do(t, "PUT", server.HTTP+"/v1/catalog/deregister", `{"Node":"ext0","ServiceID":"web0"}`); code != 200 {
 		t.Fatalf("deregister: %d %s", code, out)
 	}
-	nodetest.Eventually(t, 10*time.Second, "the cached answer drops web0", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the cached answer drops web0", func() bool {
 		got := read("cached")
 		return len(got) == 2 && got["web0"] == nil
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/nodetest"
 )
@@ -53,12 +54,12 @@ func TestServerRunsExternalChecks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodetest.Eventually(t, 10*time.Second, "the server to run the external check", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the server to run the external check", func() bool {
 		s, _ := checkStatus(t, c, "db", "db-tcp")
 		return s == api.HealthPassing
 	})
 	ln.Close()
-	nodetest.Eventually(t, 10*time.Second, "the external check to see the port closed", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the external check to see the port closed", func() bool {
 		s, _ := checkStatus(t, c, "db", "db-tcp")
 		return s == api.HealthCritical
 	})
@@ -83,7 +84,7 @@ func TestAliasCheck(t *testing.T) {
 		case api.HealthWarning:
 			c.Agent().WarnTTL("app-ttl", "")
 		}
-		nodetest.Eventually(t, 10*time.Second, "the alias to mirror "+want, func() bool {
+		testkit.Eventually(t, 10*time.Second, "the alias to mirror "+want, func() bool {
 			s, _ := checkStatus(t, c, "app-sidecar", "sidecar-alias")
 			return s == want
 		})
@@ -105,7 +106,7 @@ func TestLocalScriptChecks(t *testing.T) {
 	on := true
 	a := nodetest.Start(t, nodetest.Options{ConfigFiles: []string{cfgFile}, Edit: func(f *config.File) { f.EnableLocalScriptChecks = &on }})
 	c := newClient(t, a)
-	nodetest.Eventually(t, 10*time.Second, "the script check to pass", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the script check to pass", func() bool {
 		s, out := checkStatus(t, c, "batch", "batch-script")
 		return s == api.HealthPassing && out == "all good\n"
 	})

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 	mdns "github.com/miekg/dns"
 )
@@ -42,7 +43,7 @@ func TestHTTPCheckFailureLeavesAndReturns(t *testing.T) {
 		r := query(t, a.DNS, "web.service.consul", mdns.TypeA, "udp")
 		return len(entries) == 1, len(r.Answer) == 1
 	}
-	nodetest.Eventually(t, 10*time.Second, "the first passing run", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the first passing run", func() bool {
 		h, d := inAnswers()
 		return h && d
 	})
@@ -51,7 +52,7 @@ func TestHTTPCheckFailureLeavesAndReturns(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		var httpAt, dnsAt time.Duration
-		nodetest.Eventually(t, 15*time.Second, what, func() bool {
+		testkit.Eventually(t, 15*time.Second, what, func() bool {
 			h, d := inAnswers()
 			if h == want && httpAt == 0 {
 				httpAt = time.Since(start)

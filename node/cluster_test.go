@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 	mdns "github.com/miekg/dns"
 )
@@ -26,11 +27,11 @@ func TestClusterFormsServesAndFailsOver(t *testing.T) {
 	}
 	agents := nodetest.StartCluster(t, 3, 2)
 	servers, clients := agents[:3], agents[3:]
-	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 
 	// Every agent sees all five members alive.
 	for _, a := range agents {
-		nodetest.Eventually(t, 30*time.Second, "5 alive members on "+a.HTTP, func() bool {
+		testkit.Eventually(t, 30*time.Second, "5 alive members on "+a.HTTP, func() bool {
 			code, body := do(t, "GET", a.HTTP+"/v1/agent/members", "")
 			var ms []struct{ Status int }
 			if code != 200 || json.Unmarshal([]byte(body), &ms) != nil || len(ms) != 5 {
@@ -56,18 +57,18 @@ func TestClusterFormsServesAndFailsOver(t *testing.T) {
 	}
 	for _, a := range agents {
 		c := newClient(t, a)
-		nodetest.Eventually(t, 30*time.Second, "web on "+a.HTTP, func() bool {
+		testkit.Eventually(t, 30*time.Second, "web on "+a.HTTP, func() bool {
 			entries, _, err := c.Health().Service("web", "", true, nil)
 			return err == nil && len(entries) == 2
 		})
 		// DNS reads are stale (allow_stale): a follower may lag a moment.
-		nodetest.Eventually(t, 30*time.Second, "web in DNS on "+a.HTTP, func() bool {
+		testkit.Eventually(t, 30*time.Second, "web in DNS on "+a.HTTP, func() bool {
 			return len(query(t, a.DNS, "web.service.consul", mdns.TypeSRV, "udp").Answer) == 2
 		})
 	}
 	// Every member is a catalog node with serfHealth passing.
 	c0 := newClient(t, servers[0])
-	nodetest.Eventually(t, 30*time.Second, "5 serfHealth checks", func() bool {
+	testkit.Eventually(t, 30*time.Second, "5 serfHealth checks", func() bool {
 		checks, _, err := c0.Health().State(api.HealthPassing, nil)
 		n := 0
 		for _, hc := range checks {
@@ -82,14 +83,14 @@ func TestClusterFormsServesAndFailsOver(t *testing.T) {
 	old := leaderOf(servers)
 	start := time.Now()
 	rest := stopAgent(t, old, servers)
-	nodetest.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
+	testkit.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
 	elected := time.Since(start)
 	t.Logf("new leader %v after the old one was killed (raft_multiplier 2)", elected)
 	if elected > 10*time.Second {
 		t.Fatalf("a new leader took %v", elected)
 	}
 	cc := newClient(t, clients[0])
-	nodetest.Eventually(t, 30*time.Second, "a write through a client after failover", func() bool {
+	testkit.Eventually(t, 30*time.Second, "a write through a client after failover", func() bool {
 		_, err := cc.Catalog().Register(&api.CatalogRegistration{Node: "ext", Address: "10.0.0.1",
 			Service: &api.AgentService{Service: "after-failover", Port: 1}}, nil)
 		return err == nil
@@ -104,7 +105,7 @@ func TestClusterFormsServesAndFailsOver(t *testing.T) {
 	}
 	for _, a := range append(rest, clients[0]) {
 		c := newClient(t, a)
-		nodetest.Eventually(t, 30*time.Second, "the dead client's instance to leave "+a.HTTP, func() bool {
+		testkit.Eventually(t, 30*time.Second, "the dead client's instance to leave "+a.HTTP, func() bool {
 			entries, _, err := c.Health().Service("web", "", true, nil)
 			if err != nil {
 				return false
@@ -147,7 +148,7 @@ func TestAliasOnClient(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		nodetest.Eventually(t, 15*time.Second, "the client's alias to mirror "+want, func() bool {
+		testkit.Eventually(t, 15*time.Second, "the client's alias to mirror "+want, func() bool {
 			checks, err := c.Agent().Checks()
 			return err == nil && checks["sidecar-alias"] != nil && checks["sidecar-alias"].Status == want
 		})

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -313,7 +314,7 @@ func TestShutdownEndsBlockingQueries(t *testing.T) {
 		c.Catalog().Services(&api.QueryOptions{WaitIndex: meta.LastIndex, WaitTime: 5 * time.Minute})
 	}()
 	// Let the query reach the agent and block.
-	nodetest.Eventually(t, 5*time.Second, "the blocking query to be in flight", func() bool {
+	testkit.Eventually(t, 5*time.Second, "the blocking query to be in flight", func() bool {
 		select {
 		case <-done:
 			t.Fatal("blocking query returned before the shutdown")

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 	mdns "github.com/miekg/dns"
 )
@@ -121,7 +122,7 @@ func TestTTLExpiryReachesCatalog(t *testing.T) {
 	if got := healthIDs(t, c, "beat", true); len(got) != 1 {
 		t.Fatalf("passing at first: %v", got)
 	}
-	nodetest.Eventually(t, 10*time.Second, "the TTL to expire into the catalog", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the TTL to expire into the catalog", func() bool {
 		return len(healthIDs(t, c, "beat", true)) == 0
 	})
 	checks, _, err := c.Health().Checks("beat", nil)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
+	"github.com/meshd/meshd/internal/inflight"
 	"github.com/meshd/meshd/node/rpc"
 )
 
@@ -148,7 +149,7 @@ func TestWritePastItsBudgetIsDropped(t *testing.T) {
 			t.Fatal("no leader")
 		}
 	}
-	e := &catalogEndpoint{s: &localServer{raft: srv, store: store}, ctx: t.Context(), calls: &callTracker{}}
+	e := &catalogEndpoint{s: &localServer{raft: srv, store: store}, ctx: t.Context(), calls: &inflight.Tracker{}}
 
 	late := &catalog.RegisterRequest{Node: "late", Address: "10.0.0.1"}
 	late.SetDeadline(time.Now().Add(-time.Millisecond))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 	"github.com/meshd/meshd/node/rpc"
 )
@@ -47,7 +48,7 @@ func TestWriteAppliedOnceAcrossLeaderChange(t *testing.T) {
 		t.Skip("a 3-server cluster with a killed leader")
 	}
 	servers := nodetest.StartCluster(t, 3, 0)
-	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 	pool := rpc.NewPool(5*time.Second, rpc.Hello{Node: "test-client"})
 	defer pool.Close()
 
@@ -74,7 +75,7 @@ func TestWriteAppliedOnceAcrossLeaderChange(t *testing.T) {
 	// Kill the leader, which applied both.
 	leader := leaderOf(servers)
 	rest := stopAgent(t, leader, servers)
-	nodetest.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
+	testkit.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
 
 	// The copy of the old write, through each survivor.
 	for _, s := range rest {
@@ -131,9 +132,9 @@ func TestNewLeaderServesNoReadBeforeItsBarrier(t *testing.T) {
 		}
 		servers = append(servers, a)
 	}
-	nodetest.Eventually(t, 60*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	testkit.Eventually(t, 60*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 	leader := leaderOf(servers)
-	nodetest.Eventually(t, 30*time.Second, "the servers' nodes in the catalog", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the servers' nodes in the catalog", func() bool {
 		code, body := do(t, "GET", leader.HTTP+"/v1/catalog/nodes", "")
 		return code == 200 && strings.Count(body, `"Node":"server`) == 3
 	})
@@ -151,7 +152,7 @@ func TestNewLeaderServesNoReadBeforeItsBarrier(t *testing.T) {
 		}
 	}
 	register("first") // both followers' FSMs hold after applying it
-	nodetest.Eventually(t, 10*time.Second, "both followers to hold", func() bool {
+	testkit.Eventually(t, 10*time.Second, "both followers to hold", func() bool {
 		for i, s := range servers {
 			if s != leader && holds[i].Load() {
 				return false
@@ -161,7 +162,7 @@ func TestNewLeaderServesNoReadBeforeItsBarrier(t *testing.T) {
 	})
 	register("second") // acknowledged: in every log, applied by the leader only
 	stopAgent(t, leader, servers)
-	nodetest.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
+	testkit.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
 	newLeader := leaderOf(rest)
 
 	type answer struct {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -32,7 +33,7 @@ func TestNoAcknowledgedWriteIsLost(t *testing.T) {
 		t.Skip("a 3-server cluster under write load")
 	}
 	servers := nodetest.StartCluster(t, 3, 0)
-	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 	leader := leaderOf(servers)
 	var killed atomic.Bool
 
@@ -71,9 +72,9 @@ func TestNoAcknowledgedWriteIsLost(t *testing.T) {
 	time.Sleep(time.Second) // writes flow before the kill (load, not a wait for a condition)
 	killed.Store(true)
 	rest := stopAgent(t, leader, servers)
-	nodetest.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
+	testkit.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
 	// Keep writing for a while under the new leader, bounded in time.
-	nodetest.Eventually(t, 30*time.Second, "writes under the new leader", func() bool {
+	testkit.Eventually(t, 30*time.Second, "writes under the new leader", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(acked) > 0 && strings.HasPrefix(acked[len(acked)-1], "w")
@@ -87,7 +88,7 @@ func TestNoAcknowledgedWriteIsLost(t *testing.T) {
 	}
 
 	for _, s := range rest {
-		nodetest.Eventually(t, 30*time.Second, "every acknowledged write on "+s.HTTP, func() bool {
+		testkit.Eventually(t, 30*time.Second, "every acknowledged write on "+s.HTTP, func() bool {
 			c := newClient(t, s)
 			entries, _, err := c.Catalog().Service("w", "", nil)
 			if err != nil {
@@ -115,12 +116,12 @@ func TestQuorum(t *testing.T) {
 	}
 	t.Run("3 servers, 2 down", func(t *testing.T) {
 		servers := nodetest.StartCluster(t, 3, 0)
-		nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+		testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 		if code, err := registerExt(http.DefaultClient, servers[0].HTTP, "before"); err != nil || code != 200 {
 			t.Fatalf("write before the failures: %d %v", code, err)
 		}
 		last := servers[2]
-		nodetest.Eventually(t, 30*time.Second, "replication to the last server", func() bool {
+		testkit.Eventually(t, 30*time.Second, "replication to the last server", func() bool {
 			code, body := do(t, "GET", last.HTTP+"/v1/catalog/service/w?stale", "")
 			return code == 200 && strings.Contains(body, "before")
 		})
@@ -146,12 +147,12 @@ func TestQuorum(t *testing.T) {
 	})
 	t.Run("5 servers, 2 down", func(t *testing.T) {
 		servers := nodetest.StartCluster(t, 5, 0)
-		nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+		testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 		leader := leaderOf(servers)
 		rest := stopAgent(t, leader, servers)
 		rest[0].Shutdown(t.Context())
 		rest = rest[1:]
-		nodetest.Eventually(t, 30*time.Second, "a leader among the 3 left", func() bool { return leaderOf(rest) != nil })
+		testkit.Eventually(t, 30*time.Second, "a leader among the 3 left", func() bool { return leaderOf(rest) != nil })
 		if code, err := registerExt(http.DefaultClient, rest[0].HTTP, "with-3-of-5"); err != nil || code != 200 {
 			t.Fatalf("write with 3 of 5 servers: %d %v", code, err)
 		}
@@ -168,14 +169,14 @@ func TestFailoverWithDefaultTunings(t *testing.T) {
 	}
 	agents := nodetest.StartClusterWith(t, 3, 1, nodetest.Options{RaftMultiplier: 1, LANGossip: true})
 	servers, client := agents[:3], agents[3]
-	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 	c := newClient(t, client)
 	if err := c.Agent().ServiceRegister(&api.AgentServiceRegistration{Name: "app", Port: 1}); err != nil {
 		t.Fatal(err)
 	}
 	for _, s := range servers {
 		sc := newClient(t, s)
-		nodetest.Eventually(t, 30*time.Second, "app on "+s.HTTP, func() bool {
+		testkit.Eventually(t, 30*time.Second, "app on "+s.HTTP, func() bool {
 			e, _, err := sc.Health().Service("app", "", true, nil)
 			return err == nil && len(e) == 1
 		})
@@ -184,7 +185,7 @@ func TestFailoverWithDefaultTunings(t *testing.T) {
 	old := leaderOf(servers)
 	start := time.Now()
 	rest := stopAgent(t, old, servers)
-	nodetest.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
+	testkit.Eventually(t, 30*time.Second, "a new leader", func() bool { return leaderOf(rest) != nil })
 	elected := time.Since(start)
 	t.Logf("raft_multiplier 1: new leader %v after the leader was killed", elected)
 	if elected > 2*time.Second {
@@ -195,7 +196,7 @@ func TestFailoverWithDefaultTunings(t *testing.T) {
 	client.Shutdown(t.Context())
 	for _, s := range rest {
 		sc := newClient(t, s)
-		nodetest.Eventually(t, 30*time.Second, "the dead client's instance to leave "+s.HTTP, func() bool {
+		testkit.Eventually(t, 30*time.Second, "the dead client's instance to leave "+s.HTTP, func() bool {
 			e, _, err := sc.Health().Service("app", "", true, nil)
 			return err == nil && len(e) == 0
 		})

@@ -13,6 +13,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/nodetest"
 )
@@ -37,7 +38,7 @@ func startFederation(t *testing.T) *federation {
 		t.Fatalf("join -wan: %d %s", code, body)
 	}
 	for _, s := range append(f.dc1[:3:3], f.dc2[:3]...) {
-		nodetest.Eventually(t, 30*time.Second, "six alive servers in "+s.Config().NodeName+"'s WAN pool", func() bool {
+		testkit.Eventually(t, 30*time.Second, "six alive servers in "+s.Config().NodeName+"'s WAN pool", func() bool {
 			var ms []struct {
 				Name   string
 				Status int
@@ -127,7 +128,7 @@ func TestFederation(t *testing.T) {
 	t.Run("a dc2 service from dc1 over HTTP", func(t *testing.T) {
 		url := f.client1.HTTP + "/v1/health/service/api?dc=dc2"
 		var got []healthEntry
-		nodetest.Eventually(t, 10*time.Second, "api in dc2 seen from dc1", func() bool {
+		testkit.Eventually(t, 10*time.Second, "api in dc2 seen from dc1", func() bool {
 			got = healthEntries(t, url)
 			return len(got) == 1
 		})
@@ -140,7 +141,7 @@ func TestFederation(t *testing.T) {
 		}
 		// A cached read is a stale one: a dc2 follower may lag the leader
 		// by a moment, and the cache's watch then brings the change.
-		nodetest.Eventually(t, 10*time.Second, "api in the dc1 client's cache", func() bool {
+		testkit.Eventually(t, 10*time.Second, "api in the dc1 client's cache", func() bool {
 			got := healthEntries(t, url+"&cached")
 			return len(got) == 1 && got[0].Node.Datacenter == "dc2"
 		})
@@ -163,7 +164,7 @@ func TestFederation(t *testing.T) {
 	t.Run("a dc2 service from dc1 over DNS", func(t *testing.T) {
 		for _, a := range []*nodetest.Agent{f.client1, f.dc1[1]} {
 			var r *mdns.Msg
-			nodetest.Eventually(t, 10*time.Second, "api.service.dc2.consul from "+a.Config().NodeName, func() bool {
+			testkit.Eventually(t, 10*time.Second, "api.service.dc2.consul from "+a.Config().NodeName, func() bool {
 				r = query(t, a.DNS, "api.service.dc2.consul", mdns.TypeSRV, "udp")
 				return r.Rcode == mdns.RcodeSuccess && len(r.Answer) == 1
 			})
@@ -209,7 +210,7 @@ func TestFederation(t *testing.T) {
 		}()
 		// Once the query is open on the dc1 client, change the service in
 		// dc2: the change must wake it.
-		nodetest.Eventually(t, 10*time.Second, "the blocking query open", func() bool { return f.client1.OpenRequests() >= 1 })
+		testkit.Eventually(t, 10*time.Second, "the blocking query open", func() bool { return f.client1.OpenRequests() >= 1 })
 		registerAgentService(t, f.client2, "api-2", "api", 9002)
 		select {
 		case r := <-done:
@@ -223,7 +224,7 @@ func TestFederation(t *testing.T) {
 		case <-time.After(70 * time.Second):
 			t.Fatal("the blocking query did not return")
 		}
-		nodetest.Eventually(t, 10*time.Second, "two api instances from dc1", func() bool {
+		testkit.Eventually(t, 10*time.Second, "two api instances from dc1", func() bool {
 			return len(healthEntries(t, url)) == 2
 		})
 	})
@@ -286,7 +287,7 @@ func TestFederation(t *testing.T) {
 			getJSONT(t, f.client1.HTTP+"/v1/query/"+idOrName+"/execute", &r)
 			return r
 		}
-		nodetest.Eventually(t, 10*time.Second, "pay-near answered from dc1", func() bool {
+		testkit.Eventually(t, 10*time.Second, "pay-near answered from dc1", func() bool {
 			r := execute("pay-near")
 			return r.Datacenter == "dc1" && r.Failovers == 0 && len(r.Nodes) == 1 && r.Nodes[0].Service.ID == "pay-1"
 		})
@@ -300,7 +301,7 @@ func TestFederation(t *testing.T) {
 			t.Fatalf("fail pay-1: %d %s", code, resp)
 		}
 		var r result
-		nodetest.Eventually(t, 10*time.Second, "pay-near failing over to dc2", func() bool {
+		testkit.Eventually(t, 10*time.Second, "pay-near failing over to dc2", func() bool {
 			r = execute("pay-near")
 			return r.Datacenter == "dc2"
 		})
@@ -315,7 +316,7 @@ func TestFederation(t *testing.T) {
 		}
 		// DNS reads are stale ones: a follower may lag by a moment.
 		var m *mdns.Msg
-		nodetest.Eventually(t, 10*time.Second, "pay-near.query.consul from dc2", func() bool {
+		testkit.Eventually(t, 10*time.Second, "pay-near.query.consul from dc2", func() bool {
 			m = query(t, f.client1.DNS, "pay-near.query.consul", mdns.TypeSRV, "udp")
 			return m.Rcode == mdns.RcodeSuccess && len(m.Answer) == 1 && m.Answer[0].(*mdns.SRV).Port == 7002
 		})
@@ -330,11 +331,11 @@ func TestFederation(t *testing.T) {
 		if code, resp := do(t, "PUT", f.client1.HTTP+"/v1/agent/check/pass/service:pay-1", ""); code != 200 {
 			t.Fatalf("pass pay-1: %d %s", code, resp)
 		}
-		nodetest.Eventually(t, 10*time.Second, "pay-near back in dc1", func() bool {
+		testkit.Eventually(t, 10*time.Second, "pay-near back in dc1", func() bool {
 			r := execute("pay-near")
 			return r.Datacenter == "dc1" && r.Failovers == 0 && len(r.Nodes) == 1
 		})
-		nodetest.Eventually(t, 10*time.Second, "pay-near.query.consul back in dc1", func() bool {
+		testkit.Eventually(t, 10*time.Second, "pay-near.query.consul back in dc1", func() bool {
 			m := query(t, f.client1.DNS, "pay-near.query.consul", mdns.TypeSRV, "udp")
 			return m.Rcode == mdns.RcodeSuccess && len(m.Answer) == 1 && m.Answer[0].(*mdns.SRV).Port == 7001
 		})
@@ -427,10 +428,10 @@ func TestFederation(t *testing.T) {
 			t.Fatalf("web in dc1, consistent: %+v", got)
 		}
 		registerAgentService(t, f.client1, "web-2", "web", 8002)
-		nodetest.Eventually(t, 10*time.Second, "web-2 in dc1", func() bool {
+		testkit.Eventually(t, 10*time.Second, "web-2 in dc1", func() bool {
 			return len(healthEntries(t, f.client1.HTTP+"/v1/health/service/web")) == 2
 		})
-		nodetest.Eventually(t, 10*time.Second, "web.service.consul with two answers", func() bool {
+		testkit.Eventually(t, 10*time.Second, "web.service.consul with two answers", func() bool {
 			r := query(t, f.client1.DNS, "web.service.consul", mdns.TypeA, "udp")
 			return r.Rcode == mdns.RcodeSuccess && len(r.Answer) == 2
 		})
@@ -441,7 +442,7 @@ func TestFederation(t *testing.T) {
 		if code != 500 || !strings.Contains(body, `"dc2"`) {
 			t.Fatalf("dc2 read with dc2 down: %d %q, want 500 naming dc2", code, body)
 		}
-		nodetest.Eventually(t, 30*time.Second, "dc2 declared gone", func() bool {
+		testkit.Eventually(t, 30*time.Second, "dc2 declared gone", func() bool {
 			code, body := do(t, "GET", f.client1.HTTP+"/v1/health/service/api?dc=dc2", "")
 			return code == 500 && strings.Contains(body, `No path to datacenter "dc2"`)
 		})
@@ -480,10 +481,10 @@ func TestFederation(t *testing.T) {
 				}})
 		}
 		start := time.Now()
-		nodetest.Eventually(t, 60*time.Second, "api in dc2 seen from dc1 again", func() bool {
+		testkit.Eventually(t, 60*time.Second, "api in dc2 seen from dc1 again", func() bool {
 			return len(healthEntries(t, f.client1.HTTP+"/v1/health/service/api?dc=dc2")) == 2
 		})
-		nodetest.Eventually(t, 30*time.Second, "api.service.dc2.consul answering again", func() bool {
+		testkit.Eventually(t, 30*time.Second, "api.service.dc2.consul answering again", func() bool {
 			r := query(t, f.client1.DNS, "api.service.dc2.consul", mdns.TypeA, "udp")
 			return r.Rcode == mdns.RcodeSuccess && len(r.Answer) == 2
 		})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -145,7 +146,7 @@ func TestHealthServiceNear(t *testing.T) {
 	}
 	// Coordinates arrive with gossip probe acks: wait until the agent has
 	// one for every node and the sort puts it first, every time.
-	nodetest.Eventually(t, 30*time.Second, "near=_agent sorts the agent's own node first", func() bool {
+	testkit.Eventually(t, 30*time.Second, "near=_agent sorts the agent's own node first", func() bool {
 		for range 5 {
 			entries, _, err := c.Health().Service("web", "", false, &api.QueryOptions{Near: "_agent"})
 			if err != nil || len(entries) != 3 || entries[0].Node.Node != self {

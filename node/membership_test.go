@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/nodetest"
 )
@@ -44,14 +45,14 @@ func TestServersJoinAndLeave(t *testing.T) {
 	}
 	agents := nodetest.StartCluster(t, 3, 1)
 	servers, client := agents[:3], agents[3]
-	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 
 	// A fourth server joins an existing cluster: it must not bootstrap a
 	// second one; the leader adds it as a non-voter and promotes it once it
 	// has caught up.
 	s4 := nodetest.Launch(t, nodetest.Options{Cluster: true, NodeName: "server4", BootstrapExpect: 3,
 		Join: []string{servers[0].GossipAddr()}})
-	nodetest.Eventually(t, 30*time.Second, "server4 promoted to voter", func() bool {
+	testkit.Eventually(t, 30*time.Second, "server4 promoted to voter", func() bool {
 		v, nv := raftVoters(t, servers[0])
 		return v == 4 && nv == 0
 	})
@@ -66,7 +67,7 @@ func TestServersJoinAndLeave(t *testing.T) {
 	if code, body := do(t, "PUT", client.HTTP+"/v1/agent/leave", ""); code != 200 {
 		t.Fatalf("client leave: %d %s", code, body)
 	}
-	nodetest.Eventually(t, 30*time.Second, "client1 deregistered", func() bool {
+	testkit.Eventually(t, 30*time.Second, "client1 deregistered", func() bool {
 		return !nodeRegistered(t, servers[1], "client1")
 	})
 
@@ -77,7 +78,7 @@ func TestServersJoinAndLeave(t *testing.T) {
 		t.Fatalf("server leave: %d %s", code, body)
 	}
 	rest := stopAgent(t, leader, append(servers, s4))
-	nodetest.Eventually(t, 30*time.Second, "3 voters after the leader left", func() bool {
+	testkit.Eventually(t, 30*time.Second, "3 voters after the leader left", func() bool {
 		l := leaderOf(rest)
 		if l == nil {
 			return false
@@ -85,7 +86,7 @@ func TestServersJoinAndLeave(t *testing.T) {
 		v, nv := raftVoters(t, l)
 		return v == 3 && nv == 0
 	})
-	nodetest.Eventually(t, 30*time.Second, "the departed server deregistered", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the departed server deregistered", func() bool {
 		return !nodeRegistered(t, leaderOf(rest), leader.Config().NodeName)
 	})
 }
@@ -137,7 +138,7 @@ func TestRestartedServerCatchesUp(t *testing.T) {
 		Join: []string{leader.GossipAddr()}})
 	c := newClient(t, back)
 	start = time.Now()
-	nodetest.Eventually(t, 60*time.Second, "the restarted follower to catch up", func() bool {
+	testkit.Eventually(t, 60*time.Second, "the restarted follower to catch up", func() bool {
 		entries, _, err := c.Catalog().Service("w", "", &api.QueryOptions{AllowStale: true})
 		return err == nil && len(entries) == 17500
 	})
@@ -153,7 +154,7 @@ func TestFailedServerRemovedAfterGrace(t *testing.T) {
 	_, leader, victim := threeServers(t, nodetest.Options{ServerFailGrace: time.Second})
 	start := time.Now()
 	victim.Shutdown(t.Context()) // no leave: gossip declares it failed
-	nodetest.Eventually(t, 30*time.Second, "the failed server removed from Raft", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the failed server removed from Raft", func() bool {
 		v, nv := raftVoters(t, leader)
 		return v == 2 && nv == 0
 	})
@@ -180,7 +181,7 @@ func TestServerRejoinsWithNewIdentity(t *testing.T) {
 	_, port, _ := strings.Cut(victim.ServerAddr(), ":")
 	victim.Shutdown(t.Context())
 	// Gossip must see the old one gone before a new one can take its name.
-	nodetest.Eventually(t, 30*time.Second, name+" failed", func() bool {
+	testkit.Eventually(t, 30*time.Second, name+" failed", func() bool {
 		code, body := do(t, "GET", leader.HTTP+"/v1/agent/members", "")
 		var ms []struct {
 			Name   string
@@ -205,7 +206,7 @@ func TestServerRejoinsWithNewIdentity(t *testing.T) {
 	if newID == oldID {
 		t.Fatal("the rejoining server kept its node ID")
 	}
-	nodetest.Eventually(t, 30*time.Second, "the new identity voting, under its node name, and the old one gone", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the new identity voting, under its node name, and the old one gone", func() bool {
 		code, body := do(t, "GET", leader.HTTP+"/v1/operator/raft/configuration", "")
 		var conf struct {
 			Servers []struct {
@@ -244,7 +245,7 @@ func agentNodeID(t *testing.T, a *nodetest.Agent) string {
 func threeServers(t *testing.T, base nodetest.Options) (servers []*nodetest.Agent, leader, follower *nodetest.Agent) {
 	t.Helper()
 	servers = nodetest.StartClusterWith(t, 3, 0, base)
-	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 	leader = leaderOf(servers)
 	for _, s := range servers {
 		if s != leader {
@@ -270,11 +271,11 @@ func TestServerStabilization(t *testing.T) {
 		f.Autopilot.ServerStabilizationTime = &d
 	}
 	lone := nodetest.Start(t, nodetest.Options{Cluster: true, NodeName: "server1", BootstrapExpect: 1, Edit: autopilot})
-	nodetest.Eventually(t, 30*time.Second, "a lone leader", lone.IsLeader)
+	testkit.Eventually(t, 30*time.Second, "a lone leader", lone.IsLeader)
 
 	joined := time.Now()
 	brief := nodetest.Launch(t, nodetest.Options{Cluster: true, NodeName: "server2", BootstrapExpect: 1, Join: []string{lone.GossipAddr()}, Edit: autopilot})
-	nodetest.Eventually(t, 30*time.Second, "server2 as a non-voter", func() bool {
+	testkit.Eventually(t, 30*time.Second, "server2 as a non-voter", func() bool {
 		v, nv := raftVoters(t, lone)
 		return v == 1 && nv == 1
 	})
@@ -308,7 +309,7 @@ func TestServerStabilization(t *testing.T) {
 	// A server that stays is promoted once stable.
 	joined = time.Now()
 	nodetest.Launch(t, nodetest.Options{Cluster: true, NodeName: "server3", BootstrapExpect: 1, Join: []string{lone.GossipAddr()}, Edit: autopilot})
-	nodetest.Eventually(t, 30*time.Second, "server3 promoted", func() bool {
+	testkit.Eventually(t, 30*time.Second, "server3 promoted", func() bool {
 		v, _ := raftVoters(t, lone)
 		return v == 2
 	})

@@ -10,6 +10,7 @@ import (
 
 	mdns "github.com/miekg/dns"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -57,7 +58,7 @@ func TestAgentMetrics(t *testing.T) {
 		`{"Name":"probe","CheckID":"probe","HTTP":"`+probed.URL+`","Interval":"1s"}`); code != 200 {
 		t.Fatalf("register check: %d %s", code, body)
 	}
-	nodetest.Eventually(t, 10*time.Second, "the HTTP check run twice and passing", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the HTTP check run twice and passing", func() bool {
 		m := metricsText(t, a)
 		return metricValue(t, m, `meshd_check_runs_total\{result="passing",type="http"\}`) >= 2 &&
 			metricValue(t, m, `meshd_check_transitions_total\{status="passing",type="http"\}`) == 1

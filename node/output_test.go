@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/nodetest"
 )
@@ -45,7 +46,7 @@ func TestOutputOnlyChangesAreRateLimited(t *testing.T) {
 	if _, out, idx2 := catalogOutput(); out != "run 1" || idx2 != idx {
 		t.Fatalf("output-only change written at once: %q, index %d -> %d", out, idx, idx2)
 	}
-	nodetest.Eventually(t, 10*interval, "the held-back output to reach the catalog", func() bool {
+	testkit.Eventually(t, 10*interval, "the held-back output to reach the catalog", func() bool {
 		_, out, _ := catalogOutput()
 		return out == "run 2"
 	})

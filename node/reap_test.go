@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -21,7 +22,7 @@ func TestAgentReapsItsCriticalService(t *testing.T) {
 		Check: &api.AgentServiceCheck{CheckID: "kept-ttl", TTL: "1m", Status: api.HealthPassing, DeregisterCriticalServiceAfter: "2s"}}); err != nil {
 		t.Fatal(err)
 	}
-	nodetest.Eventually(t, 20*time.Second, "the critical service to be reaped", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the critical service to be reaped", func() bool {
 		cs, _, err := c.Catalog().Service("doomed", "", nil)
 		return err == nil && len(cs) == 0
 	})
@@ -62,7 +63,7 @@ func TestLeaderReapsExternalAndFailedNodes(t *testing.T) {
 		cs, _, err := c.Catalog().Service(svc, "", nil)
 		return err == nil && len(cs) == 0
 	}
-	nodetest.Eventually(t, 20*time.Second, "the leader to reap", func() bool {
+	testkit.Eventually(t, 20*time.Second, "the leader to reap", func() bool {
 		return gone("external-critical") && gone("on-failed-node")
 	})
 	// agent-owned would have fallen due first, so it would be gone by now.

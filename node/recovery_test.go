@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -42,7 +43,7 @@ func TestRemovePeer(t *testing.T) {
 	}
 	// The leader would remove the dead server by itself after the grace.
 	servers := nodetest.StartClusterWith(t, 3, 0, nodetest.Options{ServerFailGrace: time.Hour})
-	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 	for _, tc := range []struct {
 		query string
 		code  int
@@ -69,7 +70,7 @@ func TestRemovePeer(t *testing.T) {
 		}
 		return h
 	}
-	nodetest.Eventually(t, 30*time.Second, "3 healthy servers, 1 failure tolerated", func() bool {
+	testkit.Eventually(t, 30*time.Second, "3 healthy servers, 1 failure tolerated", func() bool {
 		h := health(servers[0])
 		return h.Healthy && h.FailureTolerance == 1 && len(h.Servers) == 3
 	})
@@ -98,8 +99,8 @@ func TestRemovePeer(t *testing.T) {
 		}
 	}
 	rest := stopAgent(t, victim, servers)
-	nodetest.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(rest) != nil })
-	nodetest.Eventually(t, 30*time.Second, "the dead server unhealthy, no failure tolerated", func() bool {
+	testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(rest) != nil })
+	testkit.Eventually(t, 30*time.Second, "the dead server unhealthy, no failure tolerated", func() bool {
 		h := health(rest[0])
 		for _, s := range h.Servers {
 			if s.ID == victimID && !s.Healthy {
@@ -112,7 +113,7 @@ func TestRemovePeer(t *testing.T) {
 		t.Fatalf("remove %s: %v", victimID, err)
 	}
 	for _, s := range rest {
-		nodetest.Eventually(t, 10*time.Second, "two servers in "+s.HTTP+"'s configuration", func() bool {
+		testkit.Eventually(t, 10*time.Second, "two servers in "+s.HTTP+"'s configuration", func() bool {
 			conf := raftServers(t, s)
 			for _, c := range conf {
 				if c.ID == victimID {
@@ -122,7 +123,7 @@ func TestRemovePeer(t *testing.T) {
 			return len(conf) == 2
 		})
 	}
-	nodetest.Eventually(t, 30*time.Second, "2 healthy servers after the removal", func() bool {
+	testkit.Eventually(t, 30*time.Second, "2 healthy servers after the removal", func() bool {
 		h := health(rest[0])
 		return h.Healthy && len(h.Servers) == 2 && h.FailureTolerance == 0
 	})
@@ -146,7 +147,7 @@ func TestPeersJSONRecovery(t *testing.T) {
 		}
 		servers = append(servers, a)
 	}
-	nodetest.Eventually(t, 60*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
+	testkit.Eventually(t, 60*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
 	leader := leaderOf(servers)
 	const n = 20
 	for i := range n {
@@ -163,7 +164,7 @@ func TestPeersJSONRecovery(t *testing.T) {
 		return strings.Count(body, `"ServiceName":"kept"`)
 	}
 	for _, s := range servers {
-		nodetest.Eventually(t, 30*time.Second, "every write on "+s.HTTP, func() bool { return count(s, "stale") == n })
+		testkit.Eventually(t, 30*time.Second, "every write on "+s.HTTP, func() bool { return count(s, "stale") == n })
 	}
 	survivor := servers[0]
 	var id, addr string
@@ -187,7 +188,7 @@ func TestPeersJSONRecovery(t *testing.T) {
 		t.Errorf("no peers.info beside the Raft data: %v", err)
 	}
 	back := nodetest.Launch(t, nodetest.Options{Cluster: true, DataDir: dirs[0], NodeName: "server1", BootstrapExpect: 3})
-	nodetest.Eventually(t, 30*time.Second, "the survivor to lead alone", back.IsLeader)
+	testkit.Eventually(t, 30*time.Second, "the survivor to lead alone", back.IsLeader)
 	if got := count(back, "consistent"); got != n {
 		t.Fatalf("after the recovery the catalog has %d of the %d writes", got, n)
 	}

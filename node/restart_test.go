@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -77,7 +78,7 @@ func TestRestartKeepsEveryRegistration(t *testing.T) {
 		t.Fatalf("agent checks after restart: %d, api-7-ttl = %+v (%v)", len(checks), checks["api-7-ttl"], err)
 	}
 	// The leader corrects its own address just after it is elected.
-	nodetest.Eventually(t, 10*time.Second, "peers to list the new server address", func() bool {
+	testkit.Eventually(t, 10*time.Second, "peers to list the new server address", func() bool {
 		peers, err := c.Status().Peers()
 		return err == nil && len(peers) == 1 && peers[0] == b.ServerAddr()
 	})

@@ -2,9 +2,9 @@ package node
 
 import (
 	"context"
-	"sync"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/internal/inflight"
 	"github.com/meshd/meshd/node/rpc"
 )
 
@@ -16,14 +16,14 @@ import (
 type catalogEndpoint struct {
 	s     *localServer
 	ctx   context.Context
-	calls *callTracker
+	calls *inflight.Tracker
 }
 
 func (e *catalogEndpoint) Register(args *catalog.RegisterRequest, reply *rpc.WriteResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	ctx, cancel := writeContext(e.ctx, args)
 	defer cancel()
 	idx, err := e.s.Register(ctx, args)
@@ -32,10 +32,10 @@ func (e *catalogEndpoint) Register(args *catalog.RegisterRequest, reply *rpc.Wri
 }
 
 func (e *catalogEndpoint) Deregister(args *catalog.DeregisterRequest, reply *rpc.WriteResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	ctx, cancel := writeContext(e.ctx, args)
 	defer cancel()
 	idx, err := e.s.Deregister(ctx, args)
@@ -44,10 +44,10 @@ func (e *catalogEndpoint) Deregister(args *catalog.DeregisterRequest, reply *rpc
 }
 
 func (e *catalogEndpoint) UpdateCheck(args *catalog.CheckStatusUpdate, reply *rpc.WriteResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	ctx, cancel := writeContext(e.ctx, args)
 	defer cancel()
 	idx, err := e.s.UpdateCheck(ctx, args)
@@ -56,66 +56,66 @@ func (e *catalogEndpoint) UpdateCheck(args *catalog.CheckStatusUpdate, reply *rp
 }
 
 func (e *catalogEndpoint) NodeState(args *rpc.NodeQuery, reply *rpc.NodeStateResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.NodeState(e.ctx, args.Node))
 }
 
 func (e *catalogEndpoint) ServiceNodes(args *rpc.ServiceQuery, reply *rpc.ServiceNodesResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.ServiceNodes(e.ctx, args))
 }
 
 func (e *catalogEndpoint) AllServiceNodes(args *rpc.QueryOptions, reply *rpc.ServiceNodesResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.AllServiceNodes(e.ctx, args))
 }
 
 func (e *catalogEndpoint) Services(args *rpc.QueryOptions, reply *rpc.ServicesResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.Services(e.ctx, args))
 }
 
 func (e *catalogEndpoint) Nodes(args *rpc.QueryOptions, reply *rpc.NodesResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.Nodes(e.ctx, args))
 }
 
 func (e *catalogEndpoint) NodeServices(args *rpc.NodeQuery, reply *rpc.NodeServicesResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.NodeServices(e.ctx, args))
 }
 
 func (e *catalogEndpoint) AddressOwners(args *rpc.AddressQuery, reply *rpc.AddressOwnersResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.AddressOwners(e.ctx, args))
 }
 
 func (e *catalogEndpoint) ListDatacenters(args *rpc.Empty, reply *[]string) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	dcs, err := e.s.Datacenters(e.ctx)
 	*reply = dcs
 	return err
@@ -124,14 +124,14 @@ func (e *catalogEndpoint) ListDatacenters(args *rpc.Empty, reply *[]string) erro
 type preparedQueryEndpoint struct {
 	s     *localServer
 	ctx   context.Context
-	calls *callTracker
+	calls *inflight.Tracker
 }
 
 func (e *preparedQueryEndpoint) Apply(args *catalog.PreparedQueryRequest, reply *rpc.WriteResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	ctx, cancel := writeContext(e.ctx, args)
 	defer cancel()
 	_, err := e.s.PreparedQueryApply(ctx, args)
@@ -139,106 +139,106 @@ func (e *preparedQueryEndpoint) Apply(args *catalog.PreparedQueryRequest, reply 
 }
 
 func (e *preparedQueryEndpoint) Get(args *rpc.PreparedQueryGet, reply *rpc.PreparedQueriesResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.PreparedQueryGet(e.ctx, args))
 }
 
 func (e *preparedQueryEndpoint) List(args *rpc.QueryOptions, reply *rpc.PreparedQueriesResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.PreparedQueryList(e.ctx, args))
 }
 
 func (e *preparedQueryEndpoint) Execute(args *rpc.PreparedQueryExecute, reply *rpc.PreparedQueryExecuteResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.PreparedQueryExecute(e.ctx, args))
 }
 
 func (e *preparedQueryEndpoint) ExecuteRemote(args *rpc.PreparedQueryExecuteRemote, reply *rpc.PreparedQueryExecuteResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.PreparedQueryExecuteRemote(e.ctx, args))
 }
 
 type healthEndpoint struct {
 	s     *localServer
 	ctx   context.Context
-	calls *callTracker
+	calls *inflight.Tracker
 }
 
 func (e *healthEndpoint) ServiceNodes(args *rpc.ServiceQuery, reply *rpc.CheckServiceNodesResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.HealthServiceNodes(e.ctx, args))
 }
 
 func (e *healthEndpoint) NodeChecks(args *rpc.NodeQuery, reply *rpc.ChecksResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.NodeChecks(e.ctx, args))
 }
 
 func (e *healthEndpoint) ServiceChecks(args *rpc.ServiceQuery, reply *rpc.ChecksResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.ServiceChecks(e.ctx, args))
 }
 
 func (e *healthEndpoint) ChecksInState(args *rpc.StateQuery, reply *rpc.ChecksResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.ChecksInState(e.ctx, args))
 }
 
 type statusEndpoint struct {
 	s     *localServer
 	ctx   context.Context
-	calls *callTracker
+	calls *inflight.Tracker
 }
 
 func (e *statusEndpoint) Leader(args *rpc.DCRequest, reply *string) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	leader, err := e.s.Leader(e.ctx, args.Datacenter)
 	*reply = leader
 	return err
 }
 
 func (e *statusEndpoint) Peers(args *rpc.DCRequest, reply *[]string) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	peers, err := e.s.Peers(e.ctx, args.Datacenter)
 	*reply = peers
 	return err
 }
 
 func (e *statusEndpoint) RaftStats(args *rpc.Empty, reply *rpc.RaftStats) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	*reply = *e.s.RaftStats()
 	return nil
 }
@@ -246,34 +246,34 @@ func (e *statusEndpoint) RaftStats(args *rpc.Empty, reply *rpc.RaftStats) error 
 type operatorEndpoint struct {
 	s     *localServer
 	ctx   context.Context
-	calls *callTracker
+	calls *inflight.Tracker
 }
 
 func (e *operatorEndpoint) RaftRemovePeer(args *rpc.RemovePeerRequest, reply *rpc.Empty) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	ctx, cancel := context.WithTimeout(e.ctx, rpc.DefaultCallTimeout)
 	defer cancel()
 	return e.s.RaftRemovePeer(ctx, args)
 }
 
 func (e *operatorEndpoint) AutopilotHealth(args *rpc.Empty, reply *rpc.AutopilotHealth) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	ctx, cancel := context.WithTimeout(e.ctx, rpc.DefaultCallTimeout)
 	defer cancel()
 	return fill(reply)(e.s.AutopilotHealth(ctx))
 }
 
 func (e *operatorEndpoint) AutopilotGetConfiguration(args *rpc.QueryOptions, reply *rpc.AutopilotConfigResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	return fill(reply)(e.s.AutopilotGetConfiguration(e.ctx, args))
 }
 
@@ -282,10 +282,10 @@ func (e *operatorEndpoint) AutopilotGetConfiguration(args *rpc.QueryOptions, rep
 // false: a reply field would be lost where a server forwards the write as
 // any other, expecting a rpc.WriteResponse.
 func (e *operatorEndpoint) AutopilotSetConfiguration(args *catalog.AutopilotConfigRequest, reply *rpc.WriteResponse) error {
-	if !e.calls.enter() {
+	if !e.calls.Enter() {
 		return ErrShutdown
 	}
-	defer e.calls.exit()
+	defer e.calls.Exit()
 	ctx, cancel := writeContext(e.ctx, args)
 	defer cancel()
 	return e.s.setAutopilot(ctx, args)
@@ -311,33 +311,4 @@ func fill[T any](reply *T) func(*T, error) error {
 		}
 		return err
 	}
-}
-
-// callTracker counts the endpoint calls in flight, so Shutdown can wait for
-// them: net/rpc runs each call in a goroutine of its own.
-type callTracker struct {
-	mu     sync.RWMutex // guards closed against enter
-	closed bool
-	wg     sync.WaitGroup
-}
-
-// enter records a call starting; false once the tracker is closed.
-func (t *callTracker) enter() bool {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	if t.closed {
-		return false
-	}
-	t.wg.Add(1)
-	return true
-}
-
-func (t *callTracker) exit() { t.wg.Done() }
-
-// closeAndWait refuses new calls and waits for those in flight.
-func (t *callTracker) closeAndWait() {
-	t.mu.Lock()
-	t.closed = true
-	t.mu.Unlock()
-	t.wg.Wait()
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/nodetest"
 	"github.com/meshd/meshd/node/rpc"
@@ -103,7 +104,7 @@ func TestServerLimits(t *testing.T) {
 
 	// Blocking: two held open, the third refused at once.
 	held := []<-chan error{block(noisy), block(noisy)}
-	nodetest.Eventually(t, 10*time.Second, "two blocking queries held", func() bool {
+	testkit.Eventually(t, 10*time.Second, "two blocking queries held", func() bool {
 		return strings.Contains(metricsText(t, a), `meshd_rpc_client_blocking_queries{client="noisy"} 2`)
 	})
 	select {
@@ -117,7 +118,7 @@ func TestServerLimits(t *testing.T) {
 	}
 	// Another client's blocking query is taken.
 	held = append(held, block(quiet))
-	nodetest.Eventually(t, 10*time.Second, "the other client's blocking query held", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the other client's blocking query held", func() bool {
 		return strings.Contains(metricsText(t, a), `meshd_rpc_client_blocking_queries{client="quiet"} 1`)
 	})
 	for _, ch := range held {
@@ -164,7 +165,7 @@ func TestServerLimits(t *testing.T) {
 			}
 		}()
 	}
-	nodetest.Eventually(t, 10*time.Second, "two HTTP blocking queries held", func() bool {
+	testkit.Eventually(t, 10*time.Second, "two HTTP blocking queries held", func() bool {
 		return strings.Contains(metricsText(t, a), `meshd_rpc_client_blocking_queries{client="127.0.0.1"} 2`)
 	})
 	r, err := http.Get(url)
@@ -177,7 +178,7 @@ func TestServerLimits(t *testing.T) {
 		t.Fatalf("third HTTP blocking query: %d %s", r.StatusCode, body)
 	}
 	hcancel()
-	nodetest.Eventually(t, 10*time.Second, "the HTTP slots released", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the HTTP slots released", func() bool {
 		return strings.Contains(metricsText(t, a), `meshd_rpc_client_blocking_queries{client="127.0.0.1"} 0`)
 	})
 

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/internal/backoff"
+	"golang.org/x/sync/errgroup"
 )
 
 // nodeInfo is how this agent's node appears in the catalog.
@@ -90,11 +92,7 @@ func (s *syncer) markDone(gen uint64) {
 
 // run is the sync loop; it returns when ctx ends.
 func (s *syncer) run(ctx context.Context) {
-	const (
-		minRetry = 250 * time.Millisecond
-		maxRetry = 30 * time.Second
-	)
-	retry := minRetry
+	retry := backoff.Backoff{Min: 250 * time.Millisecond, Max: 30 * time.Second}
 	full := true
 	fullTimer := time.NewTimer(s.jitter())
 	defer fullTimer.Stop()
@@ -121,11 +119,11 @@ func (s *syncer) run(ctx context.Context) {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			s.logger.Warn("catalog sync failed; will retry", "error", err, "retry_in", retry)
-			retryCh = time.After(retry)
-			retry = min(retry*2, maxRetry)
+			wait := retry.Next()
+			s.logger.Warn("catalog sync failed; will retry", "error", err, "retry_in", wait)
+			retryCh = time.After(wait)
 		default:
-			retry = minRetry
+			retry.Reset()
 			full = false
 		}
 	wait:
@@ -395,44 +393,32 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 const pushParallel = 16
 
 // pushEach runs push on every item, pushParallel at a time. The first
-// error stops new pushes and is returned once those in flight are done.
+// error stops new pushes and is returned once those in flight are done;
+// so is the end of ctx before every item was pushed (once all were, a
+// context ending after them is no failure).
 func pushEach[T any](ctx context.Context, items []T, push func(context.Context, T) error) error {
-	if len(items) == 0 {
-		return nil
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		errOnce sync.Once
-		first   error
-		wg      sync.WaitGroup
-	)
-	sem := make(chan struct{}, pushParallel)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(pushParallel)
 	started := 0
 	for _, it := range items {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
+		if gctx.Err() != nil {
 			break
 		}
-		started++
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := push(ctx, it); err != nil {
-				errOnce.Do(func() { first = err })
-				cancel()
+		// Go waits for a free slot, which an error frees too: a push that
+		// gets one after the first error (or the end of ctx) does not start.
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
 			}
+			return push(gctx, it)
 		})
+		started++
 	}
-	wg.Wait()
-	if first == nil && started < len(items) {
-		// The caller's context ended before every item was pushed. Once
-		// all were, a context ending after them is no failure.
-		first = ctx.Err()
+	err := g.Wait()
+	if err == nil && started < len(items) {
+		err = ctx.Err()
 	}
-	return first
+	return err
 }
 
 // refused reports whether the catalog refused an item as malformed. Such

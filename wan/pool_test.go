@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 func startPool(t *testing.T, node, dc string) *Pool {
@@ -33,18 +34,6 @@ func addrOf(p *Pool) string {
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func TestPoolsOfTwoDatacenters(t *testing.T) {
 	a := startPool(t, "s1", "dc1")
 	b := startPool(t, "s1", "dc2") // the same node name in another datacenter
@@ -58,7 +47,7 @@ func TestPoolsOfTwoDatacenters(t *testing.T) {
 	if _, err := c.Join([]string{addrOf(b)}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "three members everywhere", func() bool {
+	testkit.Eventually(t, 10*time.Second, "three members everywhere", func() bool {
 		return len(a.Members()) == 3 && len(b.Members()) == 3 && len(c.Members()) == 3
 	})
 	var names []string
@@ -83,7 +72,7 @@ func TestPoolsOfTwoDatacenters(t *testing.T) {
 	// A stopped datacenter is declared failed, and has no path any more.
 	b.Shutdown(context.Background())
 	c.Shutdown(context.Background())
-	waitFor(t, 20*time.Second, "dc2 declared failed", func() bool { return len(r.Servers("dc2")) == 0 })
+	testkit.Eventually(t, 20*time.Second, "dc2 declared failed", func() bool { return len(r.Servers("dc2")) == 0 })
 	if dcs := r.Datacenters(); !slices.Equal(dcs, []string{"dc1", "dc2"}) {
 		t.Fatalf("a failed datacenter is still listed (until reaped): %v", dcs)
 	}

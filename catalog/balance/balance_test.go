@@ -124,7 +124,8 @@ func TestLeastRecent(t *testing.T) {
 		b.Pick("k", PolicyLeastRecent, small, nil)
 	}
 	b.mu.Lock()
-	n := len(b.keys["k"].Value.(*keyState).last)
+	ks, _ := b.keys.Peek("k")
+	n := len(ks.last)
 	b.mu.Unlock()
 	if n > 2*len(small) {
 		t.Errorf("least-recent memory holds %d instances for a set of %d", n, len(small))

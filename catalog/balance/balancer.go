@@ -2,13 +2,13 @@ package balance
 
 import (
 	"cmp"
-	"container/list"
 	"fmt"
 	"math"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/meshd/meshd/catalog"
 )
 
@@ -59,17 +59,13 @@ const DefaultMaxKeys = 4096
 // recently used; a forgotten key starts over, which costs fairness for a
 // moment, never correctness. Safe for concurrent use.
 type Balancer struct {
-	maxKeys int
-
-	mu    sync.Mutex
-	keys  map[string]*list.Element // of *keyState
-	order *list.List               // most recently used first
-	clock uint64                   // PolicyLeastRecent's pick counter
+	mu    sync.Mutex                        // guards the fields below
+	keys  *simplelru.LRU[string, *keyState] // the keys' memories
+	clock uint64                            // PolicyLeastRecent's pick counter
 }
 
 // keyState is one key's memory.
 type keyState struct {
-	key string
 	// next is PolicyRoundRobin's position.
 	next uint64
 	// last maps an instance (instanceKey) to the clock value of its last
@@ -83,7 +79,11 @@ func New(maxKeys int) *Balancer {
 	if maxKeys <= 0 {
 		maxKeys = DefaultMaxKeys
 	}
-	return &Balancer{maxKeys: maxKeys, keys: make(map[string]*list.Element), order: list.New()}
+	keys, err := simplelru.NewLRU[string, *keyState](maxKeys, nil)
+	if err != nil {
+		panic(fmt.Sprintf("balance: %v", err)) // only for a size <= 0, excluded above
+	}
+	return &Balancer{keys: keys}
 }
 
 // Pick returns the index in insts of the instance policy chooses for key,
@@ -109,23 +109,17 @@ func (b *Balancer) Pick(key string, policy Policy, insts []*catalog.CheckService
 func (b *Balancer) Keys() int {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return len(b.keys)
+	return b.keys.Len()
 }
 
 // state returns key's memory, created if needed and marked most recently
 // used. The caller holds mu.
 func (b *Balancer) state(key string) *keyState {
-	if e, ok := b.keys[key]; ok {
-		b.order.MoveToFront(e)
-		return e.Value.(*keyState)
+	if ks, ok := b.keys.Get(key); ok {
+		return ks
 	}
-	for len(b.keys) >= b.maxKeys {
-		oldest := b.order.Back()
-		b.order.Remove(oldest)
-		delete(b.keys, oldest.Value.(*keyState).key)
-	}
-	ks := &keyState{key: key}
-	b.keys[key] = b.order.PushFront(ks)
+	ks := &keyState{}
+	b.keys.Add(key, ks) // forgets the least recently used key when full
 	return ks
 }
 

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -95,7 +96,7 @@ func TestSnapshotAndOperatorCommands(t *testing.T) {
 
 	// autopilot state: the lone server, healthy, leading.
 	var state string
-	nodetest.Eventually(t, 10*time.Second, "autopilot state", func() bool {
+	testkit.Eventually(t, 10*time.Second, "autopilot state", func() bool {
 		code, o, _ := meshd(t, "operator", "autopilot", "state", addr)
 		state = o
 		return code == 0 && strings.Contains(o, "Healthy:            true")
@@ -107,7 +108,7 @@ func TestSnapshotAndOperatorCommands(t *testing.T) {
 	// autopilot get-config: the config file's settings (Consul's
 	// defaults), stored by the leader; set-config changes the flags given
 	// and nothing else.
-	nodetest.Eventually(t, 10*time.Second, "the leader stores the autopilot configuration", func() bool {
+	testkit.Eventually(t, 10*time.Second, "the leader stores the autopilot configuration", func() bool {
 		resp, err := http.Get(a.HTTP + "/v1/operator/autopilot/configuration")
 		if err != nil {
 			return false

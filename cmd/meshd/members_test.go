@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 )
 
@@ -40,7 +41,7 @@ func TestMembershipCommands(t *testing.T) {
 	if code, out, errOut := meshd(t, "leave", addr); code != 0 || !strings.Contains(out, "Graceful leave complete") {
 		t.Fatalf("leave = %d %q %q", code, out, errOut)
 	}
-	nodetest.Eventually(t, 30*time.Second, "client1 deregistered", func() bool {
+	testkit.Eventually(t, 30*time.Second, "client1 deregistered", func() bool {
 		resp, err := http.Get(server.HTTP + "/v1/catalog/node/client1")
 		if err != nil {
 			return false
@@ -62,7 +63,7 @@ func TestWANCommands(t *testing.T) {
 	if code, out, errOut := meshd(t, "join", "-wan", addr2, dc1[0].WANAddr()); code != 0 || !strings.Contains(out, "joined") {
 		t.Fatalf("join -wan = %d %q %q", code, out, errOut)
 	}
-	nodetest.Eventually(t, 10*time.Second, "both servers in dc1's WAN pool", func() bool {
+	testkit.Eventually(t, 10*time.Second, "both servers in dc1's WAN pool", func() bool {
 		code, out, _ := meshd(t, "members", "-wan", "-http-addr="+dc1[0].HTTPAddr())
 		return code == 0 && strings.Contains(out, "server1.dc1") && strings.Contains(out, "server1.dc2") &&
 			strings.Count(out, "alive") == 2

@@ -23,7 +23,7 @@ const module = "github.com/meshd/meshd/"
 var rules = map[string][]string{
 	// The leaves: pure data, and the parts the node composes.
 	"catalog":           {"github.com/hashicorp/go-memdb", "github.com/hashicorp/go-bexpr", "github.com/vmihailenco/msgpack/v5"},
-	"catalog/balance":   {"catalog"},
+	"catalog/balance":   {"catalog", "github.com/hashicorp/golang-lru/v2"},
 	"consensus":         {"catalog", "github.com/hashicorp/raft", "github.com/hashicorp/raft-wal", "github.com/hashicorp/go-hclog", "github.com/vmihailenco/msgpack/v5"},
 	"gossip":            {"github.com/hashicorp/serf/", "github.com/hashicorp/memberlist", "github.com/hashicorp/go-msgpack/v2/codec"},
 	"wan":               {"gossip", "github.com/hashicorp/serf/"},
@@ -33,11 +33,12 @@ var rules = map[string][]string{
 	"node/rpc":          {"catalog", "github.com/vmihailenco/msgpack/v5", "golang.org/x/sys/unix"},
 	"node/nodetest":     {"node/...", "catalog/...", "consensus", "gossip", "wan"},
 	"internal/archtest": {},
+	"internal/...":      {}, // the toolkit below
 	// The agent composes everything above; only its sub-packages' tests
 	// may import it back.
 	"node": {"catalog/...", "consensus", "gossip", "wan", "checks", "dns", "node/config", "node/rpc",
 		"github.com/hashicorp/go-memdb", "github.com/hashicorp/go-sockaddr", "github.com/miekg/dns",
-		"github.com/prometheus/", "golang.org/x/time/rate"},
+		"github.com/prometheus/", "golang.org/x/time/rate", "golang.org/x/sync/errgroup"},
 	"cmd/meshd": {"node", "node/config"},
 	// Scripts drive the built binary; they share only their own kits.
 	"scripts/...":          {"scripts/internal/...", "github.com/miekg/dns", "github.com/anishathalye/porcupine"},
@@ -45,8 +46,14 @@ var rules = map[string][]string{
 	"scripts/internal/...": {"scripts/internal/...", "github.com/anishathalye/porcupine"},
 }
 
-// testRules are what tests may import beyond their package's rules: the
-// test kits, the packages under test, and consul/api for compatibility.
+// toolkit is what every package may import: small mechanisms of the
+// standard library's kind, written once for the module. They import
+// nothing of the module themselves.
+var toolkit = []string{"internal/backoff", "internal/inflight"}
+
+// testRules are what tests may import beyond their package's rules (and
+// internal/testkit, which every test may): the test kits, the packages
+// under test, and consul/api for compatibility.
 var testRules = map[string][]string{
 	"node/...":  {"node/...", "github.com/hashicorp/consul/api", "github.com/hashicorp/go-memdb", "github.com/hashicorp/raft", "github.com/miekg/dns"},
 	"cmd/meshd": {"node/nodetest"},
@@ -168,8 +175,9 @@ func TestPackageGraph(t *testing.T) {
 				}
 			}
 		}
+		allowed = append(slices.Clone(allowed), toolkit...)
 		check(p.Imports, allowed, "imports")
-		tests := append(slices.Clone(allowed), extra...)
+		tests := append(slices.Clone(allowed), append(extra, "internal/testkit")...)
 		check(p.TestImports, tests, "tests import")
 		check(p.XTestImports, append(tests, path), "tests import")
 	}

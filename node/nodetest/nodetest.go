@@ -253,18 +253,6 @@ func (w *tWriter) close() {
 	w.mu.Unlock()
 }
 
-// Eventually polls cond every 10 ms until it holds or timeout passes.
-func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // FastGossip swaps the LAN gossip timings for gossip.TestConfig's, keeping
 // the agent's identity, addresses and handlers: failures are noticed in
 // about a second instead of several.
