@@ -93,8 +93,17 @@ func validKey(field, s string) error {
 	return nil
 }
 
-// validRegistration checks what the schema's keys are made of.
-func validRegistration(req *RegisterRequest) error {
+// Validate checks what a registration is made of, before any state is
+// read: names present, keys without control characters (go-memdb matches
+// non-unique index lookups by prefix up to a NUL byte, so a name holding
+// one could reach another node's rows), a port in range, check states
+// known. The FSM runs it first on every registration; the servers run it
+// before a registration enters the log. Errors wrap ErrInvalid and name
+// the field.
+func (req *RegisterRequest) Validate() error {
+	if strings.TrimSpace(req.Node) == "" {
+		return fmt.Errorf("%w: Node: missing node name", ErrInvalid)
+	}
 	if err := validKey("Node", req.Node); err != nil {
 		return err
 	}
@@ -109,6 +118,12 @@ func validRegistration(req *RegisterRequest) error {
 				return err
 			}
 		}
+		if strings.TrimSpace(s.Service) == "" {
+			return fmt.Errorf("%w: Service.Service: missing service name", ErrInvalid)
+		}
+		if s.Port < 0 || s.Port > 65535 {
+			return fmt.Errorf("%w: Service.Port: must be between 0 and 65535", ErrInvalid)
+		}
 	}
 	for i, c := range req.Checks {
 		if c == nil {
@@ -120,15 +135,18 @@ func validRegistration(req *RegisterRequest) error {
 		if err := validKey(fmt.Sprintf("Checks[%d].ServiceID", i), c.ServiceID); err != nil {
 			return err
 		}
+		if strings.TrimSpace(c.CheckID) == "" {
+			return fmt.Errorf("%w: Checks[%d].CheckID: missing check ID", ErrInvalid, i)
+		}
+		if c.Status != "" && !ValidStatus(c.Status) {
+			return fmt.Errorf("%w: Checks[%d].Status: unknown check status %q", ErrInvalid, i, c.Status)
+		}
 	}
 	return nil
 }
 
 func ensureRegistrationTxn(tx *memdb.Txn, idx uint64, req *RegisterRequest) error {
-	if strings.TrimSpace(req.Node) == "" {
-		return fmt.Errorf("%w: Node: missing node name", ErrInvalid)
-	}
-	if err := validRegistration(req); err != nil {
+	if err := req.Validate(); err != nil {
 		return err
 	}
 	existing, err := tx.First(tableNodes, indexID, req.Node)
@@ -201,13 +219,9 @@ func ensureNodeTxn(tx *memdb.Txn, idx uint64, node *Node) error {
 	return bumpNodeServices(tx, idx, n.Node)
 }
 
+// ensureServiceTxn writes one service instance of a registration that
+// passed Validate.
 func ensureServiceTxn(tx *memdb.Txn, idx uint64, nodeName string, svc *Service) error {
-	if strings.TrimSpace(svc.Service) == "" {
-		return fmt.Errorf("%w: Service.Service: missing service name", ErrInvalid)
-	}
-	if svc.Port < 0 || svc.Port > 65535 {
-		return fmt.Errorf("%w: Service.Port: must be between 0 and 65535", ErrInvalid)
-	}
 	node, err := tx.First(tableNodes, indexID, nodeName)
 	if err != nil {
 		return fmt.Errorf("node lookup: %w", err)
@@ -280,18 +294,12 @@ func refreshServiceChecks(tx *memdb.Txn, idx uint64, svc *Service) error {
 	return nil
 }
 
-// ensureCheckTxn writes one check; field prefixes the field names its
-// errors give ("Checks[1].").
+// ensureCheckTxn writes one check of a registration that passed
+// Validate; field prefixes the field names its errors give ("Checks[1].").
 func ensureCheckTxn(tx *memdb.Txn, idx uint64, nodeName string, chk *Check, field string) error {
-	if strings.TrimSpace(chk.CheckID) == "" {
-		return fmt.Errorf("%w: %sCheckID: missing check ID", ErrInvalid, field)
-	}
 	if chk.Status == "" {
 		chk = ptrCopy(chk)
 		chk.Status = HealthCritical
-	}
-	if !ValidStatus(chk.Status) {
-		return fmt.Errorf("%w: %sStatus: unknown check status %q", ErrInvalid, field, chk.Status)
 	}
 	node, err := tx.First(tableNodes, indexID, nodeName)
 	if err != nil {

@@ -105,6 +105,9 @@ type localServer struct {
 }
 
 func (s *localServer) Register(ctx context.Context, req *catalog.RegisterRequest) (uint64, error) {
+	if err := validateRegister(req); err != nil {
+		return 0, err
+	}
 	return s.write(ctx, req.Datacenter, consensus.RegisterType, req, "Catalog.Register")
 }
 

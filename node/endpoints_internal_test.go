@@ -8,6 +8,7 @@ import (
 	"net"
 	netrpc "net/rpc"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,28 +128,7 @@ func TestStoppingCodec(t *testing.T) {
 // because its sender has given up and may have written something newer
 // since. One within its budget is applied.
 func TestWritePastItsBudgetIsDropped(t *testing.T) {
-	store := catalog.NewStore()
-	cfg := consensus.DefaultConfig()
-	cfg.NodeID = "11111111-2222-3333-4444-555555555555"
-	cfg.Advertise = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
-	cfg.Bootstrap = true
-	cfg.Raft = consensus.DevRaftConfig()
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	srv, err := consensus.New(cfg, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(context.Background())
-	wctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	for !srv.IsLeader() {
-		if !sleepCtx(wctx, 5*time.Millisecond) {
-			t.Fatal("no leader")
-		}
-	}
+	srv, store := startLoneServer(t)
 	e := &catalogEndpoint{s: &localServer{raft: srv, store: store}, ctx: t.Context(), calls: &inflight.Tracker{}}
 
 	late := &catalog.RegisterRequest{Node: "late", Address: "10.0.0.1"}
@@ -166,4 +146,72 @@ func TestWritePastItsBudgetIsDropped(t *testing.T) {
 	if len(nodes) != 1 || nodes[0].Node != "on-time" {
 		t.Fatalf("catalog holds %v, want only the write within its budget", nodes)
 	}
+}
+
+// TestServerValidatesEveryRegistration: a registration that reaches a
+// server over RPC (from an agent, or forwarded by another server) is
+// checked as one over HTTP is, before it enters the log: refused with the
+// field named, and nothing written.
+func TestServerValidatesEveryRegistration(t *testing.T) {
+	srv, store := startLoneServer(t)
+	e := &catalogEndpoint{s: &localServer{raft: srv, store: store}, ctx: t.Context(), calls: &inflight.Tracker{}}
+	svc := func(w catalog.Weights) *catalog.Service {
+		return &catalog.Service{ID: "s", Service: "s", Port: 1, Weights: w}
+	}
+	check := func(c catalog.Check) []*catalog.Check { return []*catalog.Check{&c} }
+	for _, tc := range []struct {
+		req   catalog.RegisterRequest
+		field string
+	}{
+		{catalog.RegisterRequest{Node: "n"}, "Address"},
+		{catalog.RegisterRequest{Node: " ", Address: "10.0.0.1"}, "Node"},
+		{catalog.RegisterRequest{Node: "n", Address: "10.0.0.1", Service: svc(catalog.Weights{Passing: -1})}, "Service.Weights"},
+		{catalog.RegisterRequest{Node: "n", Address: "10.0.0.1", Service: &catalog.Service{Service: "s", Port: 70000}}, "Service.Port"},
+		{catalog.RegisterRequest{Node: "n", Address: "10.0.0.1", Checks: check(catalog.Check{CheckID: "c", Status: "sick"})}, "Checks[0].Status"},
+		{catalog.RegisterRequest{Node: "n", Address: "10.0.0.1", Checks: check(catalog.Check{CheckID: "c",
+			Definition: catalog.CheckDefinition{TCP: "10.0.0.1:1", Interval: 10 * time.Millisecond}})}, "Checks[0].Definition.Interval"},
+		{catalog.RegisterRequest{Node: "n", Address: "10.0.0.1", Checks: check(catalog.Check{CheckID: "c",
+			Definition: catalog.CheckDefinition{HTTP: "nope", Interval: 10 * time.Second}})}, "Checks[0].Definition.HTTP"},
+	} {
+		before := srv.LastIndex()
+		var reply rpc.WriteResponse
+		err := e.Register(&tc.req, &reply)
+		if !errors.Is(err, catalog.ErrInvalid) || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: %v, want ErrInvalid naming the field", tc.field, err)
+		}
+		if after := srv.LastIndex(); after != before {
+			t.Errorf("%s: the refused registration entered the log (index %d → %d)", tc.field, before, after)
+		}
+	}
+	if _, nodes, _ := store.Nodes(nil); len(nodes) != 0 {
+		t.Fatalf("catalog holds %v after refused registrations", nodes)
+	}
+}
+
+// startLoneServer starts a single-server Raft group on store, leading.
+func startLoneServer(t *testing.T) (*consensus.Server, *catalog.Store) {
+	t.Helper()
+	store := catalog.NewStore()
+	cfg := consensus.DefaultConfig()
+	cfg.NodeID = "11111111-2222-3333-4444-555555555555"
+	cfg.Advertise = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+	cfg.Bootstrap = true
+	cfg.Raft = consensus.DevRaftConfig()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	srv, err := consensus.New(cfg, store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Shutdown(context.Background()) })
+	wctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for !srv.IsLeader() {
+		if !sleepCtx(wctx, 5*time.Millisecond) {
+			t.Fatal("no leader")
+		}
+	}
+	return srv, store
 }

@@ -7,10 +7,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/meshd/meshd/catalog"
-	"github.com/meshd/meshd/checks"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
 )
@@ -43,28 +41,17 @@ type catalogServiceBody struct {
 }
 
 type catalogCheckBody struct {
-	Node       string
-	CheckID    string `alias:"ID"`
-	Name       string
-	Status     string
-	Notes      string
-	Output     string
-	ServiceID  string
-	Type       string
-	Definition catalogCheckDefinition
-}
-
-type catalogCheckDefinition struct {
-	HTTP                           string
-	Header                         map[string][]string
-	Method                         string
-	Body                           string
-	TLSSkipVerify                  bool
-	TCP                            string
-	GRPC                           string
-	Interval                       time.Duration
-	Timeout                        time.Duration
-	DeregisterCriticalServiceAfter time.Duration
+	Node      string
+	CheckID   string `alias:"ID"`
+	Name      string
+	Status    string
+	Notes     string
+	Output    string
+	ServiceID string
+	Type      string
+	// Definition is what the servers run for an external node: TTL is
+	// dropped (nobody would heartbeat it).
+	Definition catalog.CheckDefinition
 }
 
 func (a *Agent) catalogRegister(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -98,16 +85,11 @@ func (a *Agent) writeDC(r *http.Request, body string) (string, error) {
 	return requestDC(r, a.cfg.Datacenter)
 }
 
-// toRegisterRequest checks a catalog/register body and turns it into the
-// Raft command for datacenter dc ("" for this one); every error names the
-// field.
+// toRegisterRequest turns a catalog/register body into the registration
+// for datacenter dc ("" for this one). The server validates it
+// (validateRegister); only what the body's shape allows and the request's
+// does not is checked here, and every error names the field.
 func (a *Agent) toRegisterRequest(b *catalogRegisterBody, dc string) (*catalog.RegisterRequest, error) {
-	if strings.TrimSpace(b.Node) == "" {
-		return nil, badRequest("Node: missing node name")
-	}
-	if b.Address == "" && !b.SkipNodeUpdate {
-		return nil, badRequest("Address: missing node address")
-	}
 	if dc == "" {
 		dc = a.cfg.Datacenter
 	}
@@ -116,17 +98,8 @@ func (a *Agent) toRegisterRequest(b *catalogRegisterBody, dc string) (*catalog.R
 		TaggedAddresses: b.TaggedAddresses, NodeMeta: b.NodeMeta, SkipNodeUpdate: b.SkipNodeUpdate,
 	}
 	if s := b.Service; s != nil {
-		if strings.TrimSpace(s.Service) == "" {
-			return nil, badRequest("Service.Service: missing service name")
-		}
-		if s.Port < 0 || s.Port > 65535 {
-			return nil, badRequest("Service.Port: must be between 0 and 65535")
-		}
 		weights := catalog.DefaultWeights
 		if s.Weights != nil {
-			if s.Weights.Passing < 0 || s.Weights.Warning < 0 {
-				return nil, badRequest("Service.Weights: must not be negative")
-			}
 			weights = catalog.Weights{Passing: s.Weights.Passing, Warning: s.Weights.Warning}
 		}
 		id := s.ID
@@ -157,24 +130,10 @@ func (a *Agent) toRegisterRequest(b *catalogRegisterBody, dc string) (*catalog.R
 		if c.CheckID == "" {
 			c.CheckID = c.Name
 		}
-		if strings.TrimSpace(c.CheckID) == "" {
-			return nil, badRequest("%s.CheckID: missing check ID", field)
-		}
-		if c.Status != "" && !catalog.ValidStatus(c.Status) {
-			return nil, badRequest("%s.Status: invalid check status %q", field, c.Status)
-		}
-		d := c.Definition
-		if err := validateExternalDefinition(field, &d); err != nil {
-			return nil, err
-		}
+		c.Definition.TTL = 0
 		req.Checks = append(req.Checks, &catalog.Check{
 			CheckID: c.CheckID, Name: c.Name, Status: c.Status, Notes: c.Notes, Output: c.Output,
-			ServiceID: c.ServiceID, Type: c.Type,
-			Definition: catalog.CheckDefinition{
-				HTTP: d.HTTP, Header: d.Header, Method: d.Method, Body: d.Body, TLSSkipVerify: d.TLSSkipVerify,
-				TCP: d.TCP, GRPC: d.GRPC, Interval: d.Interval, Timeout: d.Timeout,
-				DeregisterCriticalServiceAfter: d.DeregisterCriticalServiceAfter,
-			},
+			ServiceID: c.ServiceID, Type: c.Type, Definition: c.Definition,
 		})
 	}
 	return req, nil
@@ -189,9 +148,6 @@ func (a *Agent) catalogDeregister(w http.ResponseWriter, r *http.Request) (any, 
 	}
 	if err := decodeBody(r, w, &b); err != nil {
 		return nil, err
-	}
-	if strings.TrimSpace(b.Node) == "" {
-		return nil, badRequest("Node: missing node name")
 	}
 	dc, err := a.writeDC(r, b.Datacenter)
 	if err != nil {
@@ -416,24 +372,6 @@ func (jsonNull) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
 func (a *Agent) catalogDatacenters(w http.ResponseWriter, r *http.Request) (any, error) {
 	dcs, err := a.server.Datacenters(r.Context())
 	return orEmpty(dcs), err
-}
-
-// validateExternalDefinition checks a definition the servers will run (an
-// HTTP, TCP or gRPC one with an interval) as the agent checks its own, so
-// a bad one is refused now rather than logged by a server later.
-func validateExternalDefinition(field string, d *catalogCheckDefinition) error {
-	if d.HTTP == "" && d.TCP == "" && d.GRPC == "" {
-		return nil
-	}
-	if d.Interval < config.MinCheckPeriod {
-		return badRequest("%s.Definition.Interval: must be at least %v for a check the servers run, got %v", field, config.MinCheckPeriod, d.Interval)
-	}
-	def := checks.Definition{ID: field, HTTP: d.HTTP, Method: d.Method, Header: d.Header, Body: d.Body,
-		TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP, GRPC: d.GRPC, Interval: d.Interval, Timeout: d.Timeout}
-	if err := def.Validate(); err != nil {
-		return badRequest("%s.Definition.%v", field, err)
-	}
-	return nil
 }
 
 // refuseAgentNode refuses a catalog write onto a node that runs an agent
