@@ -4,12 +4,14 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -211,6 +213,20 @@ func (w *writers) ackedThrough(h host, from, to time.Time) []string {
 		}
 	}
 	return ids
+}
+
+// slowest describes the n writes that took longest to be acknowledged:
+// when, through which host, and how long.
+func (w *writers) slowest(n int) string {
+	w.mu.Lock()
+	acks := slices.Clone(w.acks)
+	w.mu.Unlock()
+	slices.SortFunc(acks, func(a, b ack) int { return cmp.Compare(b.acked.Sub(b.sent), a.acked.Sub(a.sent)) })
+	var out []string
+	for _, a := range acks[:min(n, len(acks))] {
+		out = append(out, fmt.Sprintf("%s sent %s through %s, acknowledged %s later", a.id, a.sent.Format("15:04:05.000"), a.through, ms(a.acked.Sub(a.sent))))
+	}
+	return strings.Join(out, "; ")
 }
 
 func (w *writers) stop() {

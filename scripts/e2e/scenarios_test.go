@@ -280,7 +280,8 @@ func TestLeaderKill(t *testing.T) {
 	// gossip to declare it failed (a few seconds); the others for the
 	// election.
 	if bound := election + 6*time.Second; gap > bound {
-		t.Errorf("writes went %s without an acknowledgement (bound %s)", gap, bound)
+		t.Errorf("writes went %s without an acknowledgement (bound %s); killed at %s; slowest: %s",
+			gap, bound, killed.Format("15:04:05.000"), w.slowest(5))
 	}
 	stopWatches(t, fig, watches, election+2*time.Second)
 	checkWrites(t, fig, "through the clients", w, rest)

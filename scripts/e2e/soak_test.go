@@ -15,6 +15,11 @@ import (
 	"github.com/meshd/meshd/scripts/internal/jepsen"
 )
 
+// The soak scenarios: the history checker on the compose datacenter for
+// minutes. They run after the others (go test runs this file's tests
+// last), so that minutes of faults and network cuts on the host do not
+// run just before a scenario that times a single fault.
+
 // composeServer is a server container as the history checker's nemesis
 // acts on it: docker kills, freezes, stops and starts it, and cuts it off
 // the datacenter's network (the control network, which the clients use,
