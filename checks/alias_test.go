@@ -87,7 +87,7 @@ func TestAlias(t *testing.T) {
 		if i < aliasErrorsBeforeAlarm-1 && h.rec.count() != before {
 			t.Fatalf("error %d reported: %v", i+1, h.rec.all()[before:])
 		}
-		if d := h.clock.deadlines()[0]; d != aliasBackoffMin<<i {
+		if d := h.clock.Deadlines()[0]; d != aliasBackoffMin<<i {
 			t.Fatalf("back-off %s after error %d, want %s", d, i+1, aliasBackoffMin<<i)
 		}
 		h.clock.advanceToNext(t)

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/meshd/meshd/internal/clock"
 )
 
 // maxFlapRecords bounds the status changes a check remembers beyond its
@@ -42,9 +44,9 @@ type check struct {
 	succs    int         // consecutive passing runs
 	retried  bool        // the current failure streak had its immediate retry
 	flaps    []time.Time // when the real status changed, oldest first
-	flapT    Timer
+	flapT    clock.Timer
 	flapGen  uint64
-	ttlTimer Timer
+	ttlTimer clock.Timer
 	ttlGen   uint64
 }
 

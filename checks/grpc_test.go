@@ -49,7 +49,7 @@ func TestGRPC(t *testing.T) {
 
 	// run fires both checks once and waits for them to be idle again.
 	run := func() {
-		h.clock.advance(time.Minute)
+		h.clock.Advance(time.Minute)
 		h.clock.waitPending(t, 2)
 	}
 	for _, st := range []struct {

@@ -7,126 +7,38 @@ import (
 	"os"
 	"runtime"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/meshd/meshd/internal/clock"
 	"github.com/meshd/meshd/internal/testkit"
 )
 
-// fakeClock is a Clock that moves only when told. Timer callbacks run on
-// the goroutine that calls advance.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*fakeTimer // pending ones
-}
-
-type fakeTimer struct {
-	c  *fakeClock
-	at time.Time
-	f  func()
-}
+// fakeClock is clock.Fake with the waits these tests use.
+type fakeClock struct{ *clock.Fake }
 
 var fakeEpoch = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func newFakeClock() *fakeClock { return &fakeClock{now: fakeEpoch} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) AfterFunc(d time.Duration, f func()) Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &fakeTimer{c: c, at: c.now.Add(d), f: f}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *fakeTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	i := slices.Index(t.c.timers, t)
-	if i < 0 {
-		return false
-	}
-	t.c.timers = slices.Delete(t.c.timers, i, i+1)
-	return true
-}
-
-// elapsed is the time since the fake epoch.
-func (c *fakeClock) elapsed() time.Duration { return c.Now().Sub(fakeEpoch) }
-
-// advance moves time forward and fires, in deadline order, the timers that
-// fall due (also those that callbacks arm). It returns how many fired.
-func (c *fakeClock) advance(d time.Duration) int {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-	fired := 0
-	for {
-		c.mu.Lock()
-		sort.SliceStable(c.timers, func(i, j int) bool { return c.timers[i].at.Before(c.timers[j].at) })
-		if len(c.timers) == 0 || c.timers[0].at.After(c.now) {
-			c.mu.Unlock()
-			return fired
-		}
-		t := c.timers[0]
-		c.timers = c.timers[1:]
-		c.mu.Unlock()
-		t.f()
-		fired++
-	}
-}
+func newFakeClock() *fakeClock { return &fakeClock{clock.NewFake(fakeEpoch)} }
 
 // advanceToNext moves time to the earliest pending timer and fires it.
 func (c *fakeClock) advanceToNext(t *testing.T) time.Duration {
 	t.Helper()
-	c.mu.Lock()
-	if len(c.timers) == 0 {
-		c.mu.Unlock()
+	ds := c.Deadlines()
+	if len(ds) == 0 {
 		t.Fatal("no pending timer")
 	}
-	next := c.timers[0].at
-	for _, tm := range c.timers {
-		if tm.at.Before(next) {
-			next = tm.at
-		}
-	}
-	d := next.Sub(c.now)
-	c.mu.Unlock()
-	c.advance(d)
-	return d
-}
-
-func (c *fakeClock) pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.timers)
-}
-
-// deadlines returns the pending timers' deadlines, relative to now.
-func (c *fakeClock) deadlines() []time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var ds []time.Duration
-	for _, t := range c.timers {
-		ds = append(ds, t.at.Sub(c.now))
-	}
-	slices.Sort(ds)
-	return ds
+	c.Advance(ds[0])
+	return ds[0]
 }
 
 // waitPending waits until at least n timers are pending.
 func (c *fakeClock) waitPending(t *testing.T, n int) {
 	t.Helper()
-	testkit.Eventually(t, waitTimeout, fmt.Sprintf("%d pending timers", n), func() bool { return c.pending() >= n })
+	testkit.Eventually(t, waitTimeout, fmt.Sprintf("%d pending timers", n), func() bool { return c.Pending() >= n })
 }
 
 // waitTimeout bounds every wait of the tests: long, because the tests run
@@ -259,7 +171,7 @@ func (h *harness) add(def Definition, initial string) {
 func (h *harness) step() {
 	h.t.Helper()
 	h.clock.waitPending(h.t, 1)
-	if n := h.clock.pending(); n != 1 {
+	if n := h.clock.Pending(); n != 1 {
 		h.t.Fatalf("%d timers pending, want 1", n)
 	}
 	h.clock.advanceToNext(h.t)

@@ -152,21 +152,21 @@ func TestHTTPSchedule(t *testing.T) {
 	const interval = 10 * time.Second
 	h.add(Definition{ID: "web", HTTP: srv.URL, Interval: interval}, "")
 	h.clock.waitPending(t, 1)
-	first := h.clock.deadlines()[0]
+	first := h.clock.Deadlines()[0]
 	if first < 0 || first >= interval {
 		t.Fatalf("first run in %s, want within [0, %s)", first, interval)
 	}
 	for i := range 3 {
 		srv.serve(200)
 		h.step()
-		if d := h.clock.deadlines(); len(d) != 1 || d[0] != interval {
+		if d := h.clock.Deadlines(); len(d) != 1 || d[0] != interval {
 			t.Fatalf("after run %d the next is in %v, want %s", i, d, interval)
 		}
 	}
 	// A failure retried at once still waits one interval after the retry.
 	srv.serve(500, 500)
 	h.step()
-	if d := h.clock.deadlines(); len(d) != 1 || d[0] != interval {
+	if d := h.clock.Deadlines(); len(d) != 1 || d[0] != interval {
 		t.Fatalf("after a retry the next run is in %v, want %s", d, interval)
 	}
 }
@@ -352,7 +352,7 @@ func TestHTTPHoldsNoSocket(t *testing.T) {
 		h.add(Definition{ID: fmt.Sprint("web", i), HTTP: srv.URL, Interval: time.Minute}, "")
 	}
 	h.clock.waitPending(t, 20)
-	h.clock.advance(time.Minute)
+	h.clock.Advance(time.Minute)
 	testkit.Eventually(t, waitTimeout, "20 passing checks", func() bool { return h.rec.count() == 20 })
 	testkit.Eventually(t, waitTimeout, "the server to see every connection closed", func() bool {
 		mu.Lock()

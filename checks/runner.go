@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshd/meshd/internal/clock"
 	"github.com/meshd/meshd/internal/inflight"
 )
 
@@ -67,8 +68,9 @@ type Config struct {
 	// locking rules.
 	Notifier Notifier
 	// Clock schedules runs, TTLs, flap windows and alias back-offs; nil
-	// is the wall clock.
-	Clock Clock
+	// is the wall clock. Probe timeouts bound real I/O and always run on
+	// the wall clock.
+	Clock clock.Clock
 	// Alias answers alias checks; required only for them.
 	Alias AliasSource
 	// Logger receives the runner's logs; nil discards them.
@@ -100,7 +102,7 @@ func (c *Config) Validate() error {
 // concurrent use.
 type Runner struct {
 	notifier      Notifier
-	clock         Clock
+	clock         clock.Clock
 	alias         AliasSource
 	logger        *slog.Logger
 	enableScripts bool
@@ -125,7 +127,7 @@ func NewRunner(cfg Config) (*Runner, error) {
 		return nil, err
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = realClock{}
+		cfg.Clock = clock.Wall{}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -251,7 +253,7 @@ func (r *Runner) Shutdown(ctx context.Context) error {
 
 // afterFunc runs f after d on the runner's clock, tracked so that
 // Shutdown waits for it; after Shutdown f is not called.
-func (r *Runner) afterFunc(d time.Duration, f func()) Timer {
+func (r *Runner) afterFunc(d time.Duration, f func()) clock.Timer {
 	return r.clock.AfterFunc(d, func() {
 		if !r.running.Enter() {
 			return

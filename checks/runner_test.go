@@ -85,7 +85,7 @@ func TestJitter(t *testing.T) {
 	for b := range buckets {
 		// Each timer that fires here is a first run: the next runs come an
 		// interval after a first run, so after the end of the interval.
-		counts[b] = h.clock.advance(interval / buckets)
+		counts[b] = h.clock.Advance(interval / buckets)
 		total += counts[b]
 		testkit.Eventually(t, waitTimeout, "the runs of bucket "+strconv.Itoa(b), func() bool { return accepted.Load() == int64(total) })
 	}
@@ -133,7 +133,7 @@ func TestFlapDamping(t *testing.T) {
 		{at: 90 * time.Second, wantStatus: StatusPassing, wantOutput: "ok"}, // the change at 30s left
 	} {
 		before := h.rec.count()
-		h.clock.advance(st.at - h.clock.elapsed())
+		h.clock.Advance(st.at - h.clock.Elapsed())
 		if st.beat != "" {
 			status, output, _ := strings.Cut(st.beat, ":")
 			if err := h.r.Heartbeat("f", status, output); err != nil {
@@ -182,7 +182,7 @@ func TestRemove(t *testing.T) {
 	h.add(Definition{ID: "web", HTTP: srv.URL, Interval: time.Second, Timeout: time.Hour}, "")
 	h.add(Definition{ID: "ttl", TTL: time.Second}, "")
 	h.clock.waitPending(t, 2)
-	h.clock.advance(time.Second - 1) // the HTTP check's first run, not the TTL
+	h.clock.Advance(time.Second - 1) // the HTTP check's first run, not the TTL
 	testkit.Eventually(t, waitTimeout, "the request", func() bool { return srv.arrived.Load() == 1 })
 
 	start := time.Now()
@@ -190,10 +190,10 @@ func TestRemove(t *testing.T) {
 	h.r.Remove("ttl")
 	t.Logf("Remove with a request in flight took %s", time.Since(start))
 	testkit.Eventually(t, waitTimeout, "the request to be aborted", func() bool { return srv.aborted.Load() == 1 })
-	if n := h.clock.pending(); n != 0 {
+	if n := h.clock.Pending(); n != 0 {
 		t.Fatalf("%d timers still pending", n)
 	}
-	h.clock.advance(time.Hour)
+	h.clock.Advance(time.Hour)
 	if got := h.rec.all(); len(got) != 0 {
 		t.Fatalf("reported %v", got)
 	}
@@ -230,7 +230,7 @@ func TestReplace(t *testing.T) {
 		t.Fatalf("Heartbeat = %v, want ErrNotTTL", err)
 	}
 	before := h.rec.count()
-	h.clock.advance(2 * time.Second)
+	h.clock.Advance(2 * time.Second)
 	for _, u := range h.rec.all()[before:] {
 		if u.output == TTLExpiredOutput {
 			t.Fatalf("the replaced TTL check expired: %v", u)
@@ -267,7 +267,7 @@ func TestShutdown(t *testing.T) {
 		h.add(def, StatusPassing)
 	}
 	h.clock.waitPending(t, 4) // script, http, tcp, ttl
-	h.clock.advance(time.Second)
+	h.clock.Advance(time.Second)
 	testkit.Eventually(t, waitTimeout, "the request", func() bool { return srv.arrived.Load() == 1 })
 	testkit.Eventually(t, waitTimeout, "the script", func() bool {
 		b, _ := os.ReadFile(pidFile)
@@ -291,7 +291,7 @@ func TestShutdown(t *testing.T) {
 	if srv.aborted.Load() != 1 {
 		testkit.Eventually(t, waitTimeout, "the request to be aborted", func() bool { return srv.aborted.Load() == 1 })
 	}
-	h.clock.advance(2 * time.Hour)
+	h.clock.Advance(2 * time.Hour)
 	if got := h.rec.all()[n:]; len(got) != 0 {
 		t.Fatalf("reported after Shutdown: %v", got)
 	}

@@ -1,7 +1,5 @@
 package checks
 
-import "time"
-
 // Status values, as Consul spells them.
 const (
 	StatusPassing  = "passing"
@@ -29,26 +27,3 @@ func validStatus(s string) bool {
 type Notifier interface {
 	UpdateCheck(checkID, status, output string)
 }
-
-// Clock is the time source of schedules, TTLs, flap windows and back-offs,
-// so tests can steer them. Probe timeouts bound real I/O and always run on
-// the wall clock.
-type Clock interface {
-	// AfterFunc calls f in its own goroutine once d has elapsed, unless the
-	// returned Timer is stopped first.
-	AfterFunc(d time.Duration, f func()) Timer
-	// Now is the current time.
-	Now() time.Time
-}
-
-// Timer is a timer started by a Clock.
-type Timer interface {
-	// Stop prevents the timer from firing; it reports whether it did so.
-	Stop() bool
-}
-
-// realClock is the wall clock, the default Clock of a Runner.
-type realClock struct{}
-
-func (realClock) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
-func (realClock) Now() time.Time                            { return time.Now() }

@@ -10,8 +10,8 @@ import (
 func TestRunnerTTL(t *testing.T) {
 	h := newHarness(t, nil)
 	h.add(Definition{ID: "ttl", TTL: 10 * time.Second}, StatusPassing)
-	if h.clock.pending() != 1 {
-		t.Fatalf("Add did not arm the TTL: %d timers", h.clock.pending())
+	if h.clock.Pending() != 1 {
+		t.Fatalf("Add did not arm the TTL: %d timers", h.clock.Pending())
 	}
 
 	steps := []struct {
@@ -44,7 +44,7 @@ func TestRunnerTTL(t *testing.T) {
 				t.Fatalf("%s: heartbeat: %v", st.name, err)
 			}
 		}
-		h.clock.advance(st.advance)
+		h.clock.Advance(st.advance)
 		got := h.rec.all()[before:]
 		if len(got) != len(st.want) || (len(got) > 0 && got[0] != st.want[0]) {
 			t.Fatalf("%s: updates %v, want %v", st.name, got, st.want)

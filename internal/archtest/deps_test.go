@@ -49,7 +49,7 @@ var rules = map[string][]string{
 // toolkit is what every package may import: small mechanisms of the
 // standard library's kind, written once for the module. They import
 // nothing of the module themselves.
-var toolkit = []string{"internal/backoff", "internal/inflight"}
+var toolkit = []string{"internal/backoff", "internal/clock", "internal/inflight"}
 
 // testRules are what tests may import beyond their package's rules (and
 // internal/testkit, which every test may): the test kits, the packages

@@ -1,0 +1,124 @@
+// Package clock is the module's one time source for what tests need to
+// steer: schedules, timeouts of state (TTLs, graces), back-offs. Wall is
+// the real one; Fake moves only when told. I/O deadlines stay on the wall
+// clock.
+package clock
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// Clock tells the time and runs functions later.
+type Clock interface {
+	// Now is the current time.
+	Now() time.Time
+	// AfterFunc calls f in its own goroutine once d has elapsed, unless
+	// the returned Timer is stopped first.
+	AfterFunc(d time.Duration, f func()) Timer
+}
+
+// Timer is a timer started by a Clock.
+type Timer interface {
+	// Stop prevents the timer from firing; it reports whether it did so.
+	Stop() bool
+}
+
+// Wall is the real clock.
+type Wall struct{}
+
+func (Wall) Now() time.Time                            { return time.Now() }
+func (Wall) AfterFunc(d time.Duration, f func()) Timer { return time.AfterFunc(d, f) }
+
+// Fake is a Clock that moves only when Advance is called; its timers'
+// functions run on the goroutine that calls Advance, in deadline order.
+// It is safe for concurrent use.
+type Fake struct {
+	mu     sync.Mutex // guards the fields below
+	epoch  time.Time
+	now    time.Time
+	timers []*fakeTimer // pending ones
+}
+
+type fakeTimer struct {
+	c  *Fake
+	at time.Time
+	f  func()
+}
+
+// NewFake returns a Fake whose time starts at epoch.
+func NewFake(epoch time.Time) *Fake { return &Fake{epoch: epoch, now: epoch} }
+
+// Now implements Clock.
+func (c *Fake) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// AfterFunc implements Clock.
+func (c *Fake) AfterFunc(d time.Duration, f func()) Timer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := &fakeTimer{c: c, at: c.now.Add(d), f: f}
+	c.timers = append(c.timers, t)
+	return t
+}
+
+func (t *fakeTimer) Stop() bool {
+	t.c.mu.Lock()
+	defer t.c.mu.Unlock()
+	i := slices.Index(t.c.timers, t)
+	if i < 0 {
+		return false
+	}
+	t.c.timers = slices.Delete(t.c.timers, i, i+1)
+	return true
+}
+
+// Elapsed is the time since the epoch.
+func (c *Fake) Elapsed() time.Duration { return c.Now().Sub(c.epoch) }
+
+// Advance moves time forward by d and fires, in deadline order, the
+// timers that fall due, those the fired functions arm included. It
+// returns how many fired.
+func (c *Fake) Advance(d time.Duration) int {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+	fired := 0
+	for {
+		c.mu.Lock()
+		slices.SortStableFunc(c.timers, func(a, b *fakeTimer) int { return a.at.Compare(b.at) })
+		if len(c.timers) == 0 || c.timers[0].at.After(c.now) {
+			c.mu.Unlock()
+			return fired
+		}
+		t := c.timers[0]
+		c.timers = c.timers[1:]
+		c.mu.Unlock()
+		t.f()
+		fired++
+	}
+}
+
+// Deadlines returns the pending timers' deadlines, relative to now, in
+// order; Pending is how many there are.
+func (c *Fake) Deadlines() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ds []time.Duration
+	for _, t := range c.timers {
+		ds = append(ds, t.at.Sub(c.now))
+	}
+	slices.Sort(ds)
+	return ds
+}
+
+// Pending is how many timers are waiting to fire.
+func (c *Fake) Pending() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.timers)
+}

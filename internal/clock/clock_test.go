@@ -1,0 +1,47 @@
+package clock
+
+import (
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestFake(t *testing.T) {
+	epoch := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	c := NewFake(epoch)
+	var fired []string
+	c.AfterFunc(2*time.Second, func() { fired = append(fired, "b") })
+	stopped := c.AfterFunc(time.Second, func() { fired = append(fired, "x") })
+	c.AfterFunc(time.Second, func() {
+		fired = append(fired, "a")
+		// Armed from a timer's function, at the time Advance moved to: due
+		// within the same Advance.
+		c.AfterFunc(0, func() { fired = append(fired, "a2") })
+	})
+	if !stopped.Stop() || stopped.Stop() {
+		t.Fatal("Stop reports wrongly")
+	}
+	if got := c.Deadlines(); !slices.Equal(got, []time.Duration{time.Second, 2 * time.Second}) {
+		t.Fatalf("deadlines %v", got)
+	}
+	if n := c.Advance(1500 * time.Millisecond); n != 2 || !slices.Equal(fired, []string{"a", "a2"}) {
+		t.Fatalf("after 1.5 s: %d fired, %v", n, fired)
+	}
+	if c.Elapsed() != 1500*time.Millisecond || !c.Now().Equal(epoch.Add(1500*time.Millisecond)) {
+		t.Fatalf("Elapsed %v, Now %v", c.Elapsed(), c.Now())
+	}
+	c.Advance(time.Second)
+	if !slices.Equal(fired, []string{"a", "a2", "b"}) || c.Pending() != 0 {
+		t.Fatalf("fired %v, %d pending", fired, c.Pending())
+	}
+}
+
+func TestWall(t *testing.T) {
+	var c Clock = Wall{}
+	done := make(chan struct{})
+	c.AfterFunc(time.Millisecond, func() { close(done) })
+	<-done
+	if time.Since(c.Now()) < 0 {
+		t.Fatal("Wall.Now is in the future")
+	}
+}
