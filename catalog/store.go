@@ -93,6 +93,21 @@ func validKey(field, s string) error {
 	return nil
 }
 
+// Validate checks what a deregistration is made of: a node name, and keys
+// without control characters. The FSM runs it first; the servers run it
+// before a deregistration enters the log.
+func (req *DeregisterRequest) Validate() error {
+	if strings.TrimSpace(req.Node) == "" {
+		return fmt.Errorf("%w: Node: missing node name", ErrInvalid)
+	}
+	for _, f := range []struct{ name, v string }{{"Node", req.Node}, {"ServiceID", req.ServiceID}, {"CheckID", req.CheckID}} {
+		if err := validKey(f.name, f.v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Validate checks what a registration is made of, before any state is
 // read: names present, keys without control characters (go-memdb matches
 // non-unique index lookups by prefix up to a NUL byte, so a name holding
@@ -400,13 +415,8 @@ func (s *Store) UpdateCheckStatus(idx uint64, u *CheckStatusUpdate) error {
 // Deregister removes what req names: a check, a service instance with its
 // checks, or a whole node. Removing something that is not there succeeds.
 func (s *Store) Deregister(idx uint64, req *DeregisterRequest) error {
-	if strings.TrimSpace(req.Node) == "" {
-		return fmt.Errorf("%w: Node: missing node name", ErrInvalid)
-	}
-	for _, f := range []struct{ name, v string }{{"Node", req.Node}, {"ServiceID", req.ServiceID}, {"CheckID", req.CheckID}} {
-		if err := validKey(f.name, f.v); err != nil {
-			return err
-		}
+	if err := req.Validate(); err != nil {
+		return err
 	}
 	return s.write(func(tx *memdb.Txn) error {
 		switch {

@@ -104,15 +104,15 @@ type localServer struct {
 	serversRead   func(format int) bool
 }
 
+// Register and Deregister are validated where the write is applied, on
+// the leader, whatever path they took to it (validateRegister).
 func (s *localServer) Register(ctx context.Context, req *catalog.RegisterRequest) (uint64, error) {
-	if err := validateRegister(req); err != nil {
-		return 0, err
-	}
-	return s.write(ctx, req.Datacenter, consensus.RegisterType, req, "Catalog.Register")
+	return s.writeIf(ctx, req.Datacenter, consensus.RegisterType, req, "Catalog.Register",
+		func() error { return validateRegister(req) })
 }
 
 func (s *localServer) Deregister(ctx context.Context, req *catalog.DeregisterRequest) (uint64, error) {
-	return s.write(ctx, req.Datacenter, consensus.DeregisterType, req, "Catalog.Deregister")
+	return s.writeIf(ctx, req.Datacenter, consensus.DeregisterType, req, "Catalog.Deregister", req.Validate)
 }
 
 func (s *localServer) UpdateCheck(ctx context.Context, u *catalog.CheckStatusUpdate) (uint64, error) {

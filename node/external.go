@@ -150,13 +150,7 @@ func (e *externalChecks) reconcile(ws memdb.WatchSet) error {
 	}
 	for _, w := range start {
 		id := externalID(w.node, w.checkID)
-		d := w.def
-		def := checks.Definition{
-			ID: id, HTTP: d.HTTP, Method: d.Method, Header: d.Header, Body: d.Body,
-			TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP, GRPC: d.GRPC,
-			Interval: d.Interval, Timeout: d.Timeout,
-		}
-		if err := e.runner.Add(def, initial[id]); err != nil {
+		if err := e.runner.Add(externalDefinition(id, &w.def), initial[id]); err != nil {
 			e.logger.Warn("cannot run external check", "node", w.node, "check", w.checkID, "error", err)
 			e.mu.Lock()
 			delete(e.running, id)
@@ -164,6 +158,16 @@ func (e *externalChecks) reconcile(ws memdb.WatchSet) error {
 		}
 	}
 	return nil
+}
+
+// externalDefinition is the runner's definition of an external node's
+// check d, under id.
+func externalDefinition(id string, d *catalog.CheckDefinition) checks.Definition {
+	return checks.Definition{
+		ID: id, HTTP: d.HTTP, Method: d.Method, Header: d.Header, Body: d.Body,
+		TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP, GRPC: d.GRPC,
+		Interval: d.Interval, Timeout: d.Timeout,
+	}
 }
 
 // externalKind is the kind of check a server runs for an external node, or

@@ -67,6 +67,9 @@ func (a *Agent) catalogRegister(w http.ResponseWriter, r *http.Request) (any, er
 	if err != nil {
 		return nil, err
 	}
+	if err := validateRegister(req); err != nil {
+		return nil, err // before asking the servers whether an agent owns the node
+	}
 	if err := a.refuseAgentNode(r.Context(), dc, req.Node); err != nil {
 		return nil, err
 	}
@@ -86,9 +89,9 @@ func (a *Agent) writeDC(r *http.Request, body string) (string, error) {
 }
 
 // toRegisterRequest turns a catalog/register body into the registration
-// for datacenter dc ("" for this one). The server validates it
-// (validateRegister); only what the body's shape allows and the request's
-// does not is checked here, and every error names the field.
+// for datacenter dc ("" for this one). validateRegister checks the
+// registration; only what the body's shape allows and the request's does
+// not is checked here, and every error names the field.
 func (a *Agent) toRegisterRequest(b *catalogRegisterBody, dc string) (*catalog.RegisterRequest, error) {
 	if dc == "" {
 		dc = a.cfg.Datacenter

@@ -4,14 +4,14 @@ import (
 	"fmt"
 
 	"github.com/meshd/meshd/catalog"
-	"github.com/meshd/meshd/checks"
 	"github.com/meshd/meshd/node/config"
 )
 
-// validateRegister is the one check of a registration on a server,
-// whatever path it came by: HTTP on this server, RPC from an agent, a
-// forward from another server. It runs before the registration enters
-// the log: the catalog's own checks (RegisterRequest.Validate, which the
+// validateRegister is the one check of a registration, whatever path it
+// came by: HTTP on any agent, RPC from an agent, a forward from another
+// server. The leader runs it before the registration enters the log (an
+// agent's HTTP handler also runs it, to refuse a bad body at once): the
+// catalog's own checks (RegisterRequest.Validate, which the
 // FSM runs again), and those a registration must pass to enter the log
 // that the FSM does not check, as entries written before them must still
 // apply. Errors wrap catalog.ErrInvalid and name the field.
@@ -47,8 +47,7 @@ func validateServerCheck(field string, d *catalog.CheckDefinition) error {
 		return fmt.Errorf("%w: %s.Definition.Interval: must be at least %v for a check the servers run, got %v",
 			catalog.ErrInvalid, field, config.MinCheckPeriod, d.Interval)
 	}
-	def := checks.Definition{ID: field, HTTP: d.HTTP, Method: d.Method, Header: d.Header, Body: d.Body,
-		TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP, GRPC: d.GRPC, Interval: d.Interval, Timeout: d.Timeout}
+	def := externalDefinition(field, d)
 	if err := def.Validate(); err != nil {
 		return fmt.Errorf("%w: %s.Definition.%v", catalog.ErrInvalid, field, err)
 	}
