@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -40,6 +41,17 @@ type AutopilotConfig struct {
 
 	CreateIndex uint64
 	ModifyIndex uint64
+}
+
+// MarshalJSON writes the durations as Go duration strings ("200ms"), as
+// Consul's operator/autopilot/configuration does.
+func (c AutopilotConfig) MarshalJSON() ([]byte, error) {
+	type plain AutopilotConfig
+	return json.Marshal(struct {
+		plain
+		LastContactThreshold    string // shadows plain's
+		ServerStabilizationTime string
+	}{plain(c), c.LastContactThreshold.String(), c.ServerStabilizationTime.String()})
 }
 
 // Bounds of a stored configuration (the config file's autopilot block

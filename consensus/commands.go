@@ -54,6 +54,10 @@ const FSMVersion = 3
 // stamps entries once every server reads it.
 const StampedVersion = 2
 
+// AutopilotVersion is the first format with the autopilot configuration:
+// the leader stores one once every server reads it.
+const AutopilotVersion = 3
+
 var (
 	// ErrUnknownCommand marks a command type this build does not know.
 	ErrUnknownCommand = errors.New("unknown command type")

@@ -65,7 +65,7 @@ type Config struct {
 	// on disk, so the entry count is the batch size a burst achieved.
 	ObserveLogWrite func(entries int, took time.Duration)
 	// ServersReadStamps, when set, reports whether every server of the
-	// datacenter reads stamped entries (FSMVersion 2 or later). Until it
+	// datacenter reads stamped entries (StampedVersion or later). Until it
 	// does the leader writes unstamped entries, which servers of the
 	// previous build read, and writes are not deduplicated; once one
 	// stamped entry is applied it is no longer asked. nil: every server
@@ -854,7 +854,7 @@ func (s *Server) Stats() map[string]string {
 // cannot follow it.
 func (s *Server) Format() int {
 	if _, c, err := s.fsm.store.AutopilotConfig(nil); err == nil && c != nil {
-		return 3
+		return AutopilotVersion
 	}
 	if s.fsm.stamped.Load() {
 		return StampedVersion

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
@@ -36,9 +35,6 @@ func (s *autopilotState) get() *rpc.AutopilotHealth {
 	return s.health
 }
 
-// autopilotMember is what gossip says of a server.
-type autopilotMember struct{ name, status, build string }
-
 // autopilotTick looks at every server of the Raft configuration, as
 // Consul's autopilot does, and records what it saw: a server is healthy
 // when gossip has it alive and it answers Status.RaftStats in its leader's
@@ -51,19 +47,16 @@ type autopilotMember struct{ name, status, build string }
 // thresholds are the stored settings' (autopilotConfig); while none are
 // stored, the tick first tries to store the config file's.
 func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) {
-	a.storeFileAutopilotConfig(ctx)
+	ap, stored := a.autopilotConfig()
+	if !stored {
+		a.storeFileAutopilotConfig(ctx, ap)
+	}
 	conf, _, err := a.raft.Configuration()
 	if err != nil {
 		return
 	}
-	members := map[string]autopilotMember{}
-	for _, m := range a.gossip.Members() {
-		if s, ok := gossip.ServerFromMember(m); ok && s.ID != "" && s.Datacenter == a.cfg.Datacenter {
-			members[s.ID] = autopilotMember{m.Name, string(s.Status), s.Build}
-		}
-	}
+	members := a.dcServers()
 	stats := a.serverStats(ctx, conf, members)
-	ap := a.autopilotConfig()
 	term, leaderIndex := a.raft.Term(), a.raft.LastIndex()
 	now := time.Now()
 	out := &rpc.AutopilotHealth{Healthy: true}
@@ -73,14 +66,14 @@ func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) 
 		seen[c.ID] = true
 		m, known := members[c.ID]
 		if !known {
-			m.status = "none"
+			m.Status = "none"
 		}
-		h := rpc.ServerHealth{ID: c.ID, Name: m.name, Address: c.Address, SerfStatus: m.status, Version: m.build,
+		h := rpc.ServerHealth{ID: c.ID, Name: m.Name, Address: c.Address, SerfStatus: string(m.Status), Version: m.Build,
 			Leader: c.ID == a.nodeID, Voter: c.Voter}
 		if st := stats[i]; st != nil {
 			h.LastContact, h.LastTerm, h.LastIndex = st.LastContact, st.Term, st.LastIndex
-			h.Healthy = m.status == string(gossip.StatusAlive) && st.AppliedIndex > 0 &&
-				st.LastIndex+uint64(ap.MaxTrailingLogs) >= leaderIndex &&
+			h.Healthy = m.Status == gossip.StatusAlive && st.AppliedIndex > 0 &&
+				st.LastIndex+ap.MaxTrailingLogs >= leaderIndex &&
 				st.LastContact <= ap.LastContactThreshold && (st.Term == 0 || st.Term == term)
 		}
 		if !h.Healthy {
@@ -99,7 +92,7 @@ func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) 
 		out.Servers = append(out.Servers, h)
 		if !c.Voter && h.Healthy && now.Sub(h.StableSince) >= ap.ServerStabilizationTime {
 			a.logger.Info("promoting a server healthy for the stabilization time to voter", "id", c.ID,
-				"name", m.name, "stable_for", now.Sub(h.StableSince).Round(time.Millisecond))
+				"name", m.Name, "stable_for", now.Sub(h.StableSince).Round(time.Millisecond))
 			if err := a.raft.Promote(c.ID, c.Address); err != nil {
 				a.logger.Warn("promote server", "id", c.ID, "error", err)
 			}
@@ -118,14 +111,14 @@ func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) 
 // Raft stats, all at once (2 s each at most), and answers this server's
 // own: nil for those not asked or not answering, which are unhealthy
 // anyway. A dead server costs the look no time.
-func (a *Agent) serverStats(ctx context.Context, conf []consensus.ServerInfo, members map[string]autopilotMember) []*rpc.RaftStats {
+func (a *Agent) serverStats(ctx context.Context, conf []consensus.ServerInfo, members map[string]gossip.Server) []*rpc.RaftStats {
 	stats := make([]*rpc.RaftStats, len(conf))
 	var wg sync.WaitGroup
 	for i, c := range conf {
 		switch {
 		case c.ID == a.nodeID:
 			stats[i] = raftStats(a.raft)
-		case members[c.ID].status == string(gossip.StatusAlive):
+		case members[c.ID].Status == gossip.StatusAlive:
 			wg.Go(func() {
 				st := new(rpc.RaftStats)
 				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -143,7 +136,7 @@ func (a *Agent) serverStats(ctx context.Context, conf []consensus.ServerInfo, me
 // errAutopilotUnsupported refuses to store an autopilot configuration
 // while a server of the datacenter runs a build that cannot read it.
 var errAutopilotUnsupported = fmt.Errorf("autopilot configuration: not every server of the datacenter reads it yet (log format %d); "+
-	"it can be stored once all run this build", consensus.FSMVersion)
+	"it can be stored once all run this build", consensus.AutopilotVersion)
 
 // AutopilotGetConfiguration answers the stored autopilot configuration, or
 // while none is stored the config file's of the server that answers.
@@ -177,7 +170,7 @@ func (s *localServer) setAutopilot(ctx context.Context, req *catalog.AutopilotCo
 		return err
 	}
 	_, err := s.writeIf(ctx, req.Datacenter, consensus.AutopilotConfigType, req, "Operator.AutopilotSetConfiguration", func() error {
-		if !s.serversRead(consensus.FSMVersion) {
+		if !s.serversRead(consensus.AutopilotVersion) {
 			return errAutopilotUnsupported
 		}
 		return nil
@@ -194,20 +187,13 @@ func casResult(err error) (bool, error) {
 	return err == nil, err
 }
 
-// autopilotConfig is the configuration autopilot runs on: the stored one,
-// else this server's config file's.
-func (a *Agent) autopilotConfig() config.AutopilotConfig {
-	_, c, err := a.store.AutopilotConfig(nil)
-	if err != nil || c == nil {
-		return a.cfg.Autopilot
+// autopilotConfig is the configuration autopilot runs on: the stored one
+// (stored true), else this server's config file's.
+func (a *Agent) autopilotConfig() (c catalog.AutopilotConfig, stored bool) {
+	if _, sc, err := a.store.AutopilotConfig(nil); err == nil && sc != nil {
+		return *sc, true
 	}
-	return config.AutopilotConfig{
-		CleanupDeadServers:      c.CleanupDeadServers,
-		LastContactThreshold:    c.LastContactThreshold,
-		MaxTrailingLogs:         int(min(c.MaxTrailingLogs, math.MaxInt32)),
-		ServerStabilizationTime: c.ServerStabilizationTime,
-		MinQuorum:               int(c.MinQuorum),
-	}
+	return fileAutopilotConfig(a.cfg.Autopilot), false
 }
 
 // fileAutopilotConfig is the autopilot block of the config files as the
@@ -223,16 +209,16 @@ func fileAutopilotConfig(c config.AutopilotConfig) catalog.AutopilotConfig {
 }
 
 // storeFileAutopilotConfig is what a leader does, as Consul's, while no
-// autopilot configuration is stored: store its config file's, once every
-// server reads it. A check-and-set on "none stored" leaves one an
+// autopilot configuration is stored: store its config file's, file, once
+// every server reads it. A check-and-set on "none stored" leaves one an
 // operator stored meanwhile alone.
-func (a *Agent) storeFileAutopilotConfig(ctx context.Context) {
-	if _, c, err := a.store.AutopilotConfig(nil); err != nil || c != nil || !a.serversRead(consensus.FSMVersion) {
+func (a *Agent) storeFileAutopilotConfig(ctx context.Context, file catalog.AutopilotConfig) {
+	if !a.serversRead(consensus.AutopilotVersion) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	req := &catalog.AutopilotConfigRequest{Config: fileAutopilotConfig(a.cfg.Autopilot), CAS: true}
+	req := &catalog.AutopilotConfigRequest{Config: file, CAS: true}
 	stored, err := a.server.AutopilotSetConfiguration(ctx, req)
 	if err != nil {
 		if ctx.Err() == nil { // not a leadership that ended, or a write without a quorum: tried again next tick

@@ -102,23 +102,9 @@ func (a *Agent) operatorAutopilotHealth(w http.ResponseWriter, r *http.Request) 
 	return out, nil
 }
 
-// autopilotConfigJSON is the body of operator/autopilot/configuration, as
-// Consul's: durations as Go duration strings ("200ms").
-type autopilotConfigJSON struct {
-	CleanupDeadServers      bool
-	LastContactThreshold    string
-	MaxTrailingLogs         uint64
-	MinQuorum               uint
-	ServerStabilizationTime string
-	RedundancyZoneTag       string
-	DisableUpgradeMigration bool
-	UpgradeVersionTag       string
-	CreateIndex             uint64
-	ModifyIndex             uint64
-}
-
 // operatorAutopilotGetConfiguration answers GET
-// /v1/operator/autopilot/configuration.
+// /v1/operator/autopilot/configuration (catalog.AutopilotConfig writes its
+// durations as Consul does).
 func (a *Agent) operatorAutopilotGetConfiguration(w http.ResponseWriter, r *http.Request) (any, error) {
 	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
 	if err != nil {
@@ -129,11 +115,7 @@ func (a *Agent) operatorAutopilotGetConfiguration(w http.ResponseWriter, r *http
 		return nil, err
 	}
 	setMeta(w, res.QueryMeta)
-	c := res.Config
-	return autopilotConfigJSON{CleanupDeadServers: c.CleanupDeadServers, LastContactThreshold: c.LastContactThreshold.String(),
-		MaxTrailingLogs: c.MaxTrailingLogs, MinQuorum: c.MinQuorum, ServerStabilizationTime: c.ServerStabilizationTime.String(),
-		RedundancyZoneTag: c.RedundancyZoneTag, DisableUpgradeMigration: c.DisableUpgradeMigration,
-		UpgradeVersionTag: c.UpgradeVersionTag, CreateIndex: c.CreateIndex, ModifyIndex: c.ModifyIndex}, nil
+	return res.Config, nil
 }
 
 // operatorAutopilotSetConfiguration answers PUT

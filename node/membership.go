@@ -279,8 +279,8 @@ func (a *Agent) reconcileServer(ctx context.Context, s gossip.Server, failedSinc
 		if a.opts.serverFailGrace > 0 {
 			grace = a.opts.serverFailGrace
 		}
-		ap := a.autopilotConfig()
-		if ap.CleanupDeadServers && time.Since(since) >= grace && voters-failedVoters > (voters-1)/2 && voters-1 >= ap.MinQuorum {
+		ap, _ := a.autopilotConfig()
+		if ap.CleanupDeadServers && time.Since(since) >= grace && voters-failedVoters > (voters-1)/2 && voters-1 >= int(ap.MinQuorum) {
 			a.logger.Info("removing a server failed for longer than the grace period", "server", s.Name, "grace", grace)
 			if err := a.raft.RemoveServer(s.ID); err == nil {
 				delete(failedSince, s.ID)
@@ -306,24 +306,31 @@ func (a *Agent) recheckFailedServers(ctx context.Context, failedSince map[string
 // advertises over gossip that it reads log and snapshot format format (the
 // fsm tag): until then, in a rolling upgrade, the leader writes only what
 // the previous build reads. A server gossip does not know yet counts as
-// one that does not.
+// one that does not; this server's tags say what it reads, too.
 func (a *Agent) serversRead(format int) bool {
 	conf, _, err := a.raft.Configuration()
 	if err != nil {
 		return false
 	}
-	reads := map[string]bool{}
-	for _, m := range a.gossip.Members() { // this server too: its tags say what it reads
-		if s, ok := gossip.ServerFromMember(m); ok && s.ID != "" && s.Datacenter == a.cfg.Datacenter && s.FSM >= format {
-			reads[s.ID] = true
-		}
-	}
+	servers := a.dcServers()
 	for _, c := range conf {
-		if !reads[c.ID] {
+		if s, ok := servers[c.ID]; !ok || s.FSM < format {
 			return false
 		}
 	}
 	return true
+}
+
+// dcServers is what gossip knows of this datacenter's servers, by node
+// ID, whatever their status.
+func (a *Agent) dcServers() map[string]gossip.Server {
+	out := map[string]gossip.Server{}
+	for _, m := range a.gossip.Members() {
+		if s, ok := gossip.ServerFromMember(m); ok && s.ID != "" && s.Datacenter == a.cfg.Datacenter {
+			out[s.ID] = s
+		}
+	}
+	return out
 }
 
 // serversReadStamps is consensus.Config.ServersReadStamps.
