@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/meshd/meshd/catalog"
@@ -181,31 +182,24 @@ type Duplicate struct {
 	Err   error
 }
 
-// writesSnapshot is a copy of a table for a snapshot.
-type writesSnapshot struct {
-	clock   int64
-	entries []writeEntry
-	first   uint64
-	errs    map[uint64]writeError
-}
+// writesSnapshot is a copy of a table for a snapshot (without its index
+// by identity, which encode does not need).
+type writesSnapshot struct{ t writeTable }
 
 func (w *writeTable) snapshot() *writesSnapshot {
-	return &writesSnapshot{clock: w.clock, entries: append([]writeEntry(nil), w.queue...), first: w.first, errs: maps.Clone(w.errs)}
+	return &writesSnapshot{t: writeTable{clock: w.clock, queue: slices.Clone(w.queue), first: w.first, errs: maps.Clone(w.errs)}}
 }
 
 // encode writes the clock, the number of records and the records.
 func (s *writesSnapshot) encode(enc *msgpack.Encoder) error {
-	if err := enc.EncodeInt(s.clock); err != nil {
+	if err := enc.EncodeInt(s.t.clock); err != nil {
 		return err
 	}
-	if err := enc.EncodeUint(uint64(len(s.entries))); err != nil {
+	if err := enc.EncodeUint(uint64(s.t.len())); err != nil {
 		return err
 	}
-	for i, e := range s.entries {
-		r := writeRecord{ID: e.ID, Index: e.Index, Time: e.Time}
-		if we, ok := s.errs[s.first+uint64(i)]; ok {
-			r.Kind, r.Msg = we.kind, we.msg
-		}
+	for seq := s.t.first; seq < s.t.first+uint64(s.t.len()); seq++ {
+		r := s.t.record(seq)
 		if err := enc.Encode(&r); err != nil {
 			return err
 		}

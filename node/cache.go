@@ -402,10 +402,13 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 			e.noPath.Store(errors.Is(err, wan.ErrNoPath) || errors.Is(err, wan.ErrUnreachable))
 			recheck = true
 			markReady()
-			wait := retry.Next()
+			// A datacenter the servers cannot reach is retried sooner;
+			// the cap holds the backoff itself, not just this wait.
+			retry.Max = cacheRetryMax
 			if e.noPath.Load() {
-				wait = min(wait, cacheRetryNoPath)
+				retry.Max = cacheRetryNoPath
 			}
+			wait := retry.Next()
 			c.logger.Debug("cache watch failed", "service", e.key.service, "retry_in", wait, "error", err)
 			if !sleepCtx(ctx, wait) {
 				return
