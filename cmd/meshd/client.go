@@ -84,13 +84,19 @@ func (c *apiClient) getJSONAllowing(path string, out any, ok ...int) error {
 }
 
 // put sends a PUT and discards the answer.
-func (c *apiClient) put(path string, body io.Reader) error {
-	rc, err := c.do("PUT", path, body)
+func (c *apiClient) put(path string, body io.Reader) error { return c.send("PUT", path, body) }
+
+// send sends a request and discards the answer.
+func (c *apiClient) send(method, path string, body io.Reader) error {
+	rc, err := c.do(method, path, body)
 	if err != nil {
 		return err
 	}
-	io.Copy(io.Discard, rc)
-	return rc.Close()
+	_, err = io.Copy(io.Discard, rc)
+	if cerr := rc.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // fail prints an error the way every command does and returns exit code 1.

@@ -244,12 +244,9 @@ func removePeer(args []string, stdout, stderr io.Writer) int {
 	default:
 		q, what = "address="+url.QueryEscape(*address), fmt.Sprintf("address %q", *address)
 	}
-	rc, err := client().do("DELETE", "/v1/operator/raft/peer?"+q, nil)
-	if err != nil {
+	if err := client().send("DELETE", "/v1/operator/raft/peer?"+q, nil); err != nil {
 		return fail(stderr, "operator raft remove-peer", err)
 	}
-	io.Copy(io.Discard, rc)
-	rc.Close()
 	fmt.Fprintf(stdout, "Removed peer with %s\n", what)
 	return 0
 }

@@ -40,7 +40,11 @@ func TestWall(t *testing.T) {
 	var c Clock = Wall{}
 	done := make(chan struct{})
 	c.AfterFunc(time.Millisecond, func() { close(done) })
-	<-done
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Wall.AfterFunc did not fire")
+	}
 	if time.Since(c.Now()) < 0 {
 		t.Fatal("Wall.Now is in the future")
 	}

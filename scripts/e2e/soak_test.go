@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -62,18 +61,11 @@ func (s composeServer) StopWithin(d time.Duration) error {
 }
 
 func (s composeServer) WaitAnswers(ctx context.Context, timeout time.Duration) error {
-	hc := &http.Client{Timeout: time.Second}
-	defer hc.CloseIdleConnections()
 	_, err := eventually(timeout, 50*time.Millisecond, func() error {
-		if ctx.Err() != nil {
-			return nil // the caller sees ctx's end itself
-		}
-		resp, err := hc.Get(s.HTTP() + "/v1/agent/self")
-		if err != nil {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		resp.Body.Close()
-		return nil
+		return get(s.h, time.Second, "/v1/agent/self", nil)
 	})
 	return err
 }

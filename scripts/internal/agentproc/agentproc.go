@@ -127,11 +127,9 @@ func (a *Agent) Pause() error { return a.cmd.Process.Signal(syscall.SIGSTOP) }
 // Resume continues a paused process (SIGCONT).
 func (a *Agent) Resume() error { return a.cmd.Process.Signal(syscall.SIGCONT) }
 
-// Stop interrupts the agent and waits for it to exit.
-func (a *Agent) Stop() {
-	_ = a.cmd.Process.Signal(os.Interrupt)
-	_ = a.cmd.Wait()
-}
+// Stop interrupts the agent and waits for it to exit, a minute at most
+// (StopWithin).
+func (a *Agent) Stop() { _ = a.StopWithin(time.Minute) }
 
 // StopWithin interrupts the agent and waits up to d for it to exit; an
 // agent that has not exited by then is killed (SIGQUIT first, so a Go

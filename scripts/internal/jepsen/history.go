@@ -156,7 +156,7 @@ type Result struct {
 	Mode Kind
 	// Ops is how many operations were checked: every write (those with
 	// an unknown outcome included) and the mode's reads that answered.
-	Ops, UnknownWrites int
+	Ops int
 	// Outcome is porcupine's: Ok, Illegal, or Unknown when the check ran
 	// out of time.
 	Outcome porcupine.CheckResult
@@ -218,11 +218,6 @@ func deposedReads(ops []Op, mode Kind) []Op {
 func Check(ops []Op, mode Kind, limit time.Duration, vizPath string) (Result, error) {
 	res := Result{Mode: mode}
 	hist := toPorcupine(ops, mode)
-	for _, op := range hist {
-		if op.Return == Unknown {
-			res.UnknownWrites++
-		}
-	}
 	res.Ops = len(hist)
 	start := time.Now()
 	outcome, info := porcupine.CheckOperationsVerbose(registerModel, hist, limit)

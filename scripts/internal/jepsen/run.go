@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/meshd/meshd/scripts/internal/agentproc"
 )
 
 // Workload is what the clients do.
@@ -81,10 +83,7 @@ func runClient(ctx context.Context, w Workload, h *History, client int) {
 		}
 		h.Add(op)
 		if w.Pace > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(w.Pace):
-			}
+			agentproc.SleepCtx(ctx, w.Pace)
 		}
 	}
 }

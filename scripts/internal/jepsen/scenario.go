@@ -3,6 +3,7 @@ package jepsen
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -132,7 +133,11 @@ func RunOn(ctx context.Context, c Cluster, spec Spec, beforeCheck func() error) 
 	var wg sync.WaitGroup
 	var faults []Injected
 	var nemErr error
-	wg.Go(func() { faults, nemErr = nem.Run(rctx, h) })
+	wg.Go(func() {
+		if faults, nemErr = nem.Run(rctx, h); nemErr != nil {
+			cancel() // the run has failed: stop the clients now
+		}
+	})
 	Run(rctx, w, h)
 	wg.Wait()
 	if nemErr != nil {
@@ -193,8 +198,13 @@ func waitIndex(ctx context.Context, s Server, idx uint64, timeout time.Duration)
 	hc := &http.Client{Timeout: 5 * time.Second}
 	defer hc.CloseIdleConnections()
 	for {
-		resp, err := hc.Get(s.HTTP() + "/v1/catalog/services?stale")
+		req, err := http.NewRequestWithContext(ctx, "GET", s.HTTP()+"/v1/catalog/services?stale", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Do(req)
 		if err == nil {
+			io.Copy(io.Discard, resp.Body) // so the next poll reuses the connection
 			resp.Body.Close()
 			got, _ := strconv.ParseUint(resp.Header.Get("X-Consul-Index"), 10, 64)
 			if resp.StatusCode == 200 && got >= idx {
