@@ -312,10 +312,6 @@ func refreshServiceChecks(tx *memdb.Txn, idx uint64, svc *Service) error {
 // ensureCheckTxn writes one check of a registration that passed
 // Validate; field prefixes the field names its errors give ("Checks[1].").
 func ensureCheckTxn(tx *memdb.Txn, idx uint64, nodeName string, chk *Check, field string) error {
-	if chk.Status == "" {
-		chk = ptrCopy(chk)
-		chk.Status = HealthCritical
-	}
 	node, err := tx.First(tableNodes, indexID, nodeName)
 	if err != nil {
 		return fmt.Errorf("node lookup: %w", err)
@@ -325,6 +321,9 @@ func ensureCheckTxn(tx *memdb.Txn, idx uint64, nodeName string, chk *Check, fiel
 	}
 	c := *chk
 	c.Node = node.(*Node).Node
+	if c.Status == "" {
+		c.Status = HealthCritical
+	}
 	if c.Name == "" {
 		c.Name = c.CheckID
 	}
@@ -367,11 +366,6 @@ func ensureCheckTxn(tx *memdb.Txn, idx uint64, nodeName string, chk *Check, fiel
 		return err
 	}
 	return bumpCheckOwner(tx, idx, &c)
-}
-
-func ptrCopy[T any](v *T) *T {
-	c := *v
-	return &c
 }
 
 // bumpCheckOwner raises the index of every service whose health the check
