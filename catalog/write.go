@@ -3,7 +3,6 @@ package catalog
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"time"
 )
 
 // WriteID identifies one write from where it entered the cluster: 16
@@ -25,28 +24,18 @@ func (id WriteID) IsZero() bool { return id == WriteID{} }
 
 func (id WriteID) String() string { return hex.EncodeToString(id[:]) }
 
-// WriteRequest is embedded in every write request: the write's identity
-// and, on a server, the deadline the request arrived with. A request
+// WriteRequest is embedded in every write request: the write's identity.
+// A request
 // value is one write: a caller that means a second write, even an
 // identical one, builds a new request (or clears WriteID), or the second
 // is taken for a retry of the first and ignored.
 type WriteRequest struct {
 	WriteID WriteID `json:"-" msgpack:",omitempty"`
-	// deadline is when the sender's budget for the request runs out, as
-	// this process measures time (set on receipt from the remaining
-	// budget the sender put in the RPC header; never on the wire itself).
-	deadline time.Time
 }
 
 // WriteMeta returns the request's write fields; every write request has
 // it through embedding.
 func (w *WriteRequest) WriteMeta() *WriteRequest { return w }
-
-// Deadline is when the request's budget runs out; zero when it has none.
-func (w *WriteRequest) Deadline() time.Time { return w.deadline }
-
-// SetDeadline records when the request's budget runs out.
-func (w *WriteRequest) SetDeadline(t time.Time) { w.deadline = t }
 
 // EnsureID gives the request an identity unless it has one, and returns
 // it: where a write enters the cluster.

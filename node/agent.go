@@ -9,9 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	netrpc "net/rpc"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,22 +21,17 @@ import (
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/dns"
 	"github.com/meshd/meshd/gossip"
-	"github.com/meshd/meshd/internal/inflight"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 	"github.com/meshd/meshd/wan"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
 var (
-	// ErrShutdown is returned by Start on an agent that was shut down.
-	ErrShutdown = errors.New("agent shut down")
-	// ErrRateLimited refuses a call from a client over its RPC rate
-	// (limits.rpc_rate_per_client); HTTP answers it with 429.
-	ErrRateLimited = errors.New("rate limit exceeded")
-	// ErrTooManyBlocking refuses a blocking query from a client that holds
-	// limits.max_blocking_queries_per_client open already; HTTP 429.
-	ErrTooManyBlocking = errors.New("too many concurrent blocking queries")
+	// ErrShutdown is returned by Start on an agent that was shut down,
+	// and by calls its stop cut short.
+	ErrShutdown = server.ErrShutdown
 )
 
 // fullSyncInterval is how often the agent compares its whole local state
@@ -63,16 +56,20 @@ type Agent struct {
 	advertise netip.Addr
 	node      nodeInfo // how this node appears in the catalog
 	pool      *rpc.Pool
-	rpcServer *netrpc.Server
-	rpcCalls  inflight.Tracker
-	raft      *consensus.Server
-	server    catalogServer
-	sync      *syncer
-	runner    *checks.Runner
-	external  *externalChecks
-	states    *stateSaver
-	dns       *dns.Server
-	http      *http.Server
+	// rpc answers the server surface, over the server port and
+	// in-process; srv is what it answers from (both nil on a client).
+	rpc  *rpc.Server
+	srv  *server.Server
+	raft *consensus.Server
+	// servers takes the agent's calls to the servers: rpc on a server, a
+	// remote caller on a client.
+	servers  rpc.Caller
+	sync     *syncer
+	runner   *checks.Runner
+	external *externalChecks
+	states   *stateSaver
+	dns      *dns.Server
+	http     *http.Server
 
 	serverLn net.Listener
 	httpLns  []net.Listener
@@ -171,7 +168,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	a.pool = rpc.NewPool(10*time.Second, rpc.Hello{Node: a.cfg.NodeName, Server: a.cfg.ServerMode})
+	a.pool = rpc.NewPool(10*time.Second, rpc.Hello{Node: a.cfg.NodeName, Server: a.cfg.ServerMode}, server.Codes)
 	if a.advertise, err = advertiseAddr(a.cfg); err != nil {
 		return err
 	}
@@ -185,10 +182,12 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			return err
 		}
 	} else {
-		a.server = newRemoteServer(a.pool, a.serverAddrs)
+		a.servers = newRemoteServer(a.pool, a.serverAddrs)
 		// A client answers its host's lookups from memory, each watched
 		// service kept current by one blocking query.
-		a.cache = newServiceCache(a.server.HealthServiceNodes, a.cfg.Cache, a.cfg.DNS.MaxStale, a.logger.With("component", "cache"))
+		a.cache = newServiceCache(func(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error) {
+			return server.HealthServiceNodes.Call(ctx, a.servers, q)
+		}, a.cfg.Cache, a.cfg.DNS.MaxStale, a.logger.With("component", "cache"))
 		a.cache.metrics = a.metrics
 		a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "meshd_cache_entries", Help: "Answers the agent cache holds, each watched on the servers.",
@@ -210,7 +209,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	a.sync = newSyncer(a.local, a.server, a.node, fullSyncInterval, a.root.With("component", "sync"))
+	a.sync = newSyncer(a.local, a.servers, a.node, fullSyncInterval, a.root.With("component", "sync"))
 	// Gossip before Raft: the leader's duties read the member list from
 	// the moment this server is elected.
 	if err := a.startGossip(ctx, bg); err != nil {
@@ -299,50 +298,23 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	if a.wan, err = a.newWAN(port); err != nil {
 		return err
 	}
-	local := &localServer{raft: a.raft, store: a.store, pool: a.pool, dc: a.cfg.Datacenter, logger: a.root.With("component", "forward"),
-		node: a.cfg.NodeName, health: a.autopilot.get,
-		autopilotFile: fileAutopilotConfig(a.cfg.Autopilot), serversRead: a.serversRead}
+	scfg := server.Config{Raft: a.raft, Store: a.store, Pool: a.pool, Datacenter: a.cfg.Datacenter,
+		Logger: a.root.With("component", "forward"), Node: a.cfg.NodeName, Health: a.autopilot.get,
+		AutopilotFile: fileAutopilotConfig(a.cfg.Autopilot), ServersRead: a.serversRead}
 	if a.wan != nil {
-		local.wan = a.wan.Router()
+		scfg.WAN = a.wan.Router()
 	}
-	a.server = local
+	a.srv = server.New(scfg)
+	a.rpc = rpc.NewServer(rpc.ServerConfig{Codes: server.Codes, Stopped: server.ErrShutdown})
+	a.srv.Bind(a.rpc)
+	a.servers = a.rpc
 	a.limits = newClientLimits(a.cfg.Limits, a.metrics)
-	a.rpcServer = netrpc.NewServer()
-	for name, endpoint := range map[string]any{
-		"Catalog": &catalogEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
-		"Health":  &healthEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
-		"Status":  &statusEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
-
-		"PreparedQuery": &preparedQueryEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
-		"Operator":      &operatorEndpoint{s: local, ctx: bg, calls: &a.rpcCalls},
-	} {
-		if err := a.rpcServer.RegisterName(name, endpoint); err != nil {
-			return fmt.Errorf("rpc endpoint %s: %w", name, err)
-		}
-	}
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
 		a.serveServerPort(ln, bg)
 	}()
 	return nil
-}
-
-// stoppingCodec marks the errors of calls cut short by this agent's
-// shutdown (stopping ended) as ErrShutdown, which callers take as "try
-// another server": without it, a write in flight while a server restarts
-// fails back to the user with the bare "context canceled" of the cancelled
-// call.
-type stoppingCodec struct {
-	netrpc.ServerCodec
-	stopping context.Context
-}
-
-func (c stoppingCodec) WriteResponse(r *netrpc.Response, body any) error {
-	if r.Error != "" && c.stopping.Err() != nil && !strings.HasPrefix(r.Error, ErrShutdown.Error()) {
-		r.Error = ErrShutdown.Error() + ": " + r.Error
-	}
-	return c.ServerCodec.WriteResponse(r, body)
 }
 
 // serveServerPort accepts connections on the server port and routes each
@@ -403,14 +375,8 @@ func (a *Agent) serveServerPort(ln net.Listener, stopping context.Context) {
 				}
 				serving[c] = struct{}{}
 				mu.Unlock()
-				c.SetReadDeadline(time.Now().Add(10 * time.Second))
-				codec, err := rpc.Accept(c, a.limits.admitFor(c.RemoteAddr()))
-				c.SetReadDeadline(time.Time{})
-				if err == nil {
-					a.rpcServer.ServeCodec(stoppingCodec{codec, stopping})
-				} else {
-					a.logger.Debug("rpc connection without a hello", "remote", c.RemoteAddr(), "error", err)
-					c.Close()
+				if err := a.rpc.ServeConn(stopping, c, a.limits.admitFor(c.RemoteAddr())); err != nil {
+					a.logger.Debug("rpc connection ended", "remote", c.RemoteAddr(), "error", err)
 				}
 				mu.Lock()
 				delete(serving, c)
@@ -666,8 +632,10 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 	if a.serverLn != nil {
 		a.serverLn.Close()
 	}
-	if err := a.rpcCalls.CloseAndWait(ctx); err != nil {
-		errs = append(errs, fmt.Errorf("rpc calls in flight: %w", err))
+	if a.rpc != nil {
+		if err := a.rpc.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("rpc calls in flight: %w", err))
+		}
 	}
 	if a.pool != nil {
 		a.pool.Close()

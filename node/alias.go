@@ -9,6 +9,7 @@ import (
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/checks"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // aliasSource answers alias checks from the catalog: the health of the
@@ -101,12 +102,12 @@ func aliasFrom(node, serviceID string, n *catalog.Node, svcs []*catalog.Service,
 func (s aliasSource) remoteAliasHealth(ctx context.Context, node, serviceID string, lastIndex uint64) (string, string, uint64, error) {
 	var minIndex uint64
 	for {
-		checksRes, err := s.a.server.NodeChecks(ctx, &rpc.NodeQuery{Node: node,
+		checksRes, err := server.NodeChecks.Call(ctx, s.a.servers, &rpc.NodeQuery{Node: node,
 			QueryOptions: rpc.QueryOptions{MinIndex: minIndex, AllowStale: true}})
 		if err != nil {
 			return "", "", 0, err
 		}
-		svcRes, err := s.a.server.NodeServices(ctx, &rpc.NodeQuery{Node: node, QueryOptions: rpc.QueryOptions{AllowStale: true}})
+		svcRes, err := server.NodeServices.Call(ctx, s.a.servers, &rpc.NodeQuery{Node: node, QueryOptions: rpc.QueryOptions{AllowStale: true}})
 		if err != nil {
 			return "", "", 0, err
 		}

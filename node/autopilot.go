@@ -2,17 +2,15 @@ package node
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"sync"
 	"time"
 
-	"github.com/hashicorp/go-memdb"
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // autopilotState is the leader's latest look at its servers, for
@@ -117,7 +115,7 @@ func (a *Agent) serverStats(ctx context.Context, conf []consensus.ServerInfo, me
 	for i, c := range conf {
 		switch {
 		case c.ID == a.nodeID:
-			stats[i] = raftStats(a.raft)
+			stats[i] = server.Stats(a.raft)
 		case members[c.ID].Status == gossip.StatusAlive:
 			wg.Go(func() {
 				st := new(rpc.RaftStats)
@@ -131,60 +129,6 @@ func (a *Agent) serverStats(ctx context.Context, conf []consensus.ServerInfo, me
 	}
 	wg.Wait()
 	return stats
-}
-
-// errAutopilotUnsupported refuses to store an autopilot configuration
-// while a server of the datacenter runs a build that cannot read it.
-var errAutopilotUnsupported = fmt.Errorf("autopilot configuration: not every server of the datacenter reads it yet (log format %d); "+
-	"it can be stored once all run this build", consensus.AutopilotVersion)
-
-// AutopilotGetConfiguration answers the stored autopilot configuration, or
-// while none is stored the config file's of the server that answers.
-func (s *localServer) AutopilotGetConfiguration(ctx context.Context, q *rpc.QueryOptions) (*rpc.AutopilotConfigResponse, error) {
-	out := &rpc.AutopilotConfigResponse{}
-	if here, err := s.read(ctx, q, "Operator.AutopilotGetConfiguration", q, out); !here || err != nil {
-		return out, err
-	}
-	return out, s.blockingQuery(ctx, q, &out.QueryMeta, func(ws memdb.WatchSet) (uint64, error) {
-		idx, c, err := s.store.AutopilotConfig(ws)
-		out.Config = s.autopilotFile
-		if c != nil {
-			out.Config = *c
-		}
-		return idx, err
-	})
-}
-
-// AutopilotSetConfiguration stores an autopilot configuration on the
-// leader once every server reads it; false when req.CAS found another
-// index stored.
-func (s *localServer) AutopilotSetConfiguration(ctx context.Context, req *catalog.AutopilotConfigRequest) (bool, error) {
-	return casResult(s.setAutopilot(ctx, req))
-}
-
-// setAutopilot is AutopilotSetConfiguration with a check-and-set that
-// found another index as catalog.ErrCASConflict, as the RPC endpoint
-// answers it.
-func (s *localServer) setAutopilot(ctx context.Context, req *catalog.AutopilotConfigRequest) error {
-	if err := req.Config.Validate(); err != nil {
-		return err
-	}
-	_, err := s.writeIf(ctx, req.Datacenter, consensus.AutopilotConfigType, req, "Operator.AutopilotSetConfiguration", func() error {
-		if !s.serversRead(consensus.AutopilotVersion) {
-			return errAutopilotUnsupported
-		}
-		return nil
-	})
-	return err
-}
-
-// casResult is a check-and-set write's answer: false, and no error, when
-// it found another index stored.
-func casResult(err error) (bool, error) {
-	if errors.Is(err, catalog.ErrCASConflict) {
-		return false, nil
-	}
-	return err == nil, err
 }
 
 // autopilotConfig is the configuration autopilot runs on: the stored one
@@ -219,7 +163,7 @@ func (a *Agent) storeFileAutopilotConfig(ctx context.Context, file catalog.Autop
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req := &catalog.AutopilotConfigRequest{Config: file, CAS: true}
-	stored, err := a.server.AutopilotSetConfiguration(ctx, req)
+	stored, err := server.CASResult(server.AutopilotSetConfiguration.Call(ctx, a.servers, req))
 	if err != nil {
 		if ctx.Err() == nil { // not a leadership that ended, or a write without a quorum: tried again next tick
 			a.logger.Warn("store the config file's autopilot configuration", "error", err)

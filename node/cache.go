@@ -14,8 +14,10 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/internal/backoff"
+	"github.com/meshd/meshd/internal/clock"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 	"github.com/meshd/meshd/wan"
 )
 
@@ -289,7 +291,7 @@ func (c *serviceCache) getBlocking(ctx context.Context, key serviceKey, minIndex
 	if err != nil || minIndex == 0 || ans.meta.Index != minIndex {
 		return ans, hit, err
 	}
-	t := time.NewTimer(blockWait(wait))
+	t := time.NewTimer(server.BlockWait(wait))
 	defer t.Stop()
 	for ans.meta.Index == minIndex {
 		select {
@@ -390,7 +392,7 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil && q.MinIndex > 0 && errors.Is(err, ErrTooManyBlocking) {
+		if err != nil && q.MinIndex > 0 && errors.Is(err, server.ErrTooManyBlocking) {
 			poll = true
 			continue
 		}
@@ -410,7 +412,7 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 			}
 			wait := retry.Next()
 			c.logger.Debug("cache watch failed", "service", e.key.service, "retry_in", wait, "error", err)
-			if !sleepCtx(ctx, wait) {
+			if !clock.Sleep(ctx, clock.Wall{}, wait) {
 				return
 			}
 			continue
@@ -427,7 +429,7 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 				behindSince = now
 			}
 			if now.Sub(behindSince) < behindHold {
-				if !sleepCtx(ctx, cacheRetryMin) {
+				if !clock.Sleep(ctx, clock.Wall{}, cacheRetryMin) {
 					return
 				}
 				continue
@@ -451,7 +453,7 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 		index = max(res.Index, 1)
 		if poll {
 			poll = false
-			if !sleepCtx(ctx, pollRetry.Next()) {
+			if !clock.Sleep(ctx, clock.Wall{}, pollRetry.Next()) {
 				return
 			}
 		} else if q.MinIndex > 0 {

@@ -13,6 +13,7 @@ import (
 	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // fakeCatalog answers health/service queries like a server's blocking
@@ -40,7 +41,7 @@ func (f *fakeCatalog) fetch(ctx context.Context, q *rpc.ServiceQuery) (*rpc.Chec
 	f.calls++
 	if f.refuseBlocking && q.MinIndex > 0 {
 		f.mu.Unlock()
-		return nil, fmt.Errorf("%w: test", ErrTooManyBlocking)
+		return nil, fmt.Errorf("%w: test", server.ErrTooManyBlocking)
 	}
 	for f.err == nil && q.MinIndex == f.index { // as a server: until the index differs
 		ch := f.changed

@@ -2,6 +2,7 @@ package node_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -297,6 +298,46 @@ func TestConsulClientCatalog(t *testing.T) {
 	}
 	if _, err := cat.Deregister(&api.CatalogDeregistration{Node: "ext-1", ServiceID: "never"}, nil); err != nil {
 		t.Fatalf("deregistering an unknown service: %v", err)
+	}
+}
+
+// TestConsulClientNodeServiceList: /v1/catalog/node-services/:node, the
+// list form of a node's instances, through a client agent (the read goes
+// over RPC to a server, which applies ?filter) and on a server.
+func TestConsulClientNodeServiceList(t *testing.T) {
+	agents := nodetest.StartCluster(t, 1, 1)
+	reg := &api.CatalogRegistration{Node: "ext-1", Address: "10.1.2.3", NodeMeta: map[string]string{"rack": "r1"},
+		Service: &api.AgentService{ID: "redis-1", Service: "redis", Port: 6379, Tags: []string{"primary"}}}
+	if _, err := newClient(t, agents[0]).Catalog().Register(reg, nil); err != nil {
+		t.Fatal(err)
+	}
+	reg.Service = &api.AgentService{ID: "web-1", Service: "web", Port: 80, Meta: map[string]string{"v": "2"}}
+	if _, err := newClient(t, agents[0]).Catalog().Register(reg, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range agents {
+		cat := newClient(t, a).Catalog()
+		list, meta, err := cat.NodeServiceList("ext-1", nil)
+		if err != nil || list == nil || list.Node == nil || list.Node.Address != "10.1.2.3" || list.Node.Meta["rack"] != "r1" ||
+			len(list.Services) != 2 || meta.LastIndex == 0 {
+			t.Fatalf("%s: node-services = %+v, %+v, %v", a.Config().NodeName, list, meta, err)
+		}
+		ids := []string{list.Services[0].ID, list.Services[1].ID}
+		slices.Sort(ids)
+		if !slices.Equal(ids, []string{"redis-1", "web-1"}) {
+			t.Fatalf("%s: instances %v", a.Config().NodeName, ids)
+		}
+		filtered, _, err := cat.NodeServiceList("ext-1", &api.QueryOptions{Filter: `Meta.v == "2"`})
+		if err != nil || len(filtered.Services) != 1 || filtered.Services[0].ID != "web-1" || filtered.Services[0].Port != 80 {
+			t.Fatalf("%s: filtered = %+v, %v", a.Config().NodeName, filtered, err)
+		}
+		if _, _, err := cat.NodeServiceList("ext-1", &api.QueryOptions{Filter: `Meta.v ==`}); err == nil || !strings.Contains(err.Error(), "400") {
+			t.Fatalf("%s: a bad filter = %v, want a 400", a.Config().NodeName, err)
+		}
+		unknown, _, err := cat.NodeServiceList("nope", nil)
+		if err != nil || unknown == nil || unknown.Node != nil || len(unknown.Services) != 0 {
+			t.Fatalf("%s: unknown node = %+v, %v", a.Config().NodeName, unknown, err)
+		}
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/nodetest"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // registerV is a catalog write of the external instance db-1 with
@@ -49,7 +50,7 @@ func TestWriteAppliedOnceAcrossLeaderChange(t *testing.T) {
 	}
 	servers := nodetest.StartCluster(t, 3, 0)
 	testkit.Eventually(t, 30*time.Second, "a leader", func() bool { return leaderOf(servers) != nil })
-	pool := rpc.NewPool(5*time.Second, rpc.Hello{Node: "test-client"})
+	pool := rpc.NewPool(5*time.Second, rpc.Hello{Node: "test-client"}, server.Codes)
 	defer pool.Close()
 
 	write := func(addr string, req *catalog.RegisterRequest) uint64 {

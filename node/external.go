@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-memdb"
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/checks"
+	"github.com/meshd/meshd/node/server"
 )
 
 // externalRecheck bounds how long a change of the server set takes to move
@@ -150,7 +151,7 @@ func (e *externalChecks) reconcile(ws memdb.WatchSet) error {
 	}
 	for _, w := range start {
 		id := externalID(w.node, w.checkID)
-		if err := e.runner.Add(externalDefinition(id, &w.def), initial[id]); err != nil {
+		if err := e.runner.Add(server.ExternalDefinition(id, &w.def), initial[id]); err != nil {
 			e.logger.Warn("cannot run external check", "node", w.node, "check", w.checkID, "error", err)
 			e.mu.Lock()
 			delete(e.running, id)
@@ -158,16 +159,6 @@ func (e *externalChecks) reconcile(ws memdb.WatchSet) error {
 		}
 	}
 	return nil
-}
-
-// externalDefinition is the runner's definition of an external node's
-// check d, under id.
-func externalDefinition(id string, d *catalog.CheckDefinition) checks.Definition {
-	return checks.Definition{
-		ID: id, HTTP: d.HTTP, Method: d.Method, Header: d.Header, Body: d.Body,
-		TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP, GRPC: d.GRPC,
-		Interval: d.Interval, Timeout: d.Timeout,
-	}
 }
 
 // externalKind is the kind of check a server runs for an external node, or
@@ -248,7 +239,7 @@ func (e *externalChecks) UpdateCheck(id, status, output string) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = e.a.server.UpdateCheck(ctx, &catalog.CheckStatusUpdate{Node: ec.node, CheckID: ec.checkID, Status: status, Output: output})
+	_, err = server.UpdateCheck.Call(ctx, e.a.servers, &catalog.CheckStatusUpdate{Node: ec.node, CheckID: ec.checkID, Status: status, Output: output})
 	if err != nil {
 		e.logger.Warn("write external check status", "node", ec.node, "check", ec.checkID, "error", err)
 	}

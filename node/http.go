@@ -16,6 +16,7 @@ import (
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // maxBodySize bounds request bodies: a registration is a few KB.
@@ -77,6 +78,7 @@ func (a *Agent) routes() http.Handler {
 	handle(read, "/v1/catalog/service/{name...}", a.catalogService)
 	handle(read, "/v1/catalog/nodes", a.catalogNodes)
 	handle(read, "/v1/catalog/node/{name...}", a.catalogNode)
+	handle(read, "/v1/catalog/node-services/{name...}", a.catalogNodeServiceList)
 	handle(read, "/v1/catalog/datacenters", a.catalogDatacenters)
 
 	handle(read, "/v1/health/service/{name...}", a.healthService)
@@ -218,7 +220,7 @@ func errorStatus(err error) (int, string) {
 		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, consensus.ErrNotLeader):
 		return http.StatusInternalServerError, "No cluster leader"
-	case errors.Is(err, ErrRateLimited), errors.Is(err, ErrTooManyBlocking):
+	case errors.Is(err, server.ErrRateLimited), errors.Is(err, server.ErrTooManyBlocking):
 		return http.StatusTooManyRequests, err.Error()
 	}
 	return http.StatusInternalServerError, err.Error()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // cacheControl is what a read of health/service or catalog/service asks
@@ -107,7 +108,7 @@ func (a *Agent) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cach
 	age := ans.entry.age(a.cache.now())
 	if cc.hasMaxAge && age > cc.maxAge {
 		// Too old for this read: ask the servers (any of them) once.
-		res, ferr := a.server.HealthServiceNodes(ctx, &rpc.ServiceQuery{
+		res, ferr := server.HealthServiceNodes.Call(ctx, a.servers, &rpc.ServiceQuery{
 			Service: q.Service, Tags: q.Tags, PassingOnly: q.PassingOnly,
 			QueryOptions: rpc.QueryOptions{Datacenter: q.Datacenter, AllowStale: true, MaxStale: a.cfg.DNS.MaxStale},
 		})

@@ -11,6 +11,7 @@ import (
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // catalogRegisterBody is the body of PUT /v1/catalog/register, as
@@ -67,13 +68,13 @@ func (a *Agent) catalogRegister(w http.ResponseWriter, r *http.Request) (any, er
 	if err != nil {
 		return nil, err
 	}
-	if err := validateRegister(req); err != nil {
+	if err := server.ValidateRegister(req); err != nil {
 		return nil, err // before asking the servers whether an agent owns the node
 	}
 	if err := a.refuseAgentNode(r.Context(), dc, req.Node); err != nil {
 		return nil, err
 	}
-	if _, err := a.server.Register(r.Context(), req); err != nil {
+	if _, err := server.Register.Call(r.Context(), a.servers, req); err != nil {
 		return nil, err
 	}
 	return true, nil
@@ -89,7 +90,7 @@ func (a *Agent) writeDC(r *http.Request, body string) (string, error) {
 }
 
 // toRegisterRequest turns a catalog/register body into the registration
-// for datacenter dc ("" for this one). validateRegister checks the
+// for datacenter dc ("" for this one). server.ValidateRegister checks the
 // registration; only what the body's shape allows and the request's does
 // not is checked here, and every error names the field.
 func (a *Agent) toRegisterRequest(b *catalogRegisterBody, dc string) (*catalog.RegisterRequest, error) {
@@ -156,7 +157,7 @@ func (a *Agent) catalogDeregister(w http.ResponseWriter, r *http.Request) (any, 
 	if err != nil {
 		return nil, err
 	}
-	_, err = a.server.Deregister(r.Context(), &catalog.DeregisterRequest{Node: b.Node, ServiceID: b.ServiceID, CheckID: b.CheckID, Datacenter: dc})
+	_, err = server.Deregister.Call(r.Context(), a.servers, &catalog.DeregisterRequest{Node: b.Node, ServiceID: b.ServiceID, CheckID: b.CheckID, Datacenter: dc})
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +175,7 @@ func (a *Agent) catalogServices(w http.ResponseWriter, r *http.Request) (any, er
 		return nil, err
 	}
 	if filter == "" && meta == nil {
-		res, err := a.server.Services(r.Context(), &qo)
+		res, err := server.Services.Call(r.Context(), a.servers, &qo)
 		if err != nil {
 			return nil, err
 		}
@@ -187,7 +188,7 @@ func (a *Agent) catalogServices(w http.ResponseWriter, r *http.Request) (any, er
 	}
 	// As Consul: the filter sees each instance (ServiceName, ServiceTags,
 	// NodeMeta...), the answer lists the names it kept.
-	res, err := a.server.AllServiceNodes(r.Context(), &qo)
+	res, err := server.AllServiceNodes.Call(r.Context(), a.servers, &qo)
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +296,7 @@ func (a *Agent) catalogService(w http.ResponseWriter, r *http.Request) (any, err
 			res = &rpc.ServiceNodesResponse{Nodes: serviceNodesOf(hres.Nodes), QueryMeta: hres.QueryMeta}
 		}
 	} else {
-		res, err = a.server.ServiceNodes(r.Context(), q)
+		res, err = server.ServiceNodes.Call(r.Context(), a.servers, q)
 	}
 	if err != nil {
 		return nil, err
@@ -325,7 +326,7 @@ func (a *Agent) catalogNodes(w http.ResponseWriter, r *http.Request) (any, error
 	if err != nil {
 		return nil, err
 	}
-	res, err := a.server.Nodes(r.Context(), &qo)
+	res, err := server.Nodes.Call(r.Context(), a.servers, &qo)
 	if err != nil {
 		return nil, err
 	}
@@ -348,7 +349,7 @@ func (a *Agent) catalogNode(w http.ResponseWriter, r *http.Request) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	res, err := a.server.NodeServices(r.Context(), &rpc.NodeQuery{Node: r.PathValue("name"), QueryOptions: qo})
+	res, err := server.NodeServices.Call(r.Context(), a.servers, &rpc.NodeQuery{Node: r.PathValue("name"), QueryOptions: qo})
 	if err != nil {
 		return nil, err
 	}
@@ -365,6 +366,35 @@ func (a *Agent) catalogNode(w http.ResponseWriter, r *http.Request) (any, error)
 	return map[string]any{"Node": presentNode(res.Node), "Services": m}, nil
 }
 
+// catalogNodeServiceList answers GET /v1/catalog/node-services/:node: the
+// node and its instances as a list, ?filter applied by the server. An
+// unknown node is a null Node and no instances, as in Consul.
+func (a *Agent) catalogNodeServiceList(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+	if err != nil {
+		return nil, err
+	}
+	res, err := server.NodeServiceList.Call(r.Context(), a.servers,
+		&server.NodeServiceListQuery{Node: r.PathValue("name"), Filter: r.URL.Query().Get("filter"), QueryOptions: qo})
+	if err != nil {
+		return nil, err
+	}
+	setMeta(w, res.QueryMeta)
+	out := struct {
+		Node     *catalog.Node
+		Services []agentService
+	}{Services: make([]agentService, 0, len(res.Services))}
+	if res.Node != nil {
+		out.Node = presentNode(res.Node)
+	}
+	for _, s := range res.Services {
+		as := a.toAgentService(s)
+		as.Datacenter = ""
+		out.Services = append(out.Services, as)
+	}
+	return out, nil
+}
+
 // jsonNull encodes as null: Consul answers an unknown node with null.
 type jsonNull struct{}
 
@@ -373,8 +403,8 @@ func (jsonNull) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
 // catalogDatacenters lists the datacenters the WAN pool knows, nearest
 // first by round-trip time from the answering server.
 func (a *Agent) catalogDatacenters(w http.ResponseWriter, r *http.Request) (any, error) {
-	dcs, err := a.server.Datacenters(r.Context())
-	return orEmpty(dcs), err
+	dcs, err := server.ListDatacenters.Call(r.Context(), a.servers, &rpc.Empty{})
+	return orEmpty(*dcs), err
 }
 
 // refuseAgentNode refuses a catalog write onto a node that runs an agent
@@ -382,7 +412,7 @@ func (a *Agent) catalogDatacenters(w http.ResponseWriter, r *http.Request) (any,
 // would silently remove what the write added within a minute, a known
 // Consul surprise. Such services belong in the agent's own API.
 func (a *Agent) refuseAgentNode(ctx context.Context, dc, node string) error {
-	res, err := a.server.NodeChecks(ctx, &rpc.NodeQuery{Node: node, QueryOptions: rpc.QueryOptions{AllowStale: true, Datacenter: dc}})
+	res, err := server.NodeChecks.Call(ctx, a.servers, &rpc.NodeQuery{Node: node, QueryOptions: rpc.QueryOptions{AllowStale: true, Datacenter: dc}})
 	if err != nil {
 		return err
 	}

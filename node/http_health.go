@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // healthService answers GET /v1/health/service/:name: the instances with
@@ -95,7 +96,7 @@ func (a *Agent) serviceEntries(w http.ResponseWriter, r *http.Request, passingOn
 	if cc.use {
 		res, cached, err = a.cachedHealth(r.Context(), w, cc, q)
 	} else {
-		res, err = a.server.HealthServiceNodes(r.Context(), q)
+		res, err = server.HealthServiceNodes.Call(r.Context(), a.servers, q)
 	}
 	if err != nil {
 		return serviceAnswer{}, err
@@ -163,13 +164,13 @@ func (a *Agent) checksRead(w http.ResponseWriter, r *http.Request, read func(qo 
 
 func (a *Agent) healthChecks(w http.ResponseWriter, r *http.Request) (any, error) {
 	return a.checksRead(w, r, func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error) {
-		return a.server.ServiceChecks(r.Context(), &rpc.ServiceQuery{Service: r.PathValue("name"), QueryOptions: qo})
+		return server.ServiceChecks.Call(r.Context(), a.servers, &rpc.ServiceQuery{Service: r.PathValue("name"), QueryOptions: qo})
 	})
 }
 
 func (a *Agent) healthNode(w http.ResponseWriter, r *http.Request) (any, error) {
 	return a.checksRead(w, r, func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error) {
-		return a.server.NodeChecks(r.Context(), &rpc.NodeQuery{Node: r.PathValue("name"), QueryOptions: qo})
+		return server.NodeChecks.Call(r.Context(), a.servers, &rpc.NodeQuery{Node: r.PathValue("name"), QueryOptions: qo})
 	})
 }
 
@@ -179,7 +180,7 @@ func (a *Agent) healthState(w http.ResponseWriter, r *http.Request) (any, error)
 		return nil, badRequest("state: unknown check state %q (want any, passing, warning or critical)", state)
 	}
 	return a.checksRead(w, r, func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error) {
-		return a.server.ChecksInState(r.Context(), &rpc.StateQuery{State: state, QueryOptions: qo})
+		return server.ChecksInState.Call(r.Context(), a.servers, &rpc.StateQuery{State: state, QueryOptions: qo})
 	})
 }
 
@@ -188,7 +189,7 @@ func (a *Agent) statusLeader(w http.ResponseWriter, r *http.Request) (any, error
 	if err != nil {
 		return nil, err
 	}
-	return a.server.Leader(r.Context(), dc)
+	return server.Leader.Call(r.Context(), a.servers, &rpc.DCRequest{Datacenter: dc})
 }
 
 func (a *Agent) statusPeers(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -196,8 +197,8 @@ func (a *Agent) statusPeers(w http.ResponseWriter, r *http.Request) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	peers, err := a.server.Peers(r.Context(), dc)
-	return orEmpty(peers), err
+	peers, err := server.Peers.Call(r.Context(), a.servers, &rpc.DCRequest{Datacenter: dc})
+	return orEmpty(*peers), err
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }

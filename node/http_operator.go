@@ -12,6 +12,7 @@ import (
 	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // raftServer is one entry of operator/raft/configuration, as Consul's.
@@ -64,7 +65,8 @@ func (a *Agent) operatorRaftRemovePeer(w http.ResponseWriter, r *http.Request) (
 	case hasID && q.Get("id") == "", hasAddress && q.Get("address") == "":
 		return nil, badRequest("Must specify a non-empty ?id or ?address")
 	}
-	return nil, a.server.RaftRemovePeer(r.Context(), &rpc.RemovePeerRequest{ID: q.Get("id"), Address: q.Get("address")})
+	_, err := server.RaftRemovePeer.Call(r.Context(), a.servers, &rpc.RemovePeerRequest{ID: q.Get("id"), Address: q.Get("address")})
+	return nil, err
 }
 
 // autopilotServer is one server of operator/autopilot/health, as Consul's.
@@ -81,7 +83,7 @@ type autopilotServer struct {
 // leader's latest look at its servers (at most a second old), with 429
 // when any is unhealthy, as Consul answers.
 func (a *Agent) operatorAutopilotHealth(w http.ResponseWriter, r *http.Request) (any, error) {
-	h, err := a.server.AutopilotHealth(r.Context())
+	h, err := server.AutopilotHealth.Call(r.Context(), a.servers, &rpc.Empty{})
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +112,7 @@ func (a *Agent) operatorAutopilotGetConfiguration(w http.ResponseWriter, r *http
 	if err != nil {
 		return nil, err
 	}
-	res, err := a.server.AutopilotGetConfiguration(r.Context(), &qo)
+	res, err := server.AutopilotGetConfiguration.Call(r.Context(), a.servers, &qo)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +145,7 @@ func (a *Agent) operatorAutopilotSetConfiguration(w http.ResponseWriter, r *http
 		}
 		req.CAS, req.Index = true, idx
 	}
-	return a.server.AutopilotSetConfiguration(r.Context(), req)
+	return server.CASResult(server.AutopilotSetConfiguration.Call(r.Context(), a.servers, req))
 }
 
 // snapshotSave streams a snapshot of this server's state.

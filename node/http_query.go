@@ -6,6 +6,7 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // queryBody is a prepared query as clients send it: Consul's fields,
@@ -61,8 +62,9 @@ func (a *Agent) queryCreate(w http.ResponseWriter, r *http.Request) (any, error)
 		return nil, err
 	}
 	q.ID = ""
-	id, err := a.server.PreparedQueryApply(r.Context(), &catalog.PreparedQueryRequest{Op: catalog.QuerySet, Query: q, Datacenter: dc})
-	if err != nil {
+	req := &catalog.PreparedQueryRequest{Op: catalog.QuerySet, Query: q, Datacenter: dc}
+	id := server.NewQueryID(req)
+	if _, err := server.PreparedQueryApply.Call(r.Context(), a.servers, req); err != nil {
 		return nil, err
 	}
 	return map[string]string{"ID": id}, nil
@@ -79,7 +81,7 @@ func (a *Agent) queryUpdate(w http.ResponseWriter, r *http.Request) (any, error)
 		return nil, err
 	}
 	q.ID = existing.ID
-	_, err = a.server.PreparedQueryApply(r.Context(), &catalog.PreparedQueryRequest{Op: catalog.QuerySet, Query: q, Datacenter: dc})
+	_, err = server.PreparedQueryApply.Call(r.Context(), a.servers, &catalog.PreparedQueryRequest{Op: catalog.QuerySet, Query: q, Datacenter: dc})
 	return nil, err
 }
 
@@ -92,7 +94,7 @@ func (a *Agent) queryDelete(w http.ResponseWriter, r *http.Request) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	_, err = a.server.PreparedQueryApply(r.Context(), &catalog.PreparedQueryRequest{
+	_, err = server.PreparedQueryApply.Call(r.Context(), a.servers, &catalog.PreparedQueryRequest{
 		Op: catalog.QueryDelete, Query: &catalog.PreparedQuery{ID: existing.ID}, Datacenter: dc})
 	return nil, err
 }
@@ -100,13 +102,13 @@ func (a *Agent) queryDelete(w http.ResponseWriter, r *http.Request) (any, error)
 // lookupQuery finds the query named by the path's ID (or name), for a
 // write; 404 when there is none.
 func (a *Agent) lookupQuery(r *http.Request, dc string) (*catalog.PreparedQuery, error) {
-	res, err := a.server.PreparedQueryGet(r.Context(), &rpc.PreparedQueryGet{QueryID: r.PathValue("id"),
+	res, err := server.PreparedQueryGet.Call(r.Context(), a.servers, &rpc.PreparedQueryGet{QueryID: r.PathValue("id"),
 		QueryOptions: rpc.QueryOptions{Datacenter: dc}})
 	if err != nil {
 		return nil, err
 	}
 	if len(res.Queries) == 0 {
-		return nil, notFound("%v: %q", errQueryNotFound, r.PathValue("id"))
+		return nil, notFound("%v: %q", server.ErrQueryNotFound, r.PathValue("id"))
 	}
 	return res.Queries[0], nil
 }
@@ -117,12 +119,12 @@ func (a *Agent) queryGet(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := a.server.PreparedQueryGet(r.Context(), &rpc.PreparedQueryGet{QueryID: r.PathValue("id"), QueryOptions: qo})
+	res, err := server.PreparedQueryGet.Call(r.Context(), a.servers, &rpc.PreparedQueryGet{QueryID: r.PathValue("id"), QueryOptions: qo})
 	if err != nil {
 		return nil, err
 	}
 	if len(res.Queries) == 0 {
-		return nil, notFound("%v: %q", errQueryNotFound, r.PathValue("id"))
+		return nil, notFound("%v: %q", server.ErrQueryNotFound, r.PathValue("id"))
 	}
 	setMeta(w, res.QueryMeta)
 	return presentQueries(res.Queries), nil
@@ -133,7 +135,7 @@ func (a *Agent) queryList(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	res, err := a.server.PreparedQueryList(r.Context(), &qo)
+	res, err := server.PreparedQueryList.Call(r.Context(), a.servers, &qo)
 	if err != nil {
 		return nil, err
 	}
@@ -176,12 +178,12 @@ func (a *Agent) queryExecute(w http.ResponseWriter, r *http.Request) (any, error
 		}
 	}
 	qo.MinIndex = 0
-	res, err := a.server.PreparedQueryExecute(r.Context(), &rpc.PreparedQueryExecute{QueryIDOrName: r.PathValue("id"), Limit: limit, QueryOptions: qo})
+	res, err := server.PreparedQueryExecute.Call(r.Context(), a.servers, &rpc.PreparedQueryExecute{QueryIDOrName: r.PathValue("id"), Limit: limit, QueryOptions: qo})
 	if err != nil {
 		return nil, err
 	}
 	if !res.Found {
-		return nil, notFound("%v: %q", errQueryNotFound, r.PathValue("id"))
+		return nil, notFound("%v: %q", server.ErrQueryNotFound, r.PathValue("id"))
 	}
 	setMeta(w, res.QueryMeta)
 	out := queryExecuteResult{Service: res.Service, DNS: res.DNS, Datacenter: res.Datacenter, Failovers: res.Failovers,

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // serfHealthName and serfHealthOutput describe the built-in node check,
@@ -20,11 +22,11 @@ const (
 // leaderDuties runs while this server leads (consensus.Config.LeaderFunc).
 func (a *Agent) leaderDuties(ctx context.Context) {
 	r := &reaper{
-		store:  a.store,
-		server: a.server,
-		logger: a.logger.With("duty", "reap"),
-		since:  map[reapKey]time.Time{},
-		now:    time.Now,
+		store:   a.store,
+		servers: a.servers,
+		logger:  a.logger.With("duty", "reap"),
+		since:   map[reapKey]time.Time{},
+		now:     time.Now,
 	}
 	// The reconcile loop also keeps this server's own node and its
 	// serfHealth in the catalog, as for every member.
@@ -50,11 +52,11 @@ type reapKey struct{ node, checkID string }
 // critical, so a new leader starts the clocks afresh: a reap may come
 // later after a leader change, never earlier.
 type reaper struct {
-	store  *catalog.Store
-	server catalogServer
-	logger *slog.Logger
-	since  map[reapKey]time.Time
-	now    func() time.Time
+	store   *catalog.Store
+	servers rpc.Caller
+	logger  *slog.Logger
+	since   map[reapKey]time.Time
+	now     func() time.Time
 }
 
 type reapCandidate struct {
@@ -109,7 +111,7 @@ func (r *reaper) reapDue(ctx context.Context, cands []reapCandidate) time.Time {
 			}
 			continue
 		}
-		_, err := r.server.Deregister(ctx, &catalog.DeregisterRequest{Node: c.key.node, ServiceID: c.serviceID})
+		_, err := server.Deregister.Call(ctx, r.servers, &catalog.DeregisterRequest{Node: c.key.node, ServiceID: c.serviceID})
 		if err != nil {
 			r.logger.Warn("reap service", "node", c.key.node, "service_id", c.serviceID, "error", err)
 			retry := now.Add(time.Second)

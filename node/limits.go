@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 	"golang.org/x/time/rate"
 )
 
@@ -85,7 +86,7 @@ func (l *clientLimits) admit(client string, blocking bool) (func(), error) {
 	if u.limiter != nil && !u.limiter.AllowN(now, 1) {
 		l.metrics.clientRefused.WithLabelValues(client, "rate").Inc()
 		return nil, fmt.Errorf("%w: %s sent more than %d RPCs/s (burst %d); slow down or raise limits.rpc_rate_per_client",
-			ErrRateLimited, client, int(l.limit), l.burst)
+			server.ErrRateLimited, client, int(l.limit), l.burst)
 	}
 	if !blocking {
 		return nil, nil
@@ -104,7 +105,7 @@ func (l *clientLimits) enterLocked(client string, u *clientUse) (func(), error) 
 	if l.maxBlocking > 0 && u.blocking >= l.maxBlocking {
 		l.metrics.clientRefused.WithLabelValues(client, "blocking").Inc()
 		return nil, fmt.Errorf("%w: %s holds %d open on this server; raise limits.max_blocking_queries_per_client",
-			ErrTooManyBlocking, client, u.blocking)
+			server.ErrTooManyBlocking, client, u.blocking)
 	}
 	u.blocking++
 	l.metrics.clientBlocking.WithLabelValues(client).Set(float64(u.blocking))

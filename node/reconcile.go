@@ -7,6 +7,7 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // memberStatus is a gossip member's state as the leader sees it.
@@ -51,7 +52,7 @@ func (a *Agent) reconcileMember(ctx context.Context, m member) error {
 // setSerfHealth registers the member's node if the catalog has none, and
 // sets its serfHealth check, writing only what changed.
 func (a *Agent) setSerfHealth(ctx context.Context, m member, status, output string) error {
-	res, err := a.server.NodeState(ctx, m.Name)
+	res, err := server.NodeState.Call(ctx, a.servers, &rpc.NodeQuery{Node: m.Name})
 	if err != nil {
 		return err
 	}
@@ -72,7 +73,7 @@ func (a *Agent) setSerfHealth(ctx context.Context, m member, status, output stri
 			CheckID: catalog.SerfCheckID, Name: serfHealthName, Status: status, Output: output, Type: "serf",
 		}},
 	}
-	if _, err := a.server.Register(ctx, req); err != nil {
+	if _, err := server.Register.Call(ctx, a.servers, req); err != nil {
 		return fmt.Errorf("reconcile %s: %w", m.Name, err)
 	}
 	return nil
@@ -82,7 +83,7 @@ func (a *Agent) deregisterMember(ctx context.Context, name string) error {
 	if strings.EqualFold(name, a.cfg.NodeName) {
 		return nil // this server's own leave is handled by its leave path
 	}
-	if _, err := a.server.Deregister(ctx, &catalog.DeregisterRequest{Node: name}); err != nil {
+	if _, err := server.Deregister.Call(ctx, a.servers, &catalog.DeregisterRequest{Node: name}); err != nil {
 		return fmt.Errorf("deregister %s: %w", name, err)
 	}
 	return nil
@@ -93,7 +94,7 @@ func (a *Agent) deregisterMember(ctx context.Context, name string) error {
 // left or were reaped while no leader was looking. External nodes,
 // without serfHealth, are left alone.
 func (a *Agent) reapUnknownNodes(ctx context.Context, known map[string]bool, due func(node string) bool) error {
-	res, err := a.server.ChecksInState(ctx, &rpc.StateQuery{State: catalog.HealthAny})
+	res, err := server.ChecksInState.Call(ctx, a.servers, &rpc.StateQuery{State: catalog.HealthAny})
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // startInternal starts a dev server agent on loopback for tests inside the
@@ -45,7 +46,7 @@ func TestReconcileMembers(t *testing.T) {
 	ctx := context.Background()
 	health := func(node string) string {
 		t.Helper()
-		res, err := a.server.NodeChecks(ctx, &rpc.NodeQuery{Node: node})
+		res, err := server.NodeChecks.Call(ctx, a.servers, &rpc.NodeQuery{Node: node})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +66,7 @@ func TestReconcileMembers(t *testing.T) {
 	}
 	// The member's own agent registers a service and node meta; the
 	// leader's later writes must keep them.
-	if _, err := a.server.Register(ctx, &catalog.RegisterRequest{Node: "web-host", Address: "10.0.0.7",
+	if _, err := server.Register.Call(ctx, a.servers, &catalog.RegisterRequest{Node: "web-host", Address: "10.0.0.7",
 		NodeMeta: map[string]string{"rack": "r1"}, Service: &catalog.Service{Service: "web", Port: 80}}); err != nil {
 		t.Fatal(err)
 	}
@@ -76,11 +77,11 @@ func TestReconcileMembers(t *testing.T) {
 	if got := health("web-host"); got != catalog.HealthCritical {
 		t.Fatalf("failed member: serfHealth %q", got)
 	}
-	res, _ := a.server.HealthServiceNodes(ctx, &rpc.ServiceQuery{Service: "web", PassingOnly: true})
+	res, _ := server.HealthServiceNodes.Call(ctx, a.servers, &rpc.ServiceQuery{Service: "web", PassingOnly: true})
 	if len(res.Nodes) != 0 {
 		t.Fatalf("instances of a failed node still passing: %d", len(res.Nodes))
 	}
-	ns, _ := a.server.NodeServices(ctx, &rpc.NodeQuery{Node: "web-host"})
+	ns, _ := server.NodeServices.Call(ctx, a.servers, &rpc.NodeQuery{Node: "web-host"})
 	if ns.Node == nil || ns.Node.Meta["rack"] != "r1" {
 		t.Fatalf("reconcile clobbered the node: %+v", ns.Node)
 	}
@@ -89,7 +90,7 @@ func TestReconcileMembers(t *testing.T) {
 	if err := a.reconcileMember(ctx, web); err != nil {
 		t.Fatal(err)
 	}
-	if ns2, _ := a.server.NodeServices(ctx, &rpc.NodeQuery{Node: "web-host"}); ns2.Index != idx {
+	if ns2, _ := server.NodeServices.Call(ctx, a.servers, &rpc.NodeQuery{Node: "web-host"}); ns2.Index != idx {
 		t.Fatalf("an idle reconcile wrote: index %d -> %d", idx, ns2.Index)
 	}
 
@@ -97,19 +98,19 @@ func TestReconcileMembers(t *testing.T) {
 	if err := a.reconcileMember(ctx, web); err != nil {
 		t.Fatal(err)
 	}
-	if ns, _ := a.server.NodeServices(ctx, &rpc.NodeQuery{Node: "web-host"}); ns.Node != nil {
+	if ns, _ := server.NodeServices.Call(ctx, a.servers, &rpc.NodeQuery{Node: "web-host"}); ns.Node != nil {
 		t.Fatal("a member that left is still registered")
 	}
 
 	// Agent nodes gossip forgot are reaped; external nodes are not.
 	a.reconcileMember(ctx, member{Name: "ghost", Addr: "10.0.0.8", Status: memberAlive})
-	a.server.Register(ctx, &catalog.RegisterRequest{Node: "external", Address: "10.0.0.9"})
+	server.Register.Call(ctx, a.servers, &catalog.RegisterRequest{Node: "external", Address: "10.0.0.9"})
 	always := func(string) bool { return true }
 	if err := a.reapUnknownNodes(ctx, map[string]bool{"server1": true}, always); err != nil {
 		t.Fatal(err)
 	}
 	for node, want := range map[string]bool{"ghost": false, "external": true, "server1": true} {
-		ns, _ := a.server.NodeServices(ctx, &rpc.NodeQuery{Node: node})
+		ns, _ := server.NodeServices.Call(ctx, a.servers, &rpc.NodeQuery{Node: node})
 		if (ns.Node != nil) != want {
 			t.Fatalf("after reaping unknown nodes, %s present = %v, want %v", node, ns.Node != nil, want)
 		}

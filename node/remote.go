@@ -2,23 +2,18 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"sync"
 
-	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
-// ErrNoServers means a client agent knows no server to ask.
-var ErrNoServers = errors.New("no known servers")
-
-// remoteServer answers catalogServer calls for a client agent by RPC to a
+// remoteServer is a client agent's rpc.Caller: it sends each call to a
 // server of its datacenter. It sticks to one server (its connection and
 // blocking queries stay there) and moves to another when that one cannot
-// be reached; the servers a follower cannot answer for, it forwards to the
-// leader itself.
+// answer; what a follower cannot answer, it forwards to the leader itself.
 type remoteServer struct {
 	pool    *rpc.Pool
 	servers func() []string // RPC addresses of the alive servers
@@ -44,7 +39,7 @@ func (s *remoteServer) callCounts() map[string]uint64 {
 // method (nil on a server), and how many health/service answers its cache
 // holds: what the agent costs the servers.
 func (a *Agent) RPCCalls() (calls map[string]uint64, cacheEntries int) {
-	rs, ok := a.server.(*remoteServer)
+	rs, ok := a.servers.(*remoteServer)
 	if !ok {
 		return nil, 0
 	}
@@ -70,20 +65,24 @@ func (s *remoteServer) order() []string {
 	return list
 }
 
-// call invokes method on a server, moving to the next one while a server
-// cannot be reached at all; an answer, error or not, ends the search.
-func (s *remoteServer) call(ctx context.Context, method string, args, reply any) error {
+// Call invokes method on a server, moving to the next one while a server
+// cannot answer at all; an answer, error or not, ends the search. A write
+// gets its identity here, where it enters the cluster, so every server
+// it reaches applies it once.
+func (s *remoteServer) Call(ctx context.Context, method string, req, resp any) error {
+	ctx, cancel := server.EnterWrite(ctx, req)
+	defer cancel()
 	s.mu.Lock()
 	s.calls[method]++
 	s.mu.Unlock()
 	list := s.order()
 	if len(list) == 0 {
-		return ErrNoServers
+		return server.ErrNoServers
 	}
 	var lastErr error
 	for _, addr := range list {
-		err := fromRemote(s.pool.Call(ctx, addr, method, args, reply))
-		if serverUnavailable(err) {
+		err := s.pool.Call(ctx, addr, method, req, resp)
+		if server.Unavailable(err) {
 			lastErr = err
 			continue
 		}
@@ -94,143 +93,3 @@ func (s *remoteServer) call(ctx context.Context, method string, args, reply any)
 	}
 	return fmt.Errorf("no server answered: %w", lastErr)
 }
-
-func (s *remoteServer) write(ctx context.Context, method string, args any) (uint64, error) {
-	ctx, cancel := enterWrite(ctx, args)
-	defer cancel()
-	var reply rpc.WriteResponse
-	err := s.call(ctx, method, args, &reply)
-	return reply.Index, err
-}
-
-func (s *remoteServer) Register(ctx context.Context, req *catalog.RegisterRequest) (uint64, error) {
-	return s.write(ctx, "Catalog.Register", req)
-}
-
-func (s *remoteServer) Deregister(ctx context.Context, req *catalog.DeregisterRequest) (uint64, error) {
-	return s.write(ctx, "Catalog.Deregister", req)
-}
-
-func (s *remoteServer) UpdateCheck(ctx context.Context, u *catalog.CheckStatusUpdate) (uint64, error) {
-	return s.write(ctx, "Catalog.UpdateCheck", u)
-}
-
-// read invokes a read method and returns its typed reply.
-func read[T any](ctx context.Context, s *remoteServer, method string, args any) (*T, error) {
-	reply := new(T)
-	if err := s.call(ctx, method, args, reply); err != nil {
-		return nil, err
-	}
-	return reply, nil
-}
-
-func (s *remoteServer) NodeState(ctx context.Context, node string) (*rpc.NodeStateResponse, error) {
-	return read[rpc.NodeStateResponse](ctx, s, "Catalog.NodeState", &rpc.NodeQuery{Node: node})
-}
-
-func (s *remoteServer) HealthServiceNodes(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error) {
-	return read[rpc.CheckServiceNodesResponse](ctx, s, "Health.ServiceNodes", q)
-}
-
-func (s *remoteServer) ServiceNodes(ctx context.Context, q *rpc.ServiceQuery) (*rpc.ServiceNodesResponse, error) {
-	return read[rpc.ServiceNodesResponse](ctx, s, "Catalog.ServiceNodes", q)
-}
-
-func (s *remoteServer) AllServiceNodes(ctx context.Context, q *rpc.QueryOptions) (*rpc.ServiceNodesResponse, error) {
-	return read[rpc.ServiceNodesResponse](ctx, s, "Catalog.AllServiceNodes", q)
-}
-
-func (s *remoteServer) Services(ctx context.Context, q *rpc.QueryOptions) (*rpc.ServicesResponse, error) {
-	return read[rpc.ServicesResponse](ctx, s, "Catalog.Services", q)
-}
-
-func (s *remoteServer) Nodes(ctx context.Context, q *rpc.QueryOptions) (*rpc.NodesResponse, error) {
-	return read[rpc.NodesResponse](ctx, s, "Catalog.Nodes", q)
-}
-
-func (s *remoteServer) AddressOwners(ctx context.Context, q *rpc.AddressQuery) (*rpc.AddressOwnersResponse, error) {
-	return read[rpc.AddressOwnersResponse](ctx, s, "Catalog.AddressOwners", q)
-}
-
-func (s *remoteServer) NodeServices(ctx context.Context, q *rpc.NodeQuery) (*rpc.NodeServicesResponse, error) {
-	return read[rpc.NodeServicesResponse](ctx, s, "Catalog.NodeServices", q)
-}
-
-func (s *remoteServer) NodeChecks(ctx context.Context, q *rpc.NodeQuery) (*rpc.ChecksResponse, error) {
-	return read[rpc.ChecksResponse](ctx, s, "Health.NodeChecks", q)
-}
-
-func (s *remoteServer) ServiceChecks(ctx context.Context, q *rpc.ServiceQuery) (*rpc.ChecksResponse, error) {
-	return read[rpc.ChecksResponse](ctx, s, "Health.ServiceChecks", q)
-}
-
-func (s *remoteServer) ChecksInState(ctx context.Context, q *rpc.StateQuery) (*rpc.ChecksResponse, error) {
-	return read[rpc.ChecksResponse](ctx, s, "Health.ChecksInState", q)
-}
-
-func (s *remoteServer) Leader(ctx context.Context, dc string) (string, error) {
-	var reply string
-	err := s.call(ctx, "Status.Leader", &rpc.DCRequest{Datacenter: dc}, &reply)
-	return reply, err
-}
-
-func (s *remoteServer) Peers(ctx context.Context, dc string) ([]string, error) {
-	var reply []string
-	err := s.call(ctx, "Status.Peers", &rpc.DCRequest{Datacenter: dc}, &reply)
-	return reply, err
-}
-
-func (s *remoteServer) Datacenters(ctx context.Context) ([]string, error) {
-	var reply []string
-	err := s.call(ctx, "Catalog.ListDatacenters", &rpc.Empty{}, &reply)
-	return reply, err
-}
-
-func (s *remoteServer) PreparedQueryApply(ctx context.Context, req *catalog.PreparedQueryRequest) (string, error) {
-	if req.Op == catalog.QuerySet && req.Query != nil && req.Query.ID == "" {
-		// The ID is chosen once, here, so a retry on another server
-		// cannot create the query twice.
-		id, err := newUUID()
-		if err != nil {
-			return "", err
-		}
-		req.Query.ID = id
-	}
-	_, err := s.write(ctx, "PreparedQuery.Apply", req)
-	if req.Query == nil {
-		return "", err
-	}
-	return req.Query.ID, err
-}
-
-func (s *remoteServer) PreparedQueryGet(ctx context.Context, q *rpc.PreparedQueryGet) (*rpc.PreparedQueriesResponse, error) {
-	return read[rpc.PreparedQueriesResponse](ctx, s, "PreparedQuery.Get", q)
-}
-
-func (s *remoteServer) PreparedQueryList(ctx context.Context, q *rpc.QueryOptions) (*rpc.PreparedQueriesResponse, error) {
-	return read[rpc.PreparedQueriesResponse](ctx, s, "PreparedQuery.List", q)
-}
-
-func (s *remoteServer) PreparedQueryExecute(ctx context.Context, q *rpc.PreparedQueryExecute) (*rpc.PreparedQueryExecuteResponse, error) {
-	return read[rpc.PreparedQueryExecuteResponse](ctx, s, "PreparedQuery.Execute", q)
-}
-
-func (s *remoteServer) RaftRemovePeer(ctx context.Context, req *rpc.RemovePeerRequest) error {
-	var reply rpc.Empty
-	return s.call(ctx, "Operator.RaftRemovePeer", req, &reply)
-}
-
-func (s *remoteServer) AutopilotHealth(ctx context.Context) (*rpc.AutopilotHealth, error) {
-	return read[rpc.AutopilotHealth](ctx, s, "Operator.AutopilotHealth", &rpc.Empty{})
-}
-
-func (s *remoteServer) AutopilotGetConfiguration(ctx context.Context, q *rpc.QueryOptions) (*rpc.AutopilotConfigResponse, error) {
-	return read[rpc.AutopilotConfigResponse](ctx, s, "Operator.AutopilotGetConfiguration", q)
-}
-
-func (s *remoteServer) AutopilotSetConfiguration(ctx context.Context, req *catalog.AutopilotConfigRequest) (bool, error) {
-	_, err := s.write(ctx, "Operator.AutopilotSetConfiguration", req)
-	return casResult(err)
-}
-
-var _ catalogServer = (*remoteServer)(nil)

@@ -8,6 +8,7 @@ import (
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/dns"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // dnsResolver answers the DNS server through the catalog endpoints, with
@@ -45,12 +46,12 @@ func (r dnsResolver) ServiceInstancesFresh(ctx context.Context, q dns.ServiceLoo
 		}
 		return ans.nodes, ans.fresh, nil
 	}
-	if ls, ok := r.a.server.(*localServer); ok {
-		if nodes, fresh, here, err := ls.localHealthService(ctx, sq); here {
+	if r.a.srv != nil {
+		if nodes, fresh, here, err := r.a.srv.LocalHealthService(ctx, sq); here {
 			return nodes, fresh, err
 		}
 	}
-	res, err := r.a.server.HealthServiceNodes(ctx, sq)
+	res, err := server.HealthServiceNodes.Call(ctx, r.a.servers, sq)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -58,7 +59,7 @@ func (r dnsResolver) ServiceInstancesFresh(ctx context.Context, q dns.ServiceLoo
 }
 
 func (r dnsResolver) Node(ctx context.Context, datacenter, name string) (*catalog.Node, error) {
-	res, err := r.a.server.NodeServices(ctx, &rpc.NodeQuery{Node: name, QueryOptions: r.opts(datacenter)})
+	res, err := server.NodeServices.Call(ctx, r.a.servers, &rpc.NodeQuery{Node: name, QueryOptions: r.opts(datacenter)})
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +67,7 @@ func (r dnsResolver) Node(ctx context.Context, datacenter, name string) (*catalo
 }
 
 func (r dnsResolver) ReverseLookup(ctx context.Context, ip netip.Addr) (dns.Reverse, error) {
-	res, err := r.a.server.AddressOwners(ctx, &rpc.AddressQuery{Address: ip.String(), QueryOptions: r.opts("")})
+	res, err := server.AddressOwners.Call(ctx, r.a.servers, &rpc.AddressQuery{Address: ip.String(), QueryOptions: r.opts("")})
 	if err != nil {
 		return dns.Reverse{}, err
 	}
@@ -87,11 +88,11 @@ func (r dnsResolver) ReverseLookup(ctx context.Context, ip netip.Addr) (dns.Reve
 // PreparedQuery runs a prepared query for DNS (<name>.query[.<dc>]), with
 // the DNS read options.
 func (r dnsResolver) PreparedQuery(ctx context.Context, dc, name string) (dns.QueryAnswer, error) {
-	res, err := r.a.server.PreparedQueryExecute(ctx, &rpc.PreparedQueryExecute{QueryIDOrName: name, QueryOptions: r.opts(dc)})
+	res, err := server.PreparedQueryExecute.Call(ctx, r.a.servers, &rpc.PreparedQueryExecute{QueryIDOrName: name, QueryOptions: r.opts(dc)})
 	if err != nil || !res.Found {
 		return dns.QueryAnswer{}, err
 	}
-	return dns.QueryAnswer{Found: true, Service: res.Service, Nodes: res.Nodes, Datacenter: res.Datacenter, TTL: queryTTL(res.DNS)}, nil
+	return dns.QueryAnswer{Found: true, Service: res.Service, Nodes: res.Nodes, Datacenter: res.Datacenter, TTL: server.QueryTTL(res.DNS)}, nil
 }
 
 // NameServers are the alive servers of the datacenter as gossip sees

@@ -16,13 +16,14 @@ import (
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/nodetest"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // The server port answers the internal RPC: writes, blocking reads and
 // errors that keep their meaning.
 func TestServerRPC(t *testing.T) {
 	a := nodetest.Start(t, nodetest.Options{})
-	p := rpc.NewPool(5*time.Second, rpc.Hello{Node: "test"})
+	p := rpc.NewPool(5*time.Second, rpc.Hello{Node: "test"}, server.Codes)
 	defer p.Close()
 	ctx := context.Background()
 	addr := a.ServerAddr()
@@ -83,7 +84,7 @@ func TestServerLimits(t *testing.T) {
 	defer cancel()
 	addr := a.ServerAddr()
 	pool := func(h rpc.Hello) *rpc.Pool {
-		p := rpc.NewPool(5*time.Second, h)
+		p := rpc.NewPool(5*time.Second, h, server.Codes)
 		t.Cleanup(func() { p.Close() })
 		return p
 	}

@@ -13,6 +13,8 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/internal/backoff"
+	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -27,7 +29,7 @@ type nodeInfo struct {
 // that anything lost or changed behind the agent's back is put right.
 type syncer struct {
 	local    *localState
-	server   catalogServer
+	servers  rpc.Caller
 	node     nodeInfo
 	logger   *slog.Logger
 	interval time.Duration // full sync period, before jitter
@@ -42,10 +44,10 @@ type syncer struct {
 	doneCh  chan struct{} // closed and replaced when doneGen moves
 }
 
-func newSyncer(local *localState, server catalogServer, node nodeInfo, interval time.Duration, logger *slog.Logger) *syncer {
+func newSyncer(local *localState, servers rpc.Caller, node nodeInfo, interval time.Duration, logger *slog.Logger) *syncer {
 	return &syncer{
 		local:     local,
-		server:    server,
+		servers:   servers,
 		node:      node,
 		logger:    logger,
 		interval:  interval,
@@ -167,7 +169,7 @@ func (s *syncer) syncFull(ctx context.Context) error {
 	if s.frozen.Load() {
 		return nil
 	}
-	state, err := s.server.NodeState(ctx, s.node.Name)
+	state, err := server.NodeState.Call(ctx, s.servers, &rpc.NodeQuery{Node: s.node.Name})
 	if err != nil {
 		return err
 	}
@@ -278,7 +280,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 
 	var partial atomic.Bool
 	if !nodeInSync {
-		if _, err := s.server.Register(ctx, s.registration(false)); err != nil {
+		if _, err := server.Register.Call(ctx, s.servers, s.registration(false)); err != nil {
 			return err
 		}
 		l.mu.Lock()
@@ -288,7 +290,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 	// Each kind in turn (removals before additions), each kind's writes
 	// concurrently.
 	if err := pushEach(ctx, removedSvcs, func(ctx context.Context, id string) error {
-		if _, err := s.server.Deregister(ctx, &catalog.DeregisterRequest{Node: s.node.Name, ServiceID: id}); err != nil {
+		if _, err := server.Deregister.Call(ctx, s.servers, &catalog.DeregisterRequest{Node: s.node.Name, ServiceID: id}); err != nil {
 			return err
 		}
 		l.mu.Lock()
@@ -299,7 +301,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		return err
 	}
 	if err := pushEach(ctx, removedChks, func(ctx context.Context, id string) error {
-		if _, err := s.server.Deregister(ctx, &catalog.DeregisterRequest{Node: s.node.Name, CheckID: id}); err != nil {
+		if _, err := server.Deregister.Call(ctx, s.servers, &catalog.DeregisterRequest{Node: s.node.Name, CheckID: id}); err != nil {
 			return err
 		}
 		l.mu.Lock()
@@ -315,7 +317,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		for _, c := range p.checks {
 			req.Checks = append(req.Checks, c.chk)
 		}
-		if _, err := s.server.Register(ctx, req); err != nil {
+		if _, err := server.Register.Call(ctx, s.servers, req); err != nil {
 			if s.refused(err, "service", p.svc.ID) {
 				partial.Store(true)
 				return nil
@@ -335,7 +337,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 	if err := pushEach(ctx, fullChks, func(ctx context.Context, c pushChk) error {
 		req := s.registration(true)
 		req.Checks = []*catalog.Check{c.chk}
-		if _, err := s.server.Register(ctx, req); err != nil {
+		if _, err := server.Register.Call(ctx, s.servers, req); err != nil {
 			if s.refused(err, "check", c.chk.CheckID) {
 				partial.Store(true)
 				l.mu.Lock()
@@ -353,7 +355,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		return err
 	}
 	if err := pushEach(ctx, statusChks, func(ctx context.Context, c pushChk) error {
-		_, err := s.server.UpdateCheck(ctx, &catalog.CheckStatusUpdate{
+		_, err := server.UpdateCheck.Call(ctx, s.servers, &catalog.CheckStatusUpdate{
 			Node: s.node.Name, CheckID: c.chk.CheckID, Status: c.chk.Status, Output: c.chk.Output,
 		})
 		if errors.Is(err, catalog.ErrNotFound) {

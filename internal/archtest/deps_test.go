@@ -32,10 +32,14 @@ var rules = map[string][]string{
 	"node/config":     {"catalog", "github.com/hashicorp/hcl", "github.com/go-viper/mapstructure/v2"},
 	"node/rpc":        {"catalog", "github.com/vmihailenco/msgpack/v5", "golang.org/x/sys/unix"},
 	"node/nodetest":   {"node/...", "catalog/...", "consensus", "gossip", "wan"},
-	"internal/...":    {}, // archtest, and the toolkit below
+	// The server side: the RPC surface and its answers, forwarding to the
+	// leader and to other datacenters.
+	"node/server": {"catalog", "consensus", "wan", "checks", "node/config", "node/rpc",
+		"github.com/hashicorp/go-memdb", "github.com/google/uuid"},
+	"internal/...": {}, // archtest, and the toolkit below
 	// The agent composes everything above; only its sub-packages' tests
 	// may import it back.
-	"node": {"catalog/...", "consensus", "gossip", "wan", "checks", "dns", "node/config", "node/rpc",
+	"node": {"catalog/...", "consensus", "gossip", "wan", "checks", "dns", "node/config", "node/rpc", "node/server",
 		"github.com/hashicorp/go-memdb", "github.com/hashicorp/go-sockaddr", "github.com/miekg/dns",
 		"github.com/prometheus/", "golang.org/x/time/rate", "golang.org/x/sync/errgroup"},
 	"cmd/meshd": {"node", "node/config"},
@@ -66,7 +70,7 @@ var never = [][2]string{
 	{"catalog/...", "consensus"}, {"catalog/...", "node/..."}, {"catalog/...", "dns"}, {"catalog/...", "gossip"}, {"catalog/...", "wan"}, {"catalog/...", "checks"},
 	{"consensus", "node/..."}, {"checks", "consensus"}, {"checks", "node/..."},
 	{"dns", "consensus"}, {"dns", "node/..."}, {"gossip", "wan"}, {"gossip", "node/..."},
-	{"node/config", "node"}, {"node/rpc", "node"},
+	{"node/config", "node"}, {"node/rpc", "node"}, {"node/rpc", "node/server"}, {"node/server", "node"},
 }
 
 type pkg struct {

@@ -1,9 +1,12 @@
 package clock
 
 import (
+	"context"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/meshd/meshd/internal/testkit"
 )
 
 func TestFake(t *testing.T) {
@@ -47,5 +50,26 @@ func TestWall(t *testing.T) {
 	}
 	if time.Since(c.Now()) < 0 {
 		t.Fatal("Wall.Now is in the future")
+	}
+}
+
+// TestSleep: Sleep ends when its clock passes d (true) or ctx ends first
+// (false), and leaves no timer behind.
+func TestSleep(t *testing.T) {
+	c := NewFake(time.Unix(0, 0))
+	done := make(chan bool, 1)
+	go func() { done <- Sleep(context.Background(), c, time.Minute) }()
+	testkit.Eventually(t, 10*time.Second, "the sleeper's timer is set", func() bool { return c.Pending() > 0 })
+	c.Advance(time.Minute)
+	if !<-done {
+		t.Fatal("Sleep on a clock that passed d returned false")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if Sleep(ctx, c, time.Hour) {
+		t.Fatal("Sleep with an ended ctx returned true")
+	}
+	if n := c.Pending(); n != 0 {
+		t.Fatalf("%d timers left behind", n)
 	}
 }

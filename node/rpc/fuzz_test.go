@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"bytes"
-	"net/rpc"
 	"testing"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -23,29 +22,25 @@ func FuzzServerConn(f *testing.F) {
 	var seed bytes.Buffer
 	enc := msgpack.NewEncoder(&seed)
 	enc.Encode(&Hello{Node: "client1"})
-	enc.Encode(&header{ServiceMethod: "Echo.Say", Seq: 1})
+	enc.Encode(&header{ServiceMethod: "Echo.Say", Seq: 1, Budget: 1e9})
 	enc.Encode(&EchoArgs{Text: "hi"})
 	enc.Encode(&header{ServiceMethod: "Echo.Nope", Seq: 2})
 	enc.Encode(&EchoArgs{Text: "x"})
 	enc.Encode(&header{ServiceMethod: "Echo.Say", Seq: 3})
+	enc.Encode(&EchoArgs{Text: "fail"})
+	enc.Encode(&header{ServiceMethod: "Echo.Say", Seq: 4})
 	enc.Encode("not the args")
 	f.Add(seed.Bytes())
 	f.Add(seed.Bytes()[:seed.Len()/2])
 	f.Add([]byte{0xc1})
 	f.Add([]byte{})
 
-	srv := rpc.NewServer()
+	srv := NewServer(ServerConfig{Codes: testCodes})
 	release := make(chan struct{})
 	close(release) // a call asking to block does not
-	if err := srv.RegisterName("Echo", &Echo{release: release}); err != nil {
-		f.Fatal(err)
-	}
+	echoSurface.Bind(srv, &Echo{release: release})
 	admit := func(method string, args any) (func(), error) { return func() {}, nil }
 	f.Fuzz(func(t *testing.T, b []byte) {
-		codec, err := Accept(byteConn{bytes.NewReader(b)}, func(Hello) Admit { return admit })
-		if err != nil {
-			return
-		}
-		srv.ServeCodec(codec)
+		srv.ServeConn(t.Context(), byteConn{bytes.NewReader(b)}, func(Hello) Admit { return admit })
 	})
 }

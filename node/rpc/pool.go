@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/rpc"
 	"reflect"
 	"sync"
 	"time"
@@ -13,32 +12,27 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 )
 
-// Pool holds one multiplexed connection per server address: net/rpc
-// pipelines concurrent calls on it, blocking queries included. A broken
+// Pool holds one multiplexed connection per server address: concurrent
+// calls are pipelined on it, blocking queries included. A broken
 // connection is dropped and dialled again on the next call. It is safe for
 // concurrent use.
 type Pool struct {
 	dialTimeout time.Duration
 	hello       Hello
+	codes       Codes
 
-	mu      sync.Mutex // guards the fields below
-	clients map[string]*rpc.Client
-	closed  bool
+	mu     sync.Mutex // guards conns and closed
+	conns  map[string]*clientConn
+	closed bool
+	// readers are the connections' read loops, which Close waits for.
+	readers sync.WaitGroup
 }
 
-// NewPool returns an empty pool whose connections open with hello.
-func NewPool(dialTimeout time.Duration, hello Hello) *Pool {
-	return &Pool{dialTimeout: dialTimeout, hello: hello, clients: map[string]*rpc.Client{}}
+// NewPool returns an empty pool whose connections open with hello; codes
+// turns the servers' error codes back into sentinel errors.
+func NewPool(dialTimeout time.Duration, hello Hello, codes Codes) *Pool {
+	return &Pool{dialTimeout: dialTimeout, hello: hello, codes: codes, conns: map[string]*clientConn{}}
 }
-
-// ErrPoolClosed is returned by Call after Close.
-var ErrPoolClosed = errors.New("rpc: pool closed")
-
-// RemoteError is an error the server's endpoint returned, as opposed to a
-// failure to reach it.
-type RemoteError struct{ Msg string }
-
-func (e *RemoteError) Error() string { return e.Msg }
 
 // Call invokes method on the server at addr. It returns when the reply
 // arrives, ctx ends (the call is then abandoned), or the call's own
@@ -46,12 +40,12 @@ func (e *RemoteError) Error() string { return e.Msg }
 // margin. A server that does not answer in time is treated as unreachable:
 // the connection is dropped and the error is a transport error, so the
 // caller can try another server. An error from the endpoint comes back as
-// *RemoteError.
+// *RemoteError, which unwraps to the sentinel error its code names.
 func (p *Pool) Call(ctx context.Context, addr, method string, args, reply any) error {
 	if err := ctx.Err(); err != nil {
 		return err // the caller gave up already: send nothing
 	}
-	c, err := p.client(ctx, addr)
+	c, err := p.conn(ctx, addr)
 	if err != nil {
 		return err
 	}
@@ -67,25 +61,123 @@ func (p *Pool) Call(ctx context.Context, addr, method string, args, reply any) e
 	// Decode into a value of its own: an abandoned call may still be
 	// answered later, and must not write into the caller's.
 	fresh := reflect.New(reflect.TypeOf(reply).Elem())
-	call := c.Go(method, &budgeted{args: args, budget: budget}, fresh.Interface(), make(chan *rpc.Call, 1))
+	call := c.send(method, budget, args, fresh.Interface())
 	select {
-	case <-call.Done:
+	case err = <-call.done:
 	case <-ctx.Done():
+		c.abandon(call)
 		return ctx.Err()
 	case <-timer.C:
+		c.abandon(call)
 		p.drop(addr, c)
 		return fmt.Errorf("rpc %s to %s: no answer within %v", method, addr, timeout)
 	}
-	if call.Error == nil {
+	if err == nil {
 		reflect.ValueOf(reply).Elem().Set(fresh.Elem())
 		return nil
 	}
-	var se rpc.ServerError
-	if errors.As(call.Error, &se) {
-		return &RemoteError{Msg: string(se)}
+	var re *RemoteError
+	if errors.As(err, &re) {
+		return err
 	}
 	p.drop(addr, c)
-	return fmt.Errorf("rpc %s to %s: %w", method, addr, call.Error)
+	return fmt.Errorf("rpc %s to %s: %w", method, addr, err)
+}
+
+// clientConn is the calling side of one connection: calls are sent with
+// a sequence number of their own, and a read loop hands each answer to
+// the call it answers.
+type clientConn struct {
+	c     *codec
+	codes Codes
+
+	mu      sync.Mutex // guards the fields below
+	seq     uint64
+	pending map[uint64]*pendingCall
+	err     error // why the connection failed; set once
+}
+
+// pendingCall is a call waiting for its answer: done gets the call's
+// error (nil with resp filled) exactly once.
+type pendingCall struct {
+	seq  uint64
+	resp any
+	done chan error
+}
+
+// send writes a call; its answer, or the connection's failure, arrives
+// on the call's done.
+func (cc *clientConn) send(method string, budget time.Duration, args, resp any) *pendingCall {
+	call := &pendingCall{resp: resp, done: make(chan error, 1)}
+	cc.mu.Lock()
+	if cc.err != nil {
+		cc.mu.Unlock()
+		call.done <- cc.err
+		return call
+	}
+	cc.seq++
+	call.seq = cc.seq
+	cc.pending[call.seq] = call
+	cc.mu.Unlock()
+	if err := cc.c.write(&header{ServiceMethod: method, Seq: call.seq, Budget: int64(budget)}, args); err != nil {
+		cc.fail(err) // ends this call too
+	}
+	return call
+}
+
+// abandon forgets a call whose caller stopped waiting: its answer, if it
+// comes, is skipped.
+func (cc *clientConn) abandon(call *pendingCall) {
+	cc.mu.Lock()
+	delete(cc.pending, call.seq)
+	cc.mu.Unlock()
+}
+
+// readLoop reads answers until the connection fails.
+func (cc *clientConn) readLoop() {
+	for {
+		var h header
+		if err := cc.c.readHeader(&h); err != nil {
+			cc.fail(err)
+			return
+		}
+		cc.mu.Lock()
+		call := cc.pending[h.Seq]
+		delete(cc.pending, h.Seq)
+		cc.mu.Unlock()
+		var body any
+		if call != nil && h.Error == "" {
+			body = call.resp
+		}
+		if err := cc.c.readBody(body); err != nil {
+			if call != nil {
+				call.done <- err
+			}
+			cc.fail(err)
+			return
+		}
+		switch {
+		case call == nil: // abandoned
+		case h.Error != "":
+			call.done <- cc.codes.Remote(h.Code, h.Error)
+		default:
+			call.done <- nil
+		}
+	}
+}
+
+// fail closes the connection and fails the calls waiting on it with err.
+func (cc *clientConn) fail(err error) {
+	cc.c.Close()
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.err == nil {
+		cc.err = err
+	}
+	for seq, call := range cc.pending {
+		delete(cc.pending, seq)
+		call.done <- cc.err
+	}
 }
 
 // keepAlive probes an idle connection after 5 s and gives it up after 3
@@ -132,24 +224,24 @@ func CallTimeout(args any) time.Duration {
 // needed, within ctx: a caller about to make a long call (a blocking
 // query) bounds the dial separately from the call.
 func (p *Pool) Connect(ctx context.Context, addr string) error {
-	_, err := p.client(ctx, addr)
+	_, err := p.conn(ctx, addr)
 	return err
 }
 
-func (p *Pool) client(ctx context.Context, addr string) (*rpc.Client, error) {
+func (p *Pool) conn(ctx context.Context, addr string) (*clientConn, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil, ErrPoolClosed
 	}
-	if c, ok := p.clients[addr]; ok {
+	if c, ok := p.conns[addr]; ok {
 		p.mu.Unlock()
 		return c, nil
 	}
 	p.mu.Unlock()
 
 	d := net.Dialer{Timeout: p.dialTimeout, KeepAliveConfig: keepAlive, Control: controlUserTimeout(userTimeout)}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err() // the caller gave up
@@ -160,40 +252,48 @@ func (p *Pool) client(ctx context.Context, addr string) (*rpc.Client, error) {
 		// IsTransportError would take for the caller giving up).
 		return nil, fmt.Errorf("rpc dial %s: %v", addr, err)
 	}
-	conn.SetWriteDeadline(time.Now().Add(p.dialTimeout))
+	nc.SetWriteDeadline(time.Now().Add(p.dialTimeout))
 	opening, err := msgpack.Marshal(&p.hello)
 	if err == nil {
-		_, err = conn.Write(append([]byte{ConnByte}, opening...))
+		_, err = nc.Write(append([]byte{ConnByte}, opening...))
 	}
 	if err != nil {
-		conn.Close()
+		nc.Close()
 		return nil, fmt.Errorf("rpc dial %s: %w", addr, err)
 	}
-	conn.SetWriteDeadline(time.Time{})
-	c := rpc.NewClientWithCodec(NewClientCodec(conn))
+	nc.SetWriteDeadline(time.Time{})
+	c := &clientConn{c: newCodec(nc), codes: p.codes, pending: make(map[uint64]*pendingCall)}
 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		c.Close()
+		nc.Close()
 		return nil, ErrPoolClosed
 	}
-	if old, ok := p.clients[addr]; ok {
-		c.Close() // another caller dialled first
+	if old, ok := p.conns[addr]; ok {
+		nc.Close() // another caller dialled first
 		return old, nil
 	}
-	p.clients[addr] = c
+	p.conns[addr] = c
+	p.readers.Add(1)
+	go func() {
+		defer p.readers.Done()
+		c.readLoop()
+	}()
 	return c, nil
 }
 
-func (p *Pool) drop(addr string, c *rpc.Client) {
+func (p *Pool) drop(addr string, c *clientConn) {
 	p.mu.Lock()
-	if p.clients[addr] == c {
-		delete(p.clients, addr)
+	if p.conns[addr] == c {
+		delete(p.conns, addr)
 	}
 	p.mu.Unlock()
-	c.Close()
+	c.fail(errDropped)
 }
+
+// errDropped fails the calls in flight on a connection the pool dropped.
+var errDropped = errors.New("connection dropped")
 
 // Drop closes the connection to addr, if there is one: the calls in
 // flight on it fail at once with a transport error, so their callers move
@@ -202,31 +302,24 @@ func (p *Pool) drop(addr string, c *rpc.Client) {
 // that died sends no RST, and its calls would otherwise hang.
 func (p *Pool) Drop(addr string) {
 	p.mu.Lock()
-	c, ok := p.clients[addr]
-	delete(p.clients, addr)
+	c, ok := p.conns[addr]
+	delete(p.conns, addr)
 	p.mu.Unlock()
 	if ok {
-		c.Close()
+		c.fail(errDropped)
 	}
 }
 
-// Close closes every connection; calls in flight fail.
+// Close closes every connection, failing the calls in flight, and waits
+// for the connections' read loops to end.
 func (p *Pool) Close() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.closed = true
-	for addr, c := range p.clients {
-		c.Close()
-		delete(p.clients, addr)
+	for addr, c := range p.conns {
+		c.fail(ErrPoolClosed)
+		delete(p.conns, addr)
 	}
+	p.mu.Unlock()
+	p.readers.Wait()
 	return nil
-}
-
-// IsTransportError reports whether err is a failure to reach the server
-// rather than an answer from it or the caller giving up: the call may be
-// tried on another server.
-func IsTransportError(err error) bool {
-	var re *RemoteError
-	return err != nil && !errors.As(err, &re) &&
-		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }

@@ -3,9 +3,9 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
-	"net/rpc"
 	"sync"
 	"testing"
 	"time"
@@ -20,44 +20,60 @@ type EchoArgs struct {
 
 type EchoReply struct{ Text string }
 
-func (e *Echo) Say(args *EchoArgs, reply *EchoReply) error {
+var errInvalid = errors.New("invalid request")
+
+// testCodes are the sentinels the test server's answers carry.
+var testCodes = Codes{{Name: "invalid", Err: errInvalid}}
+
+var (
+	echoSurface Surface[*Echo]
+	echoSay     = Declare(&echoSurface, "Echo.Say", (*Echo).Say)
+	clockLeft   = Declare(&echoSurface, "Clock.Left", (*Echo).Left)
+)
+
+func (e *Echo) Say(ctx context.Context, args *EchoArgs) (*EchoReply, error) {
 	if args.Block {
-		<-e.release
+		select {
+		case <-e.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 	if args.Text == "fail" {
-		return errors.New("invalid request: Text: fail")
+		return nil, fmt.Errorf("%w: Text: fail", errInvalid)
 	}
-	reply.Text = "echo " + args.Text
-	return nil
+	return &EchoReply{Text: "echo " + args.Text}, nil
+}
+
+// Left answers how long the call had left when the endpoint ran.
+func (e *Echo) Left(ctx context.Context, _ *Empty) (*time.Duration, error) {
+	dl, _ := ctx.Deadline()
+	left := time.Until(dl)
+	return &left, nil
 }
 
 // serve runs an RPC server the way the agent's server port does: read the
-// first byte and the hello, then serve the codec.
+// first byte, then serve the connection.
 func serve(t *testing.T, e *Echo) string { return serveAdmit(t, e, nil, nil) }
 
 // serveAdmit is serve with admit deciding on each call; hellos, when not
 // nil, hears each connection's hello.
 func serveAdmit(t *testing.T, e *Echo, admit Admit, hellos chan<- Hello) string {
 	t.Helper()
-	return serveReceiver(t, "Echo", e, admit, hellos)
+	addr, _ := serveServer(t, e, admit, hellos)
+	return addr
 }
 
-// serveWith serves rcvr under name.
-func serveWith(t *testing.T, name string, rcvr any) string {
+// serveServer is serveAdmit returning the server too.
+func serveServer(t *testing.T, e *Echo, admit Admit, hellos chan<- Hello) (string, *Server) {
 	t.Helper()
-	return serveReceiver(t, name, rcvr, nil, nil)
-}
-
-func serveReceiver(t *testing.T, name string, rcvr any, admit Admit, hellos chan<- Hello) string {
-	t.Helper()
-	srv := rpc.NewServer()
-	if err := srv.RegisterName(name, rcvr); err != nil {
-		t.Fatal(err)
-	}
+	srv := NewServer(ServerConfig{Codes: testCodes, Stopped: errStopped})
+	echoSurface.Bind(srv, e)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var conns []net.Conn
@@ -80,21 +96,17 @@ func serveReceiver(t *testing.T, name string, rcvr any, admit Admit, hellos chan
 					c.Close()
 					return
 				}
-				codec, err := Accept(c, func(h Hello) Admit {
+				srv.ServeConn(ctx, c, func(h Hello) Admit {
 					if hellos != nil {
 						hellos <- h
 					}
 					return admit
 				})
-				if err != nil {
-					c.Close()
-					return
-				}
-				srv.ServeCodec(codec)
 			}()
 		}
 	}()
 	t.Cleanup(func() {
+		cancel()
 		ln.Close()
 		mu.Lock()
 		for _, c := range conns {
@@ -102,14 +114,19 @@ func serveReceiver(t *testing.T, name string, rcvr any, admit Admit, hellos chan
 		}
 		mu.Unlock()
 		wg.Wait()
+		if err := srv.Shutdown(context.Background()); err != nil {
+			t.Error(err)
+		}
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), srv
 }
+
+var errStopped = errors.New("server stopped")
 
 func TestPoolCalls(t *testing.T) {
 	e := &Echo{release: make(chan struct{})}
 	addr := serve(t, e)
-	p := NewPool(time.Second, Hello{Node: "client1"})
+	p := NewPool(time.Second, Hello{Node: "client1"}, testCodes)
 	defer p.Close()
 	ctx := context.Background()
 
@@ -120,8 +137,14 @@ func TestPoolCalls(t *testing.T) {
 	// An endpoint's error is a RemoteError, not a transport failure.
 	err := p.Call(ctx, addr, "Echo.Say", &EchoArgs{Text: "fail"}, &reply)
 	var re *RemoteError
-	if !errors.As(err, &re) || re.Msg != "invalid request: Text: fail" || IsTransportError(err) {
-		t.Fatalf("endpoint error = %v", err)
+	if !errors.As(err, &re) || re.Msg != "invalid request: Text: fail" || re.Code != "invalid" ||
+		!errors.Is(err, errInvalid) || IsTransportError(err) {
+		t.Fatalf("endpoint error = %#v", err)
+	}
+	// An unknown method is an answer too, with a code of its own.
+	err = p.Call(ctx, addr, "Echo.Nope", &EchoArgs{}, &reply)
+	if !errors.Is(err, ErrUnknownMethod) || IsTransportError(err) {
+		t.Fatalf("unknown method = %#v", err)
 	}
 
 	// Calls pipeline on one connection: a blocked call does not hold up
@@ -151,7 +174,7 @@ func TestPoolCalls(t *testing.T) {
 }
 
 func TestPoolRedialsAfterFailure(t *testing.T) {
-	p := NewPool(time.Second, Hello{Node: "client1"})
+	p := NewPool(time.Second, Hello{Node: "client1"}, testCodes)
 	defer p.Close()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -200,7 +223,7 @@ func TestAdmit(t *testing.T) {
 	}
 	hellos := make(chan Hello, 1)
 	addr := serveAdmit(t, e, admit, hellos)
-	p := NewPool(time.Second, Hello{Node: "client1", Server: true})
+	p := NewPool(time.Second, Hello{Node: "client1", Server: true}, testCodes)
 	defer p.Close()
 	ctx := context.Background()
 
@@ -243,7 +266,7 @@ func TestPoolDropFailsCallsInFlight(t *testing.T) {
 	e := &Echo{release: make(chan struct{})}
 	addr := serve(t, e)
 	defer close(e.release)
-	p := NewPool(time.Second, Hello{Node: "client1"})
+	p := NewPool(time.Second, Hello{Node: "client1"}, testCodes)
 	defer p.Close()
 
 	errc := make(chan error, 1)
@@ -255,7 +278,7 @@ func TestPoolDropFailsCallsInFlight(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		p.mu.Lock()
-		_, dialled := p.clients[addr]
+		_, dialled := p.conns[addr]
 		p.mu.Unlock()
 		if dialled {
 			break
@@ -281,44 +304,25 @@ func TestPoolDropFailsCallsInFlight(t *testing.T) {
 	p.Drop("127.0.0.1:1") // nothing to drop: no effect
 }
 
-// DeadlineArgs takes the deadline its sender's budget sets.
-type DeadlineArgs struct {
-	deadline time.Time
-}
-
-func (a *DeadlineArgs) SetDeadline(t time.Time) { a.deadline = t }
-
-type Clock struct{}
-
-// Left answers how long the request had left when the endpoint ran: -1
-// when it arrived without a deadline.
-func (Clock) Left(args *DeadlineArgs, reply *time.Duration) error {
-	*reply = -1
-	if !args.deadline.IsZero() {
-		*reply = time.Until(args.deadline)
-	}
-	return nil
-}
-
 // TestCallBudget: a call carries what is left of its caller's time, and
 // the receiving server turns it into a deadline of its own on receipt (no
 // clocks compared between hosts); without a deadline of its own a call
 // carries its call timeout.
 func TestCallBudget(t *testing.T) {
-	addr := serveWith(t, "Clock", Clock{})
-	p := NewPool(time.Second, Hello{Node: "client1"})
+	addr := serve(t, &Echo{})
+	p := NewPool(time.Second, Hello{Node: "client1"}, testCodes)
 	defer p.Close()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	var left time.Duration
-	if err := p.Call(ctx, addr, "Clock.Left", &DeadlineArgs{}, &left); err != nil {
+	if err := p.Call(ctx, addr, clockLeft.Name(), &Empty{}, &left); err != nil {
 		t.Fatal(err)
 	}
 	if left <= 2*time.Second || left > 3*time.Second {
 		t.Fatalf("a call with 3 s left arrived with %v left", left)
 	}
-	if err := p.Call(context.Background(), addr, "Clock.Left", &DeadlineArgs{}, &left); err != nil {
+	if err := p.Call(context.Background(), addr, clockLeft.Name(), &Empty{}, &left); err != nil {
 		t.Fatal(err)
 	}
 	if left <= DefaultCallTimeout-time.Second || left > DefaultCallTimeout {

@@ -45,6 +45,9 @@ type QueryMeta struct {
 	Term   uint64 `msgpack:",omitempty"`
 }
 
+// Meta returns m itself; every answer embedding QueryMeta has it.
+func (m *QueryMeta) Meta() *QueryMeta { return m }
+
 // WriteResponse answers a write: the Raft index it was committed at.
 type WriteResponse struct {
 	Index uint64

@@ -1,4 +1,4 @@
-package node
+package server
 
 import (
 	"context"
@@ -6,15 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	netrpc "net/rpc"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
-	"github.com/meshd/meshd/internal/inflight"
+	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/rpc"
 )
 
@@ -53,9 +51,9 @@ func silentServer(t *testing.T) string {
 // the caller's own cancellation stays a context error.
 func TestCallLeaderAbandonsOnLeaderChange(t *testing.T) {
 	addr := silentServer(t)
-	p := rpc.NewPool(time.Second, rpc.Hello{Node: "server2", Server: true})
+	p := rpc.NewPool(time.Second, rpc.Hello{Node: "server2", Server: true}, Codes)
 	defer p.Close()
-	s := &localServer{pool: p}
+	s := New(Config{Pool: p})
 
 	epoch, endEpoch := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -91,60 +89,51 @@ func TestCallLeaderAbandonsOnLeaderChange(t *testing.T) {
 	}
 }
 
-type recordingCodec struct {
-	netrpc.ServerCodec
-	got []string
-}
-
-func (c *recordingCodec) WriteResponse(r *netrpc.Response, _ any) error {
-	c.got = append(c.got, r.Error)
-	return nil
-}
-
-// TestStoppingCodec: once the agent stops, an error answer says so, which
-// callers take as "try another server"; answers before that are untouched.
-func TestStoppingCodec(t *testing.T) {
-	rec := &recordingCodec{}
-	stopping, stop := context.WithCancel(context.Background())
-	c := stoppingCodec{rec, stopping}
-	c.WriteResponse(&netrpc.Response{Error: "invalid request: Node: missing"}, nil)
-	stop()
-	c.WriteResponse(&netrpc.Response{Error: "context canceled"}, nil)
-	c.WriteResponse(&netrpc.Response{Error: ErrShutdown.Error()}, nil)
-	c.WriteResponse(&netrpc.Response{}, nil)
-	want := []string{"invalid request: Node: missing", "agent shut down: context canceled", "agent shut down", ""}
-	if !slices.Equal(rec.got, want) {
-		t.Fatalf("answers = %q, want %q", rec.got, want)
-	}
-	err := fromRemote(&rpc.RemoteError{Msg: rec.got[1]})
-	if !serverUnavailable(err) {
-		t.Fatalf("%v: callers would not try another server", err)
+// TestStoppedAnswersAreUnavailable: an answer from a server whose stop
+// cut the call short, by its code or (from an older build) its text, makes
+// callers try another server; an answer that is the caller's own fault
+// does not.
+func TestStoppedAnswersAreUnavailable(t *testing.T) {
+	for _, tc := range []struct {
+		code, msg string
+		want      bool
+	}{
+		{"shutdown", "agent shut down: context canceled", true},
+		{"", "agent shut down: context canceled", true},
+		{"not_leader", "not the raft leader: no reachable leader", true},
+		{"", "not the raft leader: no reachable leader", true},
+		{"invalid", "invalid request: Node: missing", false},
+		{"", "context canceled", false},
+	} {
+		if got := Unavailable(Codes.Remote(tc.code, tc.msg)); got != tc.want {
+			t.Errorf("%q %q: unavailable %v, want %v", tc.code, tc.msg, got, tc.want)
+		}
 	}
 }
 
-// TestWritePastItsBudgetIsDropped: a write taken over RPC carries the
-// deadline its sender's budget set on receipt; one that waited past it (in
-// a socket, behind a paused process) is dropped before it reaches Raft,
-// because its sender has given up and may have written something newer
-// since. One within its budget is applied.
-func TestWritePastItsBudgetIsDropped(t *testing.T) {
+// TestLateWriteIsDropped: a write whose caller's time ran out before it
+// reached Raft (on the wire, its budget turns into this deadline on
+// receipt; behind a paused process it passes) is dropped, because its
+// sender has given up and may have written something newer since. One
+// within its time is applied.
+func TestLateWriteIsDropped(t *testing.T) {
 	srv, store := startLoneServer(t)
-	e := &catalogEndpoint{s: &localServer{raft: srv, store: store}, ctx: t.Context(), calls: &inflight.Tracker{}}
+	d := rpc.NewServer(rpc.ServerConfig{Codes: Codes})
+	New(Config{Raft: srv, Store: store}).Bind(d)
 
-	late := &catalog.RegisterRequest{Node: "late", Address: "10.0.0.1"}
-	late.SetDeadline(time.Now().Add(-time.Millisecond))
-	var reply rpc.WriteResponse
-	if err := e.Register(late, &reply); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("a write past its budget returned %v, want the deadline's error", err)
+	late, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Millisecond))
+	defer cancel()
+	if _, err := Register.Call(late, d, &catalog.RegisterRequest{Node: "late", Address: "10.0.0.1"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a write past its time returned %v, want the deadline's error", err)
 	}
-	onTime := &catalog.RegisterRequest{Node: "on-time", Address: "10.0.0.2"}
-	onTime.SetDeadline(time.Now().Add(5 * time.Second))
-	if err := e.Register(onTime, &reply); err != nil || reply.Index == 0 {
-		t.Fatalf("a write within its budget: index %d, %v", reply.Index, err)
+	onTime, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if reply, err := Register.Call(onTime, d, &catalog.RegisterRequest{Node: "on-time", Address: "10.0.0.2"}); err != nil || reply.Index == 0 {
+		t.Fatalf("a write within its time: index %d, %v", reply.Index, err)
 	}
 	_, nodes, _ := store.Nodes(nil)
 	if len(nodes) != 1 || nodes[0].Node != "on-time" {
-		t.Fatalf("catalog holds %v, want only the write within its budget", nodes)
+		t.Fatalf("catalog holds %v, want only the write within its time", nodes)
 	}
 }
 
@@ -154,7 +143,8 @@ func TestWritePastItsBudgetIsDropped(t *testing.T) {
 // field named, and nothing written.
 func TestServerValidatesEveryRegistration(t *testing.T) {
 	srv, store := startLoneServer(t)
-	e := &catalogEndpoint{s: &localServer{raft: srv, store: store}, ctx: t.Context(), calls: &inflight.Tracker{}}
+	d := rpc.NewServer(rpc.ServerConfig{Codes: Codes})
+	New(Config{Raft: srv, Store: store}).Bind(d)
 	svc := func(w catalog.Weights) *catalog.Service {
 		return &catalog.Service{ID: "s", Service: "s", Port: 1, Weights: w}
 	}
@@ -174,8 +164,7 @@ func TestServerValidatesEveryRegistration(t *testing.T) {
 			Definition: catalog.CheckDefinition{HTTP: "nope", Interval: 10 * time.Second}})}, "Checks[0].Definition.HTTP"},
 	} {
 		before := srv.LastIndex()
-		var reply rpc.WriteResponse
-		err := e.Register(&tc.req, &reply)
+		_, err := Register.Call(t.Context(), d, &tc.req)
 		if !errors.Is(err, catalog.ErrInvalid) || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%s: %v, want ErrInvalid naming the field", tc.field, err)
 		}
@@ -206,12 +195,6 @@ func startLoneServer(t *testing.T) (*consensus.Server, *catalog.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	wctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	for !srv.IsLeader() {
-		if !sleepCtx(wctx, 5*time.Millisecond) {
-			t.Fatal("no leader")
-		}
-	}
+	testkit.Eventually(t, 10*time.Second, "the lone server leads", srv.IsLeader)
 	return srv, store
 }

@@ -1,4 +1,4 @@
-package node
+package server
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/hashicorp/go-memdb"
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
@@ -22,36 +23,50 @@ import (
 // datacenters by round-trip time, then Failover.Datacenters), each with
 // the query's definition, and answers with the first that has one.
 
-// PreparedQueryApply creates, replaces or deletes a prepared query in
-// datacenter req.Datacenter and returns its ID. A new query (set without
-// an ID) gets one here, before the Raft write, so every server stores the
-// same.
-func (s *localServer) PreparedQueryApply(ctx context.Context, req *catalog.PreparedQueryRequest) (string, error) {
+// The prepared queries' methods.
+var (
+	// PreparedQueryApply creates, replaces or deletes a prepared query in
+	// datacenter req.Datacenter. The caller chooses a new query's ID
+	// (NewQueryID) before the call, so a retry on another server cannot
+	// create it twice.
+	PreparedQueryApply = rpc.Declare(&surface, "PreparedQuery.Apply", (*Server).preparedQueryApply)
+	// PreparedQueryGet reads one query by ID; PreparedQueryList all.
+	PreparedQueryGet  = rpc.Declare(&surface, "PreparedQuery.Get", (*Server).preparedQueryGet)
+	PreparedQueryList = rpc.Declare(&surface, "PreparedQuery.List", (*Server).preparedQueryList)
+	// PreparedQueryExecute runs a stored query in its datacenter.
+	PreparedQueryExecute = rpc.Declare(&surface, "PreparedQuery.Execute", (*Server).preparedQueryExecute)
+	// PreparedQueryExecuteRemote runs another datacenter's query
+	// definition on this one's catalog (a failover).
+	PreparedQueryExecuteRemote = rpc.Declare(&surface, "PreparedQuery.ExecuteRemote", (*Server).preparedQueryExecuteRemote)
+)
+
+func (s *Server) preparedQueryApply(ctx context.Context, req *catalog.PreparedQueryRequest) (*rpc.WriteResponse, error) {
 	if req.Query == nil {
-		return "", fmt.Errorf("%w: prepared query: missing query", catalog.ErrInvalid)
+		return nil, fmt.Errorf("%w: prepared query: missing query", catalog.ErrInvalid)
 	}
 	if req.Op == catalog.QuerySet {
 		if err := req.Query.Validate(); err != nil {
-			return "", err
+			return nil, err
 		}
-		if req.Query.ID == "" {
-			id, err := newUUID()
-			if err != nil {
-				return "", err
-			}
-			req.Query.ID = id
-		}
+		NewQueryID(req) // when the caller did not choose it
 	}
-	_, err := s.write(ctx, req.Datacenter, consensus.PreparedQueryType|consensus.IgnoreUnknownTypeFlag, req, "PreparedQuery.Apply")
-	return req.Query.ID, err
+	return s.write(ctx, req.Datacenter, consensus.PreparedQueryType|consensus.IgnoreUnknownTypeFlag, req)
 }
 
-func (s *localServer) PreparedQueryGet(ctx context.Context, q *rpc.PreparedQueryGet) (*rpc.PreparedQueriesResponse, error) {
-	out := &rpc.PreparedQueriesResponse{}
-	if here, err := s.read(ctx, &q.QueryOptions, "PreparedQuery.Get", q, out); !here || err != nil {
-		return out, err
+// NewQueryID gives a new query (set without an ID) its ID, where it
+// enters the cluster, and returns the query's ID.
+func NewQueryID(req *catalog.PreparedQueryRequest) string {
+	if req.Query == nil {
+		return ""
 	}
-	return out, s.blockingQuery(ctx, &q.QueryOptions, &out.QueryMeta, func(ws memdb.WatchSet) (uint64, error) {
+	if req.Op == catalog.QuerySet && req.Query.ID == "" {
+		req.Query.ID = uuid.NewString()
+	}
+	return req.Query.ID
+}
+
+func (s *Server) preparedQueryGet(ctx context.Context, q *rpc.PreparedQueryGet) (*rpc.PreparedQueriesResponse, error) {
+	return query(s, ctx, &q.QueryOptions, q, func(ws memdb.WatchSet, out *rpc.PreparedQueriesResponse) (uint64, error) {
 		idx, pq, err := s.store.PreparedQuery(ws, q.QueryID)
 		out.Queries = nil
 		if pq != nil {
@@ -61,25 +76,20 @@ func (s *localServer) PreparedQueryGet(ctx context.Context, q *rpc.PreparedQuery
 	})
 }
 
-func (s *localServer) PreparedQueryList(ctx context.Context, q *rpc.QueryOptions) (*rpc.PreparedQueriesResponse, error) {
-	out := &rpc.PreparedQueriesResponse{}
-	if here, err := s.read(ctx, q, "PreparedQuery.List", q, out); !here || err != nil {
-		return out, err
-	}
-	return out, s.blockingQuery(ctx, q, &out.QueryMeta, func(ws memdb.WatchSet) (uint64, error) {
-		idx, qs, err := s.store.PreparedQueries(ws)
-		out.Queries = qs
+func (s *Server) preparedQueryList(ctx context.Context, q *rpc.QueryOptions) (*rpc.PreparedQueriesResponse, error) {
+	return query(s, ctx, q, q, func(ws memdb.WatchSet, out *rpc.PreparedQueriesResponse) (idx uint64, err error) {
+		idx, out.Queries, err = s.store.PreparedQueries(ws)
 		return idx, err
 	})
 }
 
-// PreparedQueryExecute runs a stored query, in datacenter q.Datacenter
+// preparedQueryExecute runs a stored query, in datacenter q.Datacenter
 // (forwarded there: the query must be stored there).
-func (s *localServer) PreparedQueryExecute(ctx context.Context, q *rpc.PreparedQueryExecute) (*rpc.PreparedQueryExecuteResponse, error) {
+func (s *Server) preparedQueryExecute(ctx context.Context, q *rpc.PreparedQueryExecute) (*rpc.PreparedQueryExecuteResponse, error) {
 	out := &rpc.PreparedQueryExecuteResponse{}
 	opts := q.QueryOptions
 	opts.MinIndex = 0 // executing does not block
-	if here, err := s.read(ctx, &opts, "PreparedQuery.Execute", q, out); !here || err != nil {
+	if here, err := s.read(ctx, &opts, q, out); !here || err != nil {
 		return out, err
 	}
 	if err := s.readReady(ctx, &opts); err != nil {
@@ -100,7 +110,7 @@ func (s *localServer) PreparedQueryExecute(ctx context.Context, q *rpc.PreparedQ
 		remote := &rpc.PreparedQueryExecuteResponse{}
 		args := &rpc.PreparedQueryExecuteRemote{Query: *pq, Limit: q.Limit,
 			QueryOptions: rpc.QueryOptions{Datacenter: dc, AllowStale: q.AllowStale, MaxStale: q.MaxStale}}
-		if err := s.forwardDC(ctx, dc, "PreparedQuery.ExecuteRemote", args, remote); err != nil {
+		if err := s.forwardDC(ctx, dc, PreparedQueryExecuteRemote.Name(), args, remote); err != nil {
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
@@ -117,13 +127,13 @@ func (s *localServer) PreparedQueryExecute(ctx context.Context, q *rpc.PreparedQ
 	return out, nil
 }
 
-// PreparedQueryExecuteRemote runs a query definition from another
+// preparedQueryExecuteRemote runs a query definition from another
 // datacenter on this one's catalog (a failover).
-func (s *localServer) PreparedQueryExecuteRemote(ctx context.Context, q *rpc.PreparedQueryExecuteRemote) (*rpc.PreparedQueryExecuteResponse, error) {
+func (s *Server) preparedQueryExecuteRemote(ctx context.Context, q *rpc.PreparedQueryExecuteRemote) (*rpc.PreparedQueryExecuteResponse, error) {
 	out := &rpc.PreparedQueryExecuteResponse{}
 	opts := q.QueryOptions
 	opts.MinIndex = 0
-	if here, err := s.read(ctx, &opts, "PreparedQuery.ExecuteRemote", q, out); !here || err != nil {
+	if here, err := s.read(ctx, &opts, q, out); !here || err != nil {
 		return out, err
 	}
 	if err := s.readReady(ctx, &opts); err != nil {
@@ -136,7 +146,7 @@ func (s *localServer) PreparedQueryExecuteRemote(ctx context.Context, q *rpc.Pre
 // executeHere fills out with the instances of pq's service in this
 // datacenter that pass its filters and health rules, shuffled, at most
 // limit of them (0: all).
-func (s *localServer) executeHere(pq *catalog.PreparedQuery, limit int, out *rpc.PreparedQueryExecuteResponse) error {
+func (s *Server) executeHere(pq *catalog.PreparedQuery, limit int, out *rpc.PreparedQueryExecuteResponse) error {
 	idx, nodes, err := s.store.CheckServiceNodes(nil, pq.Service.Service, nil, false)
 	if err != nil {
 		return err
@@ -161,7 +171,7 @@ func (s *localServer) executeHere(pq *catalog.PreparedQuery, limit int, out *rpc
 // failoverOrder lists the datacenters a query fails over to: the NearestN
 // nearest others (by round-trip time from this server), then the listed
 // ones in order, each once, never this one.
-func (s *localServer) failoverOrder(f catalog.QueryFailover) []string {
+func (s *Server) failoverOrder(f catalog.QueryFailover) []string {
 	var out []string
 	add := func(dc string) {
 		dc = strings.ToLower(dc)
@@ -187,8 +197,8 @@ func (s *localServer) failoverOrder(f catalog.QueryFailover) []string {
 	return out
 }
 
-// queryTTL parses a query's DNS TTL (validated when it was stored).
-func queryTTL(o catalog.QueryDNSOptions) time.Duration {
+// QueryTTL parses a query's DNS TTL (validated when it was stored).
+func QueryTTL(o catalog.QueryDNSOptions) time.Duration {
 	d, err := time.ParseDuration(o.TTL)
 	if err != nil {
 		return 0
@@ -196,7 +206,7 @@ func queryTTL(o catalog.QueryDNSOptions) time.Duration {
 	return d
 }
 
-// errQueryNotFound answers an unknown query ID or name.
+// ErrQueryNotFound answers an unknown query ID or name.
 //
 //lint:ignore ST1005 Consul's text.
-var errQueryNotFound = errors.New("Query not found")
+var ErrQueryNotFound = errors.New("Query not found")

@@ -1,13 +1,14 @@
-package node
+package server
 
 import (
 	"fmt"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/checks"
 	"github.com/meshd/meshd/node/config"
 )
 
-// validateRegister is the one check of a registration, whatever path it
+// ValidateRegister is the one check of a registration, whatever path it
 // came by: HTTP on any agent, RPC from an agent, a forward from another
 // server. The leader runs it before the registration enters the log (an
 // agent's HTTP handler also runs it, to refuse a bad body at once): the
@@ -15,7 +16,7 @@ import (
 // FSM runs again), and those a registration must pass to enter the log
 // that the FSM does not check, as entries written before them must still
 // apply. Errors wrap catalog.ErrInvalid and name the field.
-func validateRegister(req *catalog.RegisterRequest) error {
+func ValidateRegister(req *catalog.RegisterRequest) error {
 	if err := req.Validate(); err != nil {
 		return err
 	}
@@ -47,9 +48,19 @@ func validateServerCheck(field string, d *catalog.CheckDefinition) error {
 		return fmt.Errorf("%w: %s.Definition.Interval: must be at least %v for a check the servers run, got %v",
 			catalog.ErrInvalid, field, config.MinCheckPeriod, d.Interval)
 	}
-	def := externalDefinition(field, d)
+	def := ExternalDefinition(field, d)
 	if err := def.Validate(); err != nil {
 		return fmt.Errorf("%w: %s.Definition.%v", catalog.ErrInvalid, field, err)
 	}
 	return nil
+}
+
+// ExternalDefinition is the check runner's definition of an external
+// node's check d, under id: what a server runs.
+func ExternalDefinition(id string, d *catalog.CheckDefinition) checks.Definition {
+	return checks.Definition{
+		ID: id, HTTP: d.HTTP, Method: d.Method, Header: d.Header, Body: d.Body,
+		TLSSkipVerify: d.TLSSkipVerify, TCP: d.TCP, GRPC: d.GRPC,
+		Interval: d.Interval, Timeout: d.Timeout,
+	}
 }
