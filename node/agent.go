@@ -21,7 +21,9 @@ import (
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/dns"
 	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/node/client"
 	"github.com/meshd/meshd/node/config"
+	"github.com/meshd/meshd/node/local"
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
 	"github.com/meshd/meshd/wan"
@@ -46,7 +48,7 @@ type Agent struct {
 	root   *slog.Logger // handed to the components, which name themselves
 
 	store   *catalog.Store
-	local   *localState
+	local   *local.State
 	persist *persister
 	// autopilot is the leader's latest look at its servers.
 	autopilot autopilotState
@@ -54,7 +56,7 @@ type Agent struct {
 	// Set by Start.
 	nodeID    string
 	advertise netip.Addr
-	node      nodeInfo // how this node appears in the catalog
+	node      local.Node // how this node appears in the catalog
 	pool      *rpc.Pool
 	// rpc answers the server surface, over the server port and
 	// in-process; srv is what it answers from (both nil on a client).
@@ -64,7 +66,6 @@ type Agent struct {
 	// servers takes the agent's calls to the servers: rpc on a server, a
 	// remote caller on a client.
 	servers  rpc.Caller
-	sync     *syncer
 	runner   *checks.Runner
 	external *externalChecks
 	states   *stateSaver
@@ -98,7 +99,7 @@ type Agent struct {
 	balancer *balance.Balancer
 	// cache holds a client agent's watched health/service answers; nil on
 	// servers, which read their own catalog.
-	cache *serviceCache
+	cache *client.Cache
 	// metrics are served at /v1/agent/metrics; limits hold a server's
 	// clients to their share (nil on client agents).
 	metrics       *agentMetrics
@@ -172,7 +173,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if a.advertise, err = advertiseAddr(a.cfg); err != nil {
 		return err
 	}
-	a.node = nodeInfo{
+	a.node = local.Node{
 		ID: a.nodeID, Name: a.cfg.NodeName, Address: a.advertise.String(), Datacenter: a.cfg.Datacenter,
 		TaggedAddresses: map[string]string{"lan": a.advertise.String(), "wan": a.advertise.String()},
 		Meta:            a.cfg.NodeMeta,
@@ -182,19 +183,19 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			return err
 		}
 	} else {
-		a.servers = newRemoteServer(a.pool, a.serverAddrs)
+		a.servers = client.NewRemote(a.pool, a.serverAddrs)
 		// A client answers its host's lookups from memory, each watched
 		// service kept current by one blocking query.
-		a.cache = newServiceCache(func(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error) {
+		a.cache = client.NewCache(func(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error) {
 			return server.HealthServiceNodes.Call(ctx, a.servers, q)
-		}, a.cfg.Cache, a.cfg.DNS.MaxStale, a.logger.With("component", "cache"))
-		a.cache.metrics = a.metrics
+		}, a.cfg.Cache, a.cfg.DNS.MaxStale, a.logger.With("component", "cache"), a.metrics.lookup)
 		a.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "meshd_cache_entries", Help: "Answers the agent cache holds, each watched on the servers.",
-		}, func() float64 { return float64(a.cache.size()) }))
+		}, func() float64 { return float64(a.cache.Size()) }))
 	}
 	a.states = newStateSaver(a.persist, a.logger)
-	a.local = newLocalState(a.cfg.CheckUpdateInterval, func() { a.sync.trigger() })
+	a.local = local.New(local.Config{Node: a.node, Servers: a.servers, OutputInterval: a.cfg.CheckUpdateInterval,
+		FullSyncInterval: fullSyncInterval, Logger: a.root.With("component", "sync")})
 	if a.runner, err = checks.NewRunner(checks.Config{
 		Notifier:      checkNotifier{a},
 		Alias:         aliasSource{a},
@@ -209,7 +210,6 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	a.sync = newSyncer(a.local, a.servers, a.node, fullSyncInterval, a.root.With("component", "sync"))
 	// Gossip before Raft: the leader's duties read the member list from
 	// the moment this server is elected.
 	if err := a.startGossip(ctx, bg); err != nil {
@@ -233,7 +233,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()
-		a.sync.run(bg)
+		a.local.Run(bg)
 	}()
 	go func() {
 		defer a.wg.Done()
@@ -424,7 +424,7 @@ func (a *Agent) loadLocalState() error {
 		return err
 	}
 	for _, def := range svcs {
-		if a.local.service(def.ID) != nil {
+		if a.local.Service(def.ID) != nil {
 			continue // the config file's definition wins
 		}
 		if _, err := a.addService(def, false, false, true); err != nil {
@@ -439,7 +439,7 @@ func (a *Agent) loadLocalState() error {
 		return err
 	}
 	for _, def := range chks {
-		if a.local.check(def.ID) != nil {
+		if a.local.Check(def.ID) != nil {
 			continue
 		}
 		if err := def.Validate(); err != nil {
@@ -612,7 +612,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		a.cancel() // the loops: sync, reaper, state saver (which flushes), external checks
 	}
 	if a.cache != nil {
-		a.cache.close()
+		a.cache.Close()
 	}
 	if a.external != nil {
 		if err := a.external.shutdown(ctx); err != nil {
@@ -670,7 +670,7 @@ func (a *Agent) WaitReady(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-	if !a.sync.waitFor(ctx, a.local.currentGen()) {
+	if !a.local.WaitFor(ctx, a.local.CurrentGen()) {
 		return ctx.Err()
 	}
 	return nil
@@ -686,3 +686,14 @@ func (a *Agent) ServerAddr() string {
 
 // Config is the configuration the agent runs with.
 func (a *Agent) Config() *config.Runtime { return a.cfg }
+
+// RPCCalls reports the RPCs a client agent has sent to the servers, by
+// method (nil on a server), and how many health/service answers its cache
+// holds: what the agent costs the servers.
+func (a *Agent) RPCCalls() (calls map[string]uint64, cacheEntries int) {
+	rs, ok := a.servers.(*client.Remote)
+	if !ok {
+		return nil, 0
+	}
+	return rs.CallCounts(), a.cache.Size()
+}

@@ -123,7 +123,7 @@ func (a *Agent) onMemberEvent(e gossip.Event) {
 	if !a.cfg.ServerMode && e.Type == gossip.MemberJoin {
 		for _, m := range e.Members {
 			if m.IsServer() {
-				a.sync.trigger() // a server to sync with: do not wait for the retry
+				a.local.Trigger() // a server to sync with: do not wait for the retry
 				break
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/checks"
 	"github.com/meshd/meshd/node/config"
+	"github.com/meshd/meshd/node/local"
 )
 
 // syncWait bounds how long a local registration waits for the catalog to
@@ -62,7 +63,7 @@ func serviceDNS(d *config.ServiceDNS) catalog.ServiceDNS {
 func (a *Agent) waitSynced(r *http.Request, gen uint64) {
 	ctx, cancel := context.WithTimeout(r.Context(), syncWait)
 	defer cancel()
-	a.sync.waitFor(ctx, gen)
+	a.local.WaitFor(ctx, gen)
 }
 
 func (a *Agent) agentServiceRegister(w http.ResponseWriter, r *http.Request) (any, error) {
@@ -92,7 +93,7 @@ func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChe
 		return 0, err
 	}
 	def.Normalize()
-	var lcs []*localCheck
+	var lcs []*local.Check
 	for _, cd := range def.AllChecks() {
 		lc, err := a.buildCheck(cd, fromConfig)
 		if err != nil {
@@ -104,12 +105,10 @@ func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChe
 	if def.Weights != nil {
 		weights = catalog.Weights{Passing: def.Weights.Passing, Warning: def.Weights.Warning}
 	}
-	ls := &localService{
-		svc: &catalog.Service{
-			ID: def.ID, Service: def.Name, Tags: def.Tags, Address: def.Address, Port: def.Port,
-			Meta: def.Meta, Weights: weights, EnableTagOverride: def.EnableTagOverride,
-			DNS: serviceDNS(def.DNS),
-		},
+	svc := &catalog.Service{
+		ID: def.ID, Service: def.Name, Tags: def.Tags, Address: def.Address, Port: def.Port,
+		Meta: def.Meta, Weights: weights, EnableTagOverride: def.EnableTagOverride,
+		DNS: serviceDNS(def.DNS),
 	}
 	if !fromConfig {
 		if err := a.persist.saveService(def); err != nil {
@@ -119,9 +118,9 @@ func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChe
 	if replaceChecks {
 		keep := map[string]bool{}
 		for _, lc := range lcs {
-			keep[lc.chk.CheckID] = true
+			keep[lc.Check.CheckID] = true
 		}
-		for _, c := range a.local.listChecks() {
+		for _, c := range a.local.Checks() {
 			if c.ServiceID == def.ID && !keep[c.CheckID] {
 				if _, _, err := a.removeCheck(c.CheckID); err != nil {
 					a.logger.Warn("remove replaced check", "check", c.CheckID, "error", err)
@@ -132,7 +131,7 @@ func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChe
 	for _, lc := range lcs {
 		a.prepareCheck(lc, restore)
 	}
-	gen := a.local.addService(ls, lcs)
+	gen := a.local.AddService(svc, lcs)
 	for _, lc := range lcs {
 		a.runCheck(lc)
 	}
@@ -143,7 +142,7 @@ func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChe
 // state. Script checks run only when enabled for the definition's source:
 // -enable-script-checks for any, enable_local_script_checks for config
 // files only, so a remote caller gets no code execution by default.
-func (a *Agent) buildCheck(cd *config.CheckDefinition, fromConfig bool) (*localCheck, error) {
+func (a *Agent) buildCheck(cd *config.CheckDefinition, fromConfig bool) (*local.Check, error) {
 	typ := cd.Type()
 	if typ == config.CheckTypeScript && !a.cfg.EnableScriptChecks && !(fromConfig && a.cfg.EnableLocalScriptChecks) {
 		return nil, badRequest("%s: script checks are disabled; start the agent with -enable-script-checks", cd.ID)
@@ -155,8 +154,8 @@ func (a *Agent) buildCheck(cd *config.CheckDefinition, fromConfig bool) (*localC
 	if status == "" {
 		status = catalog.HealthCritical
 	}
-	return &localCheck{
-		chk: &catalog.Check{
+	return &local.Check{
+		Check: &catalog.Check{
 			CheckID: cd.ID, Name: cd.Name, Notes: cd.Notes, ServiceID: cd.ServiceID,
 			Status: status, Type: typ,
 			Definition: catalog.CheckDefinition{
@@ -166,7 +165,7 @@ func (a *Agent) buildCheck(cd *config.CheckDefinition, fromConfig bool) (*localC
 				DeregisterCriticalServiceAfter: cd.DeregisterCriticalServiceAfter,
 			},
 		},
-		def: cd,
+		Def: cd,
 	}, nil
 }
 
@@ -187,34 +186,34 @@ func runnerDefinition(cd *config.CheckDefinition) checks.Definition {
 // a check whose definition sets no status gets the one it had, so a
 // healthy service is not flipped to critical by the restart; a check
 // registered anew starts from its definition and forgets any saved status.
-func (a *Agent) prepareCheck(lc *localCheck, restore bool) {
+func (a *Agent) prepareCheck(lc *local.Check, restore bool) {
 	if !restore {
-		a.states.forget(lc.chk.CheckID)
+		a.states.forget(lc.Check.CheckID)
 		return
 	}
-	if lc.def.Status != "" {
+	if lc.Def.Status != "" {
 		return
 	}
-	st, err := a.persist.loadCheckState(lc.chk.CheckID)
+	st, err := a.persist.loadCheckState(lc.Check.CheckID)
 	if err != nil {
-		a.logger.Warn("ignoring saved check state", "check", lc.chk.CheckID, "error", err)
+		a.logger.Warn("ignoring saved check state", "check", lc.Check.CheckID, "error", err)
 		return
 	}
 	if st != nil && catalog.ValidStatus(st.Status) {
-		lc.chk.Status, lc.chk.Output = st.Status, st.Output
+		lc.Check.Status, lc.Check.Output = st.Status, st.Output
 	}
 }
 
 // runCheck hands a check that is already in the local state to the
 // runner, starting from the status the local state shows. A restored TTL
 // status holds for one TTL: the application must be heard from within it.
-func (a *Agent) runCheck(lc *localCheck) {
-	c := a.local.check(lc.chk.CheckID)
+func (a *Agent) runCheck(lc *local.Check) {
+	c := a.local.Check(lc.Check.CheckID)
 	if c == nil {
 		return
 	}
-	if err := a.runner.Add(runnerDefinition(lc.def), c.Status); err != nil {
-		a.logger.Error("cannot run check", "check", lc.chk.CheckID, "error", err)
+	if err := a.runner.Add(runnerDefinition(lc.Def), c.Status); err != nil {
+		a.logger.Error("cannot run check", "check", lc.Check.CheckID, "error", err)
 	}
 }
 
@@ -228,7 +227,7 @@ func (n checkNotifier) UpdateCheck(id, status, output string) {
 // setCheckStatus records a check's status; a change of status is also
 // saved, so a restarted agent does not flip a healthy service to critical.
 func (a *Agent) setCheckStatus(id, status, output string) (gen uint64, found bool) {
-	gen, found, changed := a.local.updateCheck(id, status, truncateOutput(output))
+	gen, found, changed := a.local.UpdateCheck(id, status, truncateOutput(output))
 	if changed {
 		a.states.save(id, status, truncateOutput(output))
 	}
@@ -260,13 +259,13 @@ func (a *Agent) agentServiceDeregister(w http.ResponseWriter, r *http.Request) (
 // removeService forgets a service and its checks, on disk and locally.
 // The caller holds stateMu.
 func (a *Agent) removeService(id string) (uint64, bool, error) {
-	if a.local.service(id) == nil {
+	if a.local.Service(id) == nil {
 		return 0, false, nil
 	}
 	if err := a.persist.removeService(id); err != nil {
 		return 0, false, err
 	}
-	for _, c := range a.local.listChecks() {
+	for _, c := range a.local.Checks() {
 		if c.ServiceID == id {
 			a.runner.Remove(c.CheckID)
 			if err := a.persist.removeCheck(c.CheckID); err != nil {
@@ -275,13 +274,13 @@ func (a *Agent) removeService(id string) (uint64, bool, error) {
 			a.states.forget(c.CheckID)
 		}
 	}
-	gen, ok := a.local.removeService(id)
+	gen, ok := a.local.RemoveService(id)
 	return gen, ok, nil
 }
 
 func (a *Agent) agentService(w http.ResponseWriter, r *http.Request) (any, error) {
 	id := r.PathValue("id")
-	svc := a.local.service(id)
+	svc := a.local.Service(id)
 	if svc == nil {
 		return nil, notFound("unknown service ID: %s", id)
 	}
@@ -290,7 +289,7 @@ func (a *Agent) agentService(w http.ResponseWriter, r *http.Request) (any, error
 
 func (a *Agent) agentServices(w http.ResponseWriter, r *http.Request) (any, error) {
 	var list []agentService
-	for _, s := range a.local.listServices() {
+	for _, s := range a.local.Services() {
 		list = append(list, a.toAgentService(s))
 	}
 	list, err := catalog.Filter(r.URL.Query().Get("filter"), list)
@@ -305,7 +304,7 @@ func (a *Agent) agentServices(w http.ResponseWriter, r *http.Request) (any, erro
 }
 
 func (a *Agent) agentChecks(w http.ResponseWriter, r *http.Request) (any, error) {
-	list := a.local.listChecks()
+	list := a.local.Checks()
 	for _, c := range list {
 		a.presentCheck(c)
 	}
@@ -324,7 +323,7 @@ func (a *Agent) agentChecks(w http.ResponseWriter, r *http.Request) (any, error)
 func (a *Agent) presentCheck(c *catalog.Check) {
 	c.Node = a.cfg.NodeName
 	if c.ServiceID != "" {
-		if s := a.local.service(c.ServiceID); s != nil {
+		if s := a.local.Service(c.ServiceID); s != nil {
 			c.ServiceName, c.ServiceTags = s.Service, orEmpty(s.Tags)
 		}
 	}
@@ -359,7 +358,7 @@ func (a *Agent) addCheck(def *config.CheckDefinition) (uint64, error) {
 // addStandaloneCheck registers a check that is not part of a service
 // definition. The caller holds stateMu.
 func (a *Agent) addStandaloneCheck(def *config.CheckDefinition, fromConfig, restore bool) (uint64, error) {
-	if def.ServiceID != "" && a.local.service(def.ServiceID) == nil {
+	if def.ServiceID != "" && a.local.Service(def.ServiceID) == nil {
 		return 0, badRequest("ServiceID: no service %q is registered with this agent", def.ServiceID)
 	}
 	lc, err := a.buildCheck(def, fromConfig)
@@ -372,7 +371,7 @@ func (a *Agent) addStandaloneCheck(def *config.CheckDefinition, fromConfig, rest
 		}
 	}
 	a.prepareCheck(lc, restore)
-	gen := a.local.addCheck(lc)
+	gen := a.local.AddCheck(lc)
 	a.runCheck(lc)
 	return gen, nil
 }
@@ -385,7 +384,7 @@ func (a *Agent) removeCheck(id string) (uint64, bool, error) {
 		return 0, false, err
 	}
 	a.states.forget(id)
-	gen, ok := a.local.removeCheck(id)
+	gen, ok := a.local.RemoveCheck(id)
 	return gen, ok, nil
 }
 
@@ -393,7 +392,7 @@ func (a *Agent) agentCheckDeregister(w http.ResponseWriter, r *http.Request) (an
 	id := r.PathValue("id")
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
-	if a.local.check(id) == nil {
+	if a.local.Check(id) == nil {
 		return nil, notFound("Unknown check ID %q", id)
 	}
 	gen, ok, err := a.removeCheck(id)
@@ -418,7 +417,7 @@ func (a *Agent) heartbeat(r *http.Request, id, status, output string) error {
 	err := a.runner.Heartbeat(id, status, truncateOutput(output))
 	switch {
 	case errors.Is(err, checks.ErrUnknownCheck):
-		if a.local.check(id) != nil {
+		if a.local.Check(id) != nil {
 			return badRequest("CheckID %q does not have an associated TTL", id)
 		}
 		return notFound("Unknown check ID %q", id)
@@ -430,7 +429,7 @@ func (a *Agent) heartbeat(r *http.Request, id, status, output string) error {
 		return err
 	}
 	// The runner has reported the change (if any) through setCheckStatus.
-	a.waitSynced(r, a.local.currentGen())
+	a.waitSynced(r, a.local.CurrentGen())
 	return nil
 }
 

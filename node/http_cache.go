@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/node/client"
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
 )
@@ -95,17 +96,17 @@ func cacheSeconds(field, v string) (time.Duration, error) {
 // cache with q's index and wait, and writes X-Cache and Age. The nodes it
 // returns are shared: callers copy before they change anything. The cached
 // answer comes back too, nil when the servers were asked instead.
-func (a *Agent) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cacheControl, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, *cachedAnswer, error) {
+func (a *Agent) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cacheControl, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, *client.Answer, error) {
 	dc := q.Datacenter
 	if dc == "" {
 		dc = a.cfg.Datacenter
 	}
-	key := newServiceKey(dc, q.Service, q.Tags, q.PassingOnly)
-	ans, hit, err := a.cache.getBlocking(ctx, key, q.MinIndex, q.MaxWait)
+	key := client.NewKey(dc, q.Service, q.Tags, q.PassingOnly)
+	ans, hit, err := a.cache.GetBlocking(ctx, key, q.MinIndex, q.MaxWait)
 	if err != nil {
 		return nil, nil, err
 	}
-	age := ans.entry.age(a.cache.now())
+	age := ans.Age()
 	if cc.hasMaxAge && age > cc.maxAge {
 		// Too old for this read: ask the servers (any of them) once.
 		res, ferr := server.HealthServiceNodes.Call(ctx, a.servers, &rpc.ServiceQuery{
@@ -117,13 +118,13 @@ func (a *Agent) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cach
 			return res, nil, nil
 		}
 		// The fetch may have taken a while: judge the answer by its age now.
-		age = ans.entry.age(a.cache.now())
-		if !cc.hasStaleIfError || age > cc.maxAge+cc.staleIfError || age > a.cache.staleIfError {
+		age = ans.Age()
+		if !cc.hasStaleIfError || age > cc.maxAge+cc.staleIfError || age > a.cache.StaleIfError() {
 			return nil, nil, ferr
 		}
 	}
 	setCacheHeaders(w, hit, age)
-	return &rpc.CheckServiceNodesResponse{Nodes: ans.nodes, QueryMeta: ans.meta}, ans, nil
+	return &rpc.CheckServiceNodesResponse{Nodes: ans.Nodes(), QueryMeta: ans.Meta()}, ans, nil
 }
 
 // setCacheHeaders writes X-Cache and Age (whole seconds, rounded up, so an

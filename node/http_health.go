@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/node/client"
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
 )
@@ -92,7 +93,7 @@ func (a *Agent) serviceEntries(w http.ResponseWriter, r *http.Request, passingOn
 	}
 	q := &rpc.ServiceQuery{Service: r.PathValue("name"), Tags: r.URL.Query()["tag"], PassingOnly: passingOnly, QueryOptions: qo}
 	var res *rpc.CheckServiceNodesResponse
-	var cached *cachedAnswer
+	var cached *client.Answer
 	if cc.use {
 		res, cached, err = a.cachedHealth(r.Context(), w, cc, q)
 	} else {
@@ -103,7 +104,7 @@ func (a *Agent) serviceEntries(w http.ResponseWriter, r *http.Request, passingOn
 	}
 	filter := r.URL.Query().Get("filter")
 	if encoded && cached != nil && len(meta) == 0 && filter == "" {
-		enc, err := cached.encodedNodes()
+		enc, err := cached.EncodedNodes(func(csn catalog.CheckServiceNode) any { return presentCheckServiceNode(csn) })
 		if err != nil {
 			return serviceAnswer{}, err
 		}

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/node/local"
 )
 
 // Maintenance mode is a critical check, as in Consul: it takes a service
@@ -34,7 +35,7 @@ func (a *Agent) agentServiceMaintenance(w http.ResponseWriter, r *http.Request) 
 	if err != nil {
 		return nil, err
 	}
-	if a.local.service(id) == nil {
+	if a.local.Service(id) == nil {
 		return nil, notFound("Unknown service ID %q", id)
 	}
 	return nil, a.setMaintenance(r, catalog.ServiceMaintPrefix+id, id, enable, r.URL.Query().Get("reason"))
@@ -67,7 +68,7 @@ func (a *Agent) setMaintenance(r *http.Request, checkID, serviceID string, enabl
 }
 
 func (a *Agent) setMaintenanceLocked(checkID, serviceID string, enable bool, reason string) (uint64, bool, error) {
-	if serviceID != "" && a.local.service(serviceID) == nil {
+	if serviceID != "" && a.local.Service(serviceID) == nil {
 		return 0, false, notFound("Unknown service ID %q", serviceID)
 	}
 	if !enable {
@@ -77,10 +78,10 @@ func (a *Agent) setMaintenanceLocked(checkID, serviceID string, enable bool, rea
 	if err := a.persist.saveMaintenance(m); err != nil {
 		return 0, false, err
 	}
-	return a.local.addCheck(maintenanceCheck(m)), true, nil
+	return a.local.AddCheck(maintenanceCheck(m)), true, nil
 }
 
-func maintenanceCheck(m *maintenance) *localCheck {
+func maintenanceCheck(m *maintenance) *local.Check {
 	name, notes := nodeMaintenanceName, m.Reason
 	if m.ServiceID != "" {
 		name = serviceMaintenanceName
@@ -91,7 +92,7 @@ func maintenanceCheck(m *maintenance) *localCheck {
 			notes = defaultServiceReason
 		}
 	}
-	return &localCheck{chk: &catalog.Check{
+	return &local.Check{Check: &catalog.Check{
 		CheckID: m.CheckID, Name: name, Notes: notes, ServiceID: m.ServiceID,
 		Status: catalog.HealthCritical, Type: maintenanceCheckType,
 	}}
@@ -133,13 +134,13 @@ func (a *Agent) restoreMaintenance() error {
 		return err
 	}
 	for _, m := range ms {
-		if m.ServiceID != "" && a.local.service(m.ServiceID) == nil {
+		if m.ServiceID != "" && a.local.Service(m.ServiceID) == nil {
 			if err := a.persist.removeMaintenance(m.CheckID); err != nil && !os.IsNotExist(err) {
 				return err
 			}
 			continue
 		}
-		a.local.addCheck(maintenanceCheck(m))
+		a.local.AddCheck(maintenanceCheck(m))
 	}
 	return nil
 }

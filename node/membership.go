@@ -343,7 +343,7 @@ func (a *Agent) serversReadStamps() bool { return a.serversRead(consensus.Stampe
 func (a *Agent) Leave(ctx context.Context) error {
 	// Stop syncing and running checks first: a push after the leader has
 	// deregistered this node would put it back.
-	a.sync.frozen.Store(true)
+	a.local.Freeze()
 	if err := a.runner.Shutdown(ctx); err != nil {
 		a.logger.Warn("stop checks", "error", err)
 	}

@@ -24,11 +24,11 @@ func (a *Agent) reapLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, id := range a.local.reapable() {
+		for _, id := range a.local.Reapable() {
 			a.stateMu.Lock()
 			// Looked at again under the lock: a registration may have
 			// replaced the service since.
-			due := slices.Contains(a.local.reapable(), id)
+			due := slices.Contains(a.local.Reapable(), id)
 			var ok bool
 			var err error
 			if due {

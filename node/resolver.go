@@ -7,6 +7,7 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/dns"
+	"github.com/meshd/meshd/node/client"
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
 )
@@ -40,11 +41,11 @@ func (r dnsResolver) ServiceInstancesFresh(ctx context.Context, q dns.ServiceLoo
 	}
 	sq := &rpc.ServiceQuery{Service: q.Service, Tags: tags, QueryOptions: r.opts(q.Datacenter)}
 	if c := r.a.cache; c != nil && sq.AllowStale {
-		ans, _, err := c.get(ctx, newServiceKey(q.Datacenter, q.Service, tags, false))
+		ans, _, err := c.Get(ctx, client.NewKey(q.Datacenter, q.Service, tags, false))
 		if err != nil {
 			return nil, nil, err
 		}
-		return ans.nodes, ans.fresh, nil
+		return ans.Nodes(), ans.Fresh, nil
 	}
 	if r.a.srv != nil {
 		if nodes, fresh, here, err := r.a.srv.LocalHealthService(ctx, sq); here {

@@ -36,12 +36,16 @@ var rules = map[string][]string{
 	// leader and to other datacenters.
 	"node/server": {"catalog", "consensus", "wan", "checks", "node/config", "node/rpc",
 		"github.com/hashicorp/go-memdb", "github.com/google/uuid"},
+	// The agent's own services and checks, and anti-entropy.
+	"node/local": {"catalog", "node/config", "node/rpc", "node/server", "golang.org/x/sync/errgroup"},
+	// The client side: the remote caller and the agent cache.
+	"node/client":  {"catalog", "wan", "node/config", "node/rpc", "node/server"},
 	"internal/...": {}, // archtest, and the toolkit below
 	// The agent composes everything above; only its sub-packages' tests
 	// may import it back.
-	"node": {"catalog/...", "consensus", "gossip", "wan", "checks", "dns", "node/config", "node/rpc", "node/server",
+	"node": {"catalog/...", "consensus", "gossip", "wan", "checks", "dns", "node/config", "node/rpc", "node/server", "node/client", "node/local",
 		"github.com/hashicorp/go-memdb", "github.com/hashicorp/go-sockaddr", "github.com/miekg/dns",
-		"github.com/prometheus/", "golang.org/x/time/rate", "golang.org/x/sync/errgroup"},
+		"github.com/prometheus/", "golang.org/x/time/rate"},
 	"cmd/meshd": {"node", "node/config"},
 	// Scripts drive the built binary; they share only their own kits.
 	"scripts/...":          {"scripts/internal/...", "github.com/miekg/dns", "github.com/anishathalye/porcupine"},
@@ -70,7 +74,7 @@ var never = [][2]string{
 	{"catalog/...", "consensus"}, {"catalog/...", "node/..."}, {"catalog/...", "dns"}, {"catalog/...", "gossip"}, {"catalog/...", "wan"}, {"catalog/...", "checks"},
 	{"consensus", "node/..."}, {"checks", "consensus"}, {"checks", "node/..."},
 	{"dns", "consensus"}, {"dns", "node/..."}, {"gossip", "wan"}, {"gossip", "node/..."},
-	{"node/config", "node"}, {"node/rpc", "node"}, {"node/rpc", "node/server"}, {"node/server", "node"},
+	{"node/config", "node"}, {"node/rpc", "node"}, {"node/rpc", "node/server"}, {"node/server", "node"}, {"node/client", "node"}, {"node/local", "node"}, {"node/server", "node/client"},
 }
 
 type pkg struct {

@@ -1,4 +1,4 @@
-package node
+package client
 
 import (
 	"context"
@@ -41,33 +41,33 @@ const (
 	cacheMissWait = 10 * time.Second
 )
 
-// serviceKey is what a cached health/service answer is for.
-type serviceKey struct {
+// Key is what a cached health/service answer is for.
+type Key struct {
 	dc      string
 	service string // lower-cased
 	tags    string // lower-cased, sorted, joined by NUL
 	passing bool
 }
 
-func newServiceKey(dc, service string, tags []string, passing bool) serviceKey {
+func NewKey(dc, service string, tags []string, passing bool) Key {
 	lower := make([]string, len(tags))
 	for i, t := range tags {
 		lower[i] = strings.ToLower(t)
 	}
 	slices.Sort(lower)
-	return serviceKey{dc: strings.ToLower(dc), service: strings.ToLower(service), tags: strings.Join(lower, "\x00"), passing: passing}
+	return Key{dc: strings.ToLower(dc), service: strings.ToLower(service), tags: strings.Join(lower, "\x00"), passing: passing}
 }
 
-// cachedAnswer is one answer held by a cache entry. It is never changed
+// Answer is one answer held by a cache entry. It is never changed
 // once published; changed closes when a newer answer replaces it, or when
 // the entry is evicted.
-type cachedAnswer struct {
+type Answer struct {
 	nodes   []catalog.CheckServiceNode
 	meta    rpc.QueryMeta
 	changed chan struct{}
 	// entry is the entry that published it, and now the cache's clock:
 	// fresh counts as a use of the entry.
-	entry *cacheEntry
+	entry *entry
 	now   func() time.Time
 
 	// The HTTP API's JSON of each of nodes, built by the first read that
@@ -79,13 +79,26 @@ type cachedAnswer struct {
 	encodeErr  error
 }
 
-// encodedNodes returns the JSON of each of a's nodes, as health/service
-// presents them (see presentCheckServiceNode), in a's order.
-func (a *cachedAnswer) encodedNodes() ([]json.RawMessage, error) {
+// Nodes are the answer's instances; Meta describes it. Neither may be
+// changed: every reader of the answer shares them.
+func (a *Answer) Nodes() []catalog.CheckServiceNode { return a.nodes }
+func (a *Answer) Meta() rpc.QueryMeta               { return a.meta }
+
+// Changed closes when a newer answer replaces a, or its entry goes.
+func (a *Answer) Changed() <-chan struct{} { return a.changed }
+
+// Age is how long the answer has gone unconfirmed by the servers: zero
+// while its watch is up.
+func (a *Answer) Age() time.Duration { return a.entry.age(a.now()) }
+
+// EncodedNodes returns the JSON of each of a's nodes as present makes
+// them, in a's order, built by the first call and shared by every later
+// one: every caller passes the same present.
+func (a *Answer) EncodedNodes(present func(catalog.CheckServiceNode) any) ([]json.RawMessage, error) {
 	a.encodeOnce.Do(func() {
 		enc := make([]json.RawMessage, len(a.nodes))
 		for i, csn := range a.nodes {
-			b, err := json.Marshal(presentCheckServiceNode(csn))
+			b, err := json.Marshal(present(csn))
 			if err != nil {
 				a.encodeErr = err
 				return
@@ -102,14 +115,14 @@ func (a *cachedAnswer) encodedNodes() ([]json.RawMessage, error) {
 // answers. It is how readers that keep what they built from a (DNS)
 // check it, so it also counts as a use: an entry read only through fresh
 // stays, and stays recent.
-func (a *cachedAnswer) fresh() bool {
+func (a *Answer) Fresh() bool {
 	now := a.now()
 	a.entry.touch(now)
 	return !a.replaced() && !a.entry.noPath.Load() && a.entry.age(now) <= a.entry.staleIfError
 }
 
 // replaced reports whether a newer answer replaced a, or its entry went.
-func (a *cachedAnswer) replaced() bool {
+func (a *Answer) replaced() bool {
 	select {
 	case <-a.changed:
 		return true
@@ -118,10 +131,10 @@ func (a *cachedAnswer) replaced() bool {
 	}
 }
 
-// cacheEntry is one watched key: the latest answer, kept current by a
+// entry is one watched key: the latest answer, kept current by a
 // goroutine running blocking queries against the servers.
-type cacheEntry struct {
-	key serviceKey
+type entry struct {
+	key Key
 	// ready closes once the first answer or the first error is in.
 	ready chan struct{}
 
@@ -144,16 +157,16 @@ type cacheEntry struct {
 	staleIfError time.Duration
 
 	mu     sync.Mutex
-	answer *cachedAnswer // nil until the first answer
-	err    error         // the last query error; nil after a success
+	answer *Answer // nil until the first answer
+	err    error   // the last query error; nil after a success
 }
 
-func (e *cacheEntry) touch(now time.Time) { e.lastUsed.Store(now.UnixNano()) }
+func (e *entry) touch(now time.Time) { e.lastUsed.Store(now.UnixNano()) }
 
 // age is how long the entry's answer has gone unconfirmed: zero while its
 // watch is up (a blocking query held on a server, which would return on a
 // change), else the time since the servers last answered it.
-func (e *cacheEntry) age(now time.Time) time.Duration {
+func (e *entry) age(now time.Time) time.Duration {
 	if !e.failing.Load() {
 		return 0
 	}
@@ -163,7 +176,7 @@ func (e *cacheEntry) age(now time.Time) time.Duration {
 // publish makes ans e's answer and marks the one it replaces, unless e
 // has been removed (its watch's ctx ended): removeLocked cancels before it
 // takes e.mu, so checking ctx under e.mu orders the two.
-func (e *cacheEntry) publish(ctx context.Context, ans *cachedAnswer) bool {
+func (e *entry) publish(ctx context.Context, ans *Answer) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if ctx.Err() != nil {
@@ -176,18 +189,18 @@ func (e *cacheEntry) publish(ctx context.Context, ans *cachedAnswer) bool {
 	return true
 }
 
-// serviceCache holds health/service answers for a client agent, each kept
+// Cache holds health/service answers for a client agent, each kept
 // current by one blocking query on the servers however many local lookups
 // read it: the servers see one watch per watched service per agent, not
 // one query per lookup. Entries nobody has read in entryTTL stop watching
 // and go; at most maxEntries are kept, and a new one replaces the least
 // recently used of a random sample of evictSample entries (an approximate
 // LRU that needs no lock to record a read).
-type serviceCache struct {
+type Cache struct {
 	fetch    func(ctx context.Context, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error)
 	logger   *slog.Logger
-	metrics  *agentMetrics // may be nil
-	maxStale time.Duration // of the watches' reads; 0: no bound
+	observe  func(hit bool) // hears of each lookup
+	maxStale time.Duration  // of the watches' reads; 0: no bound
 	// entryTTL, maxEntries and staleIfError are the cache config's.
 	entryTTL     time.Duration
 	maxEntries   int
@@ -200,7 +213,7 @@ type serviceCache struct {
 	wg     sync.WaitGroup
 
 	mu      sync.Mutex
-	entries map[serviceKey]*cacheEntry
+	entries map[Key]*entry
 	closed  bool
 }
 
@@ -208,39 +221,44 @@ type serviceCache struct {
 // to evict.
 const evictSample = 16
 
-// newServiceCache returns a cache that fetches with fetch; the watches'
-// reads are stale ones bounded by maxStale (0: no bound).
-func newServiceCache(fetch func(context.Context, *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error), cfg config.CacheConfig, maxStale time.Duration, logger *slog.Logger) *serviceCache {
+// NewCache returns a cache that fetches with fetch; the watches' reads
+// are stale ones bounded by maxStale (0: no bound). observe, when not
+// nil, hears of each lookup: a hit or a miss.
+func NewCache(fetch func(context.Context, *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, error), cfg config.CacheConfig,
+	maxStale time.Duration, logger *slog.Logger, observe func(hit bool)) *Cache {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &serviceCache{
-		fetch: fetch, logger: logger, maxStale: maxStale,
+	if observe == nil {
+		observe = func(bool) {}
+	}
+	return &Cache{
+		fetch: fetch, logger: logger, maxStale: maxStale, observe: observe,
 		entryTTL: cfg.EntryTTL, maxEntries: cfg.MaxEntries, staleIfError: cfg.StaleIfError,
-		now: time.Now, ctx: ctx, cancel: cancel, entries: make(map[serviceKey]*cacheEntry),
+		now: time.Now, ctx: ctx, cancel: cancel, entries: make(map[Key]*entry),
 	}
 }
 
 var (
-	// errCacheClosed is returned by lookups after close.
-	errCacheClosed = errors.New("agent cache closed")
-	// errCacheStale is returned for an answer the servers have not
+	// ErrClosed is returned by lookups after close.
+	ErrClosed = errors.New("agent cache closed")
+	// ErrStale is returned for an answer the servers have not
 	// confirmed for longer than the cache serves stale answers.
-	errCacheStale = errors.New("agent cache: the servers have not answered")
+	ErrStale = errors.New("agent cache: the servers have not answered")
 )
 
 // get returns the current answer for key, starting a watch on a miss and
 // waiting (bounded by ctx and cacheMissWait) for its first answer. hit
 // reports whether the answer was there already. A watch whose queries
 // fail keeps serving its last answer; with none, the error is returned.
-func (c *serviceCache) get(ctx context.Context, key serviceKey) (ans *cachedAnswer, hit bool, err error) {
+func (c *Cache) Get(ctx context.Context, key Key) (ans *Answer, hit bool, err error) {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
-		return nil, false, errCacheClosed
+		return nil, false, ErrClosed
 	}
 	e, ok := c.entries[key]
 	if !ok {
 		e = c.startLocked(key)
-		c.metrics.lookup(false)
+		c.observe(false)
 	}
 	c.mu.Unlock()
 
@@ -253,9 +271,9 @@ func (c *serviceCache) get(ctx context.Context, key serviceKey) (ans *cachedAnsw
 		return nil, false, err
 	}
 	if ans != nil {
-		c.metrics.lookup(true)
+		c.observe(true)
 		if age := e.age(now); age > c.staleIfError {
-			return nil, false, fmt.Errorf("%w for %v (stale_if_error %v): %v", errCacheStale, age.Round(time.Millisecond), c.staleIfError, err)
+			return nil, false, fmt.Errorf("%w for %v (stale_if_error %v): %v", ErrStale, age.Round(time.Millisecond), c.staleIfError, err)
 		}
 		return ans, ok, nil
 	}
@@ -286,8 +304,8 @@ func (c *serviceCache) get(ctx context.Context, key serviceKey) (ans *cachedAnsw
 // wait, see blockWait) until the answer's index differs from minIndex,
 // then answers with what is current. However many local watchers block on
 // one key, they share its entry's single watch on the servers.
-func (c *serviceCache) getBlocking(ctx context.Context, key serviceKey, minIndex uint64, wait time.Duration) (*cachedAnswer, bool, error) {
-	ans, hit, err := c.get(ctx, key)
+func (c *Cache) GetBlocking(ctx context.Context, key Key, minIndex uint64, wait time.Duration) (*Answer, bool, error) {
+	ans, hit, err := c.Get(ctx, key)
 	if err != nil || minIndex == 0 || ans.meta.Index != minIndex {
 		return ans, hit, err
 	}
@@ -297,12 +315,12 @@ func (c *serviceCache) getBlocking(ctx context.Context, key serviceKey, minIndex
 		select {
 		case <-ans.changed:
 		case <-t.C:
-			ans, _, err = c.get(ctx, key) // it may have gone too stale meanwhile
+			ans, _, err = c.Get(ctx, key) // it may have gone too stale meanwhile
 			return ans, hit, err
 		case <-ctx.Done():
 			return nil, hit, ctx.Err()
 		}
-		if ans, _, err = c.get(ctx, key); err != nil {
+		if ans, _, err = c.Get(ctx, key); err != nil {
 			return nil, hit, err
 		}
 	}
@@ -312,9 +330,9 @@ func (c *serviceCache) getBlocking(ctx context.Context, key serviceKey, minIndex
 // startLocked adds an entry for key and starts its watch, first evicting
 // the least recently used of a sample of entries when full. The caller
 // holds c.mu.
-func (c *serviceCache) startLocked(key serviceKey) *cacheEntry {
+func (c *Cache) startLocked(key Key) *entry {
 	if len(c.entries) >= c.maxEntries {
-		var oldest *cacheEntry
+		var oldest *entry
 		n := 0
 		for _, e := range c.entries { // map order is random: a random sample
 			if oldest == nil || e.lastUsed.Load() < oldest.lastUsed.Load() {
@@ -327,7 +345,7 @@ func (c *serviceCache) startLocked(key serviceKey) *cacheEntry {
 		c.removeLocked(oldest)
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
-	e := &cacheEntry{key: key, ready: make(chan struct{}), stop: cancel, staleIfError: c.staleIfError}
+	e := &entry{key: key, ready: make(chan struct{}), stop: cancel, staleIfError: c.staleIfError}
 	e.touch(c.now())
 	c.entries[key] = e
 	c.wg.Go(func() { c.watch(ctx, e) })
@@ -336,7 +354,7 @@ func (c *serviceCache) startLocked(key serviceKey) *cacheEntry {
 
 // removeLocked stops e's watch and drops it; readers of its answer see it
 // go stale. The caller holds c.mu.
-func (c *serviceCache) removeLocked(e *cacheEntry) {
+func (c *Cache) removeLocked(e *entry) {
 	delete(c.entries, e.key)
 	e.stop()
 	e.mu.Lock()
@@ -348,7 +366,7 @@ func (c *serviceCache) removeLocked(e *cacheEntry) {
 
 // watch keeps e current until ctx ends or nobody has asked for it in
 // entryTTL: a blocking query from the last index, again and again.
-func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
+func (c *Cache) watch(ctx context.Context, e *entry) {
 	var (
 		index uint64
 		retry = backoff.Backoff{Min: cacheRetryMin, Max: cacheRetryMax}
@@ -444,7 +462,7 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 		e.failing.Store(false)
 		e.noPath.Store(false)
 		if index == 0 || res.Index > index {
-			next := &cachedAnswer{nodes: res.Nodes, meta: res.QueryMeta, changed: make(chan struct{}), entry: e, now: c.now}
+			next := &Answer{nodes: res.Nodes, meta: res.QueryMeta, changed: make(chan struct{}), entry: e, now: c.now}
 			if !e.publish(ctx, next) {
 				return // removed meanwhile
 			}
@@ -463,7 +481,7 @@ func (c *serviceCache) watch(ctx context.Context, e *cacheEntry) {
 }
 
 // close stops every watch and waits for them.
-func (c *serviceCache) close() {
+func (c *Cache) Close() {
 	c.mu.Lock()
 	c.closed = true
 	for _, e := range c.entries {
@@ -474,8 +492,12 @@ func (c *serviceCache) close() {
 	c.wg.Wait()
 }
 
-// size reports the entries held.
-func (c *serviceCache) size() int {
+// StaleIfError is how old an answer the cache serves while the servers
+// do not answer (cache.stale_if_error).
+func (c *Cache) StaleIfError() time.Duration { return c.staleIfError }
+
+// Size reports the entries held.
+func (c *Cache) Size() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.entries)

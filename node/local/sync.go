@@ -1,13 +1,11 @@
-package node
+package local
 
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,59 +16,27 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
-// nodeInfo is how this agent's node appears in the catalog.
-type nodeInfo struct {
-	ID, Name, Address, Datacenter string
-	TaggedAddresses, Meta         map[string]string
-}
+// Anti-entropy: the State pushes its changes to the catalog at once, and
+// the whole of itself (compared against what the catalog holds) at an
+// interval, so that anything lost or changed behind the agent's back is
+// put right. Every access to the state is under its own lock; none is held
+// while talking to the servers.
 
-// syncer pushes the local state to the catalog: the changes at once, the
-// whole of it (compared against what the catalog holds) at an interval, so
-// that anything lost or changed behind the agent's back is put right.
-type syncer struct {
-	local    *localState
-	servers  rpc.Caller
-	node     nodeInfo
-	logger   *slog.Logger
-	interval time.Duration // full sync period, before jitter
-
-	triggerCh chan struct{}
-	// frozen stops all pushes: a leaving agent must not put back the node
-	// the leader deregisters.
-	frozen atomic.Bool
-
-	doneMu  sync.Mutex // guards doneGen and doneCh
-	doneGen uint64
-	doneCh  chan struct{} // closed and replaced when doneGen moves
-}
-
-func newSyncer(local *localState, servers rpc.Caller, node nodeInfo, interval time.Duration, logger *slog.Logger) *syncer {
-	return &syncer{
-		local:     local,
-		servers:   servers,
-		node:      node,
-		logger:    logger,
-		interval:  interval,
-		triggerCh: make(chan struct{}, 1),
-		doneCh:    make(chan struct{}),
-	}
-}
-
-// trigger asks for a sync of the changes; it never blocks.
-func (s *syncer) trigger() {
+// Trigger asks for a sync of the changes; it never blocks.
+func (s *State) Trigger() {
 	select {
 	case s.triggerCh <- struct{}{}:
 	default:
 	}
 }
 
-// waitFor blocks until the catalog holds every change up to gen, or ctx
+// WaitFor blocks until the catalog holds every change up to gen, or ctx
 // ends; it reports which.
-func (s *syncer) waitFor(ctx context.Context, gen uint64) bool {
+func (s *State) WaitFor(ctx context.Context, gen uint64) bool {
 	for {
-		s.doneMu.Lock()
+		s.mu.Lock()
 		done, ch := s.doneGen >= gen, s.doneCh
-		s.doneMu.Unlock()
+		s.mu.Unlock()
 		if done {
 			return true
 		}
@@ -82,9 +48,9 @@ func (s *syncer) waitFor(ctx context.Context, gen uint64) bool {
 	}
 }
 
-func (s *syncer) markDone(gen uint64) {
-	s.doneMu.Lock()
-	defer s.doneMu.Unlock()
+func (s *State) markDone(gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if gen > s.doneGen {
 		s.doneGen = gen
 		close(s.doneCh)
@@ -92,8 +58,12 @@ func (s *syncer) markDone(gen uint64) {
 	}
 }
 
-// run is the sync loop; it returns when ctx ends.
-func (s *syncer) run(ctx context.Context) {
+// Freeze stops every push for good: a leaving agent must not put back
+// the node the leader deregisters.
+func (s *State) Freeze() { s.frozen.Store(true) }
+
+// Run is the sync loop; it returns when ctx ends.
+func (s *State) Run(ctx context.Context) {
 	retry := backoff.Backoff{Min: 250 * time.Millisecond, Max: 30 * time.Second}
 	full := true
 	fullTimer := time.NewTimer(s.jitter())
@@ -101,7 +71,7 @@ func (s *syncer) run(ctx context.Context) {
 	// Held-back check outputs are flushed on this tick once due; with no
 	// output interval nothing is held back and there is no tick.
 	var flushCh <-chan time.Time
-	if s.local.outputInterval > 0 {
+	if s.outputInterval > 0 {
 		flushTick := time.NewTicker(s.flushPeriod())
 		defer flushTick.Stop()
 		flushCh = flushTick.C
@@ -122,7 +92,7 @@ func (s *syncer) run(ctx context.Context) {
 			return
 		case err != nil:
 			wait := retry.Next()
-			s.logger.Warn("catalog sync failed; will retry", "error", err, "retry_in", wait)
+			s.cfg.Logger.Warn("catalog sync failed; will retry", "error", err, "retry_in", wait)
 			retryCh = time.After(wait)
 		default:
 			retry.Reset()
@@ -139,9 +109,9 @@ func (s *syncer) run(ctx context.Context) {
 				full = true
 				fullTimer.Reset(s.jitter())
 			case <-flushCh:
-				s.local.mu.Lock()
-				idle := s.local.deferred == 0
-				s.local.mu.Unlock()
+				s.mu.Lock()
+				idle := s.deferred == 0
+				s.mu.Unlock()
 				if idle {
 					continue wait
 				}
@@ -153,23 +123,23 @@ func (s *syncer) run(ctx context.Context) {
 
 // flushPeriod is how often held-back check outputs are looked at: a fifth
 // of check_update_interval, within [100ms, 30s].
-func (s *syncer) flushPeriod() time.Duration {
-	return min(max(s.local.outputInterval/5, 100*time.Millisecond), 30*time.Second)
+func (s *State) flushPeriod() time.Duration {
+	return min(max(s.outputInterval/5, 100*time.Millisecond), 30*time.Second)
 }
 
 // jitter is the full-sync interval plus up to a quarter of it, so agents
 // started together do not sync together.
-func (s *syncer) jitter() time.Duration {
-	return s.interval + rand.N(s.interval/4+1)
+func (s *State) jitter() time.Duration {
+	return s.cfg.FullSyncInterval + rand.N(s.cfg.FullSyncInterval/4+1)
 }
 
 // syncFull compares the local state with the catalog, marks every
 // difference, and pushes them.
-func (s *syncer) syncFull(ctx context.Context) error {
+func (s *State) syncFull(ctx context.Context) error {
 	if s.frozen.Load() {
 		return nil
 	}
-	state, err := server.NodeState.Call(ctx, s.servers, &rpc.NodeQuery{Node: s.node.Name})
+	state, err := server.NodeState.Call(ctx, s.cfg.Servers, &rpc.NodeQuery{Node: s.cfg.Node.Name})
 	if err != nil {
 		return err
 	}
@@ -182,7 +152,7 @@ func (s *syncer) syncFull(ctx context.Context) error {
 	for _, c := range chks {
 		remoteChks[c.CheckID] = c
 	}
-	l := s.local
+	l := s
 	l.mu.Lock()
 	l.nodeInSync = node != nil && s.sameNode(node)
 	for id, ls := range l.services {
@@ -210,9 +180,10 @@ func (s *syncer) syncFull(ctx context.Context) error {
 	return s.syncChanges(ctx)
 }
 
-func (s *syncer) sameNode(n *catalog.Node) bool {
-	return n.ID == s.node.ID && n.Address == s.node.Address && n.Datacenter == s.node.Datacenter &&
-		maps.Equal(n.Meta, s.node.Meta) && maps.Equal(n.TaggedAddresses, s.node.TaggedAddresses)
+func (s *State) sameNode(n *catalog.Node) bool {
+	want := s.cfg.Node
+	return n.ID == want.ID && n.Address == want.Address && n.Datacenter == want.Datacenter &&
+		maps.Equal(n.Meta, want.Meta) && maps.Equal(n.TaggedAddresses, want.TaggedAddresses)
 }
 
 // pushItem is one service or check to push, with the version it had.
@@ -230,11 +201,11 @@ type pushChk struct {
 // syncChanges pushes what the local state marks out of sync. It holds no
 // lock while it talks to the servers; an item changed meanwhile stays
 // marked and goes in the next round.
-func (s *syncer) syncChanges(ctx context.Context) error {
+func (s *State) syncChanges(ctx context.Context) error {
 	if s.frozen.Load() {
 		return nil
 	}
-	l := s.local
+	l := s
 	l.mu.Lock()
 	gen := l.gen
 	nodeInSync := l.nodeInSync
@@ -280,7 +251,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 
 	var partial atomic.Bool
 	if !nodeInSync {
-		if _, err := server.Register.Call(ctx, s.servers, s.registration(false)); err != nil {
+		if _, err := server.Register.Call(ctx, s.cfg.Servers, s.registration(false)); err != nil {
 			return err
 		}
 		l.mu.Lock()
@@ -290,7 +261,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 	// Each kind in turn (removals before additions), each kind's writes
 	// concurrently.
 	if err := pushEach(ctx, removedSvcs, func(ctx context.Context, id string) error {
-		if _, err := server.Deregister.Call(ctx, s.servers, &catalog.DeregisterRequest{Node: s.node.Name, ServiceID: id}); err != nil {
+		if _, err := server.Deregister.Call(ctx, s.cfg.Servers, &catalog.DeregisterRequest{Node: s.cfg.Node.Name, ServiceID: id}); err != nil {
 			return err
 		}
 		l.mu.Lock()
@@ -301,7 +272,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		return err
 	}
 	if err := pushEach(ctx, removedChks, func(ctx context.Context, id string) error {
-		if _, err := server.Deregister.Call(ctx, s.servers, &catalog.DeregisterRequest{Node: s.node.Name, CheckID: id}); err != nil {
+		if _, err := server.Deregister.Call(ctx, s.cfg.Servers, &catalog.DeregisterRequest{Node: s.cfg.Node.Name, CheckID: id}); err != nil {
 			return err
 		}
 		l.mu.Lock()
@@ -317,7 +288,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		for _, c := range p.checks {
 			req.Checks = append(req.Checks, c.chk)
 		}
-		if _, err := server.Register.Call(ctx, s.servers, req); err != nil {
+		if _, err := server.Register.Call(ctx, s.cfg.Servers, req); err != nil {
 			if s.refused(err, "service", p.svc.ID) {
 				partial.Store(true)
 				return nil
@@ -337,7 +308,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 	if err := pushEach(ctx, fullChks, func(ctx context.Context, c pushChk) error {
 		req := s.registration(true)
 		req.Checks = []*catalog.Check{c.chk}
-		if _, err := server.Register.Call(ctx, s.servers, req); err != nil {
+		if _, err := server.Register.Call(ctx, s.cfg.Servers, req); err != nil {
 			if s.refused(err, "check", c.chk.CheckID) {
 				partial.Store(true)
 				l.mu.Lock()
@@ -355,8 +326,8 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 		return err
 	}
 	if err := pushEach(ctx, statusChks, func(ctx context.Context, c pushChk) error {
-		_, err := server.UpdateCheck.Call(ctx, s.servers, &catalog.CheckStatusUpdate{
-			Node: s.node.Name, CheckID: c.chk.CheckID, Status: c.chk.Status, Output: c.chk.Output,
+		_, err := server.UpdateCheck.Call(ctx, s.cfg.Servers, &catalog.CheckStatusUpdate{
+			Node: s.cfg.Node.Name, CheckID: c.chk.CheckID, Status: c.chk.Status, Output: c.chk.Output,
 		})
 		if errors.Is(err, catalog.ErrNotFound) {
 			// The catalog lost the check: send it whole next round.
@@ -365,7 +336,7 @@ func (s *syncer) syncChanges(ctx context.Context) error {
 				lc.defSynced = false
 			}
 			l.mu.Unlock()
-			s.trigger()
+			s.Trigger()
 			partial.Store(true)
 			return nil
 		}
@@ -426,17 +397,17 @@ func pushEach[T any](ctx context.Context, items []T, push func(context.Context, 
 // refused reports whether the catalog refused an item as malformed. Such
 // an item stays out of sync (the next full sync tries it again) but must
 // not hold up the others, so the caller moves on.
-func (s *syncer) refused(err error, kind, id string) bool {
+func (s *State) refused(err error, kind, id string) bool {
 	if !errors.Is(err, catalog.ErrInvalid) && !errors.Is(err, catalog.ErrNotFound) {
 		return false
 	}
-	s.logger.Error("the catalog refused a local "+kind, "id", id, "error", err)
+	s.cfg.Logger.Error("the catalog refused a local "+kind, "id", id, "error", err)
 	return true
 }
 
 // markChecks marks pushed checks in sync unless they changed since; the
 // caller holds l.mu.
-func markChecks(l *localState, pushed []pushChk) {
+func markChecks(l *State, pushed []pushChk) {
 	now := l.now()
 	for _, c := range pushed {
 		lc, ok := l.checks[c.chk.CheckID]
@@ -456,11 +427,13 @@ func markChecks(l *localState, pushed []pushChk) {
 }
 
 // registration is the node part of a register request.
-func (s *syncer) registration(skipNode bool) *catalog.RegisterRequest {
-	return registration(s.node, skipNode)
+func (s *State) registration(skipNode bool) *catalog.RegisterRequest {
+	return Registration(s.cfg.Node, skipNode)
 }
 
-func registration(n nodeInfo, skipNode bool) *catalog.RegisterRequest {
+// Registration is a register request for node n alone (skipNode: the
+// node part of one that carries a service or check).
+func Registration(n Node, skipNode bool) *catalog.RegisterRequest {
 	return &catalog.RegisterRequest{
 		ID:              n.ID,
 		Node:            n.Name,

@@ -1,20 +1,21 @@
-package node
+package client
 
 import (
 	"context"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"sync"
 
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
 )
 
-// remoteServer is a client agent's rpc.Caller: it sends each call to a
+// Remote is a client agent's rpc.Caller: it sends each call to a
 // server of its datacenter. It sticks to one server (its connection and
 // blocking queries stay there) and moves to another when that one cannot
 // answer; what a follower cannot answer, it forwards to the leader itself.
-type remoteServer struct {
+type Remote struct {
 	pool    *rpc.Pool
 	servers func() []string // RPC addresses of the alive servers
 
@@ -24,36 +25,25 @@ type remoteServer struct {
 	calls map[string]uint64
 }
 
-func newRemoteServer(pool *rpc.Pool, servers func() []string) *remoteServer {
-	return &remoteServer{pool: pool, servers: servers, calls: make(map[string]uint64)}
+// NewRemote returns a caller that sends to the servers servers lists
+// (their RPC addresses, asked on each call) through pool.
+func NewRemote(pool *rpc.Pool, servers func() []string) *Remote {
+	return &Remote{pool: pool, servers: servers, calls: make(map[string]uint64)}
 }
 
-// callCounts returns a copy of the calls made so far, by method.
-func (s *remoteServer) callCounts() map[string]uint64 {
+// CallCounts returns a copy of the calls made so far, by method: what
+// the agent has cost the servers.
+func (s *Remote) CallCounts() map[string]uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return maps.Clone(s.calls)
 }
 
-// RPCCalls reports the RPCs a client agent has sent to the servers, by
-// method (nil on a server), and how many health/service answers its cache
-// holds: what the agent costs the servers.
-func (a *Agent) RPCCalls() (calls map[string]uint64, cacheEntries int) {
-	rs, ok := a.servers.(*remoteServer)
-	if !ok {
-		return nil, 0
-	}
-	if a.cache != nil {
-		cacheEntries = a.cache.size()
-	}
-	return rs.callCounts(), cacheEntries
-}
-
 // order lists the servers to try: the current one first (its connection
 // and blocking queries live there), then the others in random order.
-func (s *remoteServer) order() []string {
+func (s *Remote) order() []string {
 	list := append([]string(nil), s.servers()...)
-	shuffle(list)
+	rand.Shuffle(len(list), func(i, j int) { list[i], list[j] = list[j], list[i] })
 	s.mu.Lock()
 	cur := s.current
 	s.mu.Unlock()
@@ -69,7 +59,7 @@ func (s *remoteServer) order() []string {
 // cannot answer at all; an answer, error or not, ends the search. A write
 // gets its identity here, where it enters the cluster, so every server
 // it reaches applies it once.
-func (s *remoteServer) Call(ctx context.Context, method string, req, resp any) error {
+func (s *Remote) Call(ctx context.Context, method string, req, resp any) error {
 	ctx, cancel := server.EnterWrite(ctx, req)
 	defer cancel()
 	s.mu.Lock()

@@ -1,14 +1,17 @@
-package node
+package local
 
 import (
+	"log/slog"
 	"maps"
 	"reflect"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/node/config"
+	"github.com/meshd/meshd/node/rpc"
 )
 
 // localService is a service instance registered with this agent.
@@ -16,6 +19,14 @@ type localService struct {
 	svc     *catalog.Service // Node is empty: the agent's node is implied
 	inSync  bool
 	version uint64
+}
+
+// Check is a check the agent registers: the catalog's row (Node empty:
+// the agent's node is implied) and, for one from a definition, the
+// definition it was built from (nil for maintenance checks).
+type Check struct {
+	Check *catalog.Check
+	Def   *config.CheckDefinition
 }
 
 // localCheck is a check registered with this agent.
@@ -37,14 +48,20 @@ type localCheck struct {
 	criticalSince time.Time
 }
 
-// localState is what this agent has registered, and what of it the
-// catalog is known to hold. It is safe for concurrent use.
-type localState struct {
-	notify func() // called, without mu held, after every change
+// State is what this agent has registered, and what of it the catalog is
+// known to hold; it keeps the catalog in line with it (anti-entropy, see
+// Run). It is the one owner of its lock. It is safe for concurrent use.
+type State struct {
+	cfg Config
 	// outputInterval is check_update_interval: the least time between two
 	// writes of a check whose only change is its output (0: no limit).
 	outputInterval time.Duration
 	now            func() time.Time
+
+	triggerCh chan struct{}
+	// frozen stops all pushes: a leaving agent must not put back the node
+	// the leader deregisters.
+	frozen atomic.Bool
 
 	mu       sync.Mutex // guards the fields below
 	services map[string]*localService
@@ -57,17 +74,46 @@ type localState struct {
 	deferred int
 	// versions stamps every change of a service or check.
 	versions uint64
-	// gen counts changes; the sync loop reports the gen it has pushed.
-	gen uint64
+	// gen counts changes; doneGen is the latest the catalog holds all of,
+	// and doneCh closes (and is replaced) when doneGen moves.
+	gen     uint64
+	doneGen uint64
+	doneCh  chan struct{}
 }
 
-func newLocalState(outputInterval time.Duration, notify func()) *localState {
-	return &localState{
-		outputInterval: outputInterval,
+// Config is what a State needs.
+type Config struct {
+	// Node is how the agent's node appears in the catalog.
+	Node Node
+	// Servers takes the catalog writes.
+	Servers rpc.Caller
+	// OutputInterval is check_update_interval (0: no limit).
+	OutputInterval time.Duration
+	// FullSyncInterval is how often the whole state is compared with the
+	// catalog (plus up to a quarter of it as jitter).
+	FullSyncInterval time.Duration
+	Logger           *slog.Logger
+}
+
+// Node is how the agent's node appears in the catalog.
+type Node struct {
+	ID, Name, Address, Datacenter string
+	TaggedAddresses, Meta         map[string]string
+}
+
+// New returns an empty State. It starts nothing: Run syncs it.
+func New(cfg Config) *State {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &State{
+		cfg:            cfg,
+		outputInterval: cfg.OutputInterval,
 		now:            time.Now,
+		triggerCh:      make(chan struct{}, 1),
+		doneCh:         make(chan struct{}),
 		// gen 1 is the node itself: the first sync registers it.
 		gen:             1,
-		notify:          notify,
 		services:        map[string]*localService{},
 		checks:          map[string]*localCheck{},
 		removedServices: map[string]struct{}{},
@@ -76,14 +122,21 @@ func newLocalState(outputInterval time.Duration, notify func()) *localState {
 }
 
 // changed bumps the generation; callers hold mu. It returns the new gen.
-func (l *localState) changedLocked() uint64 {
+func (l *State) changedLocked() uint64 {
 	l.gen++
 	return l.gen
 }
 
-// addService adds or replaces a service and its checks in one step, so the
-// sync never sees the service without them. It returns the change's gen.
-func (l *localState) addService(ls *localService, chks []*localCheck) uint64 {
+// AddService adds or replaces a service and its checks in one step, so
+// the sync never sees the service without them. It returns the change's
+// gen. The State keeps svc and the checks: the caller does not change
+// them afterwards.
+func (l *State) AddService(svc *catalog.Service, checks []*Check) uint64 {
+	ls := &localService{svc: svc}
+	chks := make([]*localCheck, len(checks))
+	for i, c := range checks {
+		chks[i] = &localCheck{chk: c.Check, def: c.Def}
+	}
 	l.mu.Lock()
 	ls.version = l.nextVersionLocked()
 	delete(l.removedServices, ls.svc.ID)
@@ -93,11 +146,11 @@ func (l *localState) addService(ls *localService, chks []*localCheck) uint64 {
 	}
 	gen := l.changedLocked()
 	l.mu.Unlock()
-	l.notify()
+	l.Trigger()
 	return gen
 }
 
-func (l *localState) putCheckLocked(c *localCheck) {
+func (l *State) putCheckLocked(c *localCheck) {
 	if old, ok := l.checks[c.chk.CheckID]; ok {
 		if old.outputDeferred {
 			l.deferred--
@@ -121,24 +174,24 @@ func (l *localState) putCheckLocked(c *localCheck) {
 // nextVersionLocked stamps a change. Versions come from one counter that
 // only grows, so an item removed and added again never carries the
 // version of a push still in flight for its predecessor.
-func (l *localState) nextVersionLocked() uint64 {
+func (l *State) nextVersionLocked() uint64 {
 	l.versions++
 	return l.versions
 }
 
-// addCheck adds or replaces one check.
-func (l *localState) addCheck(c *localCheck) uint64 {
+// AddCheck adds or replaces one check (kept as AddService keeps its).
+func (l *State) AddCheck(c *Check) uint64 {
 	l.mu.Lock()
-	l.putCheckLocked(c)
+	l.putCheckLocked(&localCheck{chk: c.Check, def: c.Def})
 	gen := l.changedLocked()
 	l.mu.Unlock()
-	l.notify()
+	l.Trigger()
 	return gen
 }
 
-// removeService removes a service and its checks. It reports false when
+// RemoveService removes a service and its checks. It reports false when
 // there was no such service.
-func (l *localState) removeService(id string) (uint64, bool) {
+func (l *State) RemoveService(id string) (uint64, bool) {
 	l.mu.Lock()
 	if _, ok := l.services[id]; !ok {
 		l.mu.Unlock()
@@ -153,11 +206,11 @@ func (l *localState) removeService(id string) (uint64, bool) {
 	}
 	gen := l.changedLocked()
 	l.mu.Unlock()
-	l.notify()
+	l.Trigger()
 	return gen, true
 }
 
-func (l *localState) removeCheckLocked(id string) {
+func (l *State) removeCheckLocked(id string) {
 	if c := l.checks[id]; c != nil {
 		if c.outputDeferred {
 			l.deferred--
@@ -167,8 +220,8 @@ func (l *localState) removeCheckLocked(id string) {
 	l.removedChecks[id] = struct{}{}
 }
 
-// removeCheck removes one check; false when there was none.
-func (l *localState) removeCheck(id string) (uint64, bool) {
+// RemoveCheck removes one check; false when there was none.
+func (l *State) RemoveCheck(id string) (uint64, bool) {
 	l.mu.Lock()
 	if _, ok := l.checks[id]; !ok {
 		l.mu.Unlock()
@@ -177,14 +230,14 @@ func (l *localState) removeCheck(id string) (uint64, bool) {
 	l.removeCheckLocked(id)
 	gen := l.changedLocked()
 	l.mu.Unlock()
-	l.notify()
+	l.Trigger()
 	return gen, true
 }
 
-// updateCheck sets a check's status and output. A call that changes
+// UpdateCheck sets a check's status and output. A call that changes
 // neither changes nothing, so a steady heartbeat costs no write. It
 // reports whether there is such a check and whether it changed.
-func (l *localState) updateCheck(id, status, output string) (gen uint64, found, changed bool) {
+func (l *State) UpdateCheck(id, status, output string) (gen uint64, found, changed bool) {
 	l.mu.Lock()
 	c, ok := l.checks[id]
 	if !ok {
@@ -222,18 +275,18 @@ func (l *localState) updateCheck(id, status, output string) (gen uint64, found, 
 	c.inSync = false
 	gen = l.changedLocked()
 	l.mu.Unlock()
-	l.notify()
+	l.Trigger()
 	return gen, true, true
 }
 
 // outputDueLocked reports whether a check's held-back output may be
 // written now; the caller holds mu.
-func (l *localState) outputDueLocked(c *localCheck) bool {
+func (l *State) outputDueLocked(c *localCheck) bool {
 	return !c.outputDeferred || l.now().Sub(c.outputSyncedAt) >= l.outputInterval
 }
 
-// service returns a copy of a service, or nil.
-func (l *localState) service(id string) *catalog.Service {
+// Service returns a copy of a service, or nil.
+func (l *State) Service(id string) *catalog.Service {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if s, ok := l.services[id]; ok {
@@ -243,8 +296,8 @@ func (l *localState) service(id string) *catalog.Service {
 	return nil
 }
 
-// check returns a copy of a check, or nil.
-func (l *localState) check(id string) *catalog.Check {
+// Check returns a copy of a check, or nil.
+func (l *State) Check(id string) *catalog.Check {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if c, ok := l.checks[id]; ok {
@@ -254,15 +307,15 @@ func (l *localState) check(id string) *catalog.Check {
 	return nil
 }
 
-// currentGen is the generation of the latest change.
-func (l *localState) currentGen() uint64 {
+// CurrentGen is the generation of the latest change.
+func (l *State) CurrentGen() uint64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.gen
 }
 
-// listServices returns copies of every service, sorted by ID.
-func (l *localState) listServices() []*catalog.Service {
+// Services returns copies of every service, sorted by ID.
+func (l *State) Services() []*catalog.Service {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make([]*catalog.Service, 0, len(l.services))
@@ -273,8 +326,8 @@ func (l *localState) listServices() []*catalog.Service {
 	return out
 }
 
-// listChecks returns copies of every check, sorted by ID.
-func (l *localState) listChecks() []*catalog.Check {
+// Checks returns copies of every check, sorted by ID.
+func (l *State) Checks() []*catalog.Check {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	out := make([]*catalog.Check, 0, len(l.checks))
@@ -318,9 +371,9 @@ func sameCheckDefinition(a, b *catalog.Check) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-// reapable returns the services with a check that has been critical for
+// Reapable returns the services with a check that has been critical for
 // longer than its deregister_critical_service_after.
-func (l *localState) reapable() []string {
+func (l *State) Reapable() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -337,7 +390,7 @@ func (l *localState) reapable() []string {
 
 // dropDeferralLocked forgets a check's held-back output; the caller holds
 // mu.
-func (l *localState) dropDeferralLocked(id string) {
+func (l *State) dropDeferralLocked(id string) {
 	if c, ok := l.checks[id]; ok && c.outputDeferred {
 		c.outputDeferred = false
 		l.deferred--

@@ -1,4 +1,4 @@
-package node
+package client
 
 import (
 	"context"
@@ -91,37 +91,37 @@ var testCacheConfig = config.CacheConfig{
 	EntryTTL: config.DefaultCacheEntryTTL, MaxEntries: config.DefaultCacheMaxEntries, StaleIfError: config.DefaultCacheStaleIfError,
 }
 
-func testCache(t *testing.T, f *fakeCatalog) *serviceCache {
-	c := newServiceCache(f.fetch, testCacheConfig, 0, slog.New(slog.DiscardHandler))
-	t.Cleanup(c.close)
+func testCache(t *testing.T, f *fakeCatalog) *Cache {
+	c := NewCache(f.fetch, testCacheConfig, 0, slog.New(slog.DiscardHandler), nil)
+	t.Cleanup(c.Close)
 	return c
 }
 
 func TestServiceCacheHitMissAndUpdate(t *testing.T) {
 	f := newFakeCatalog()
 	c := testCache(t, f)
-	key := newServiceKey("dc1", "Web", []string{"b", "A"}, false)
-	if key != newServiceKey("DC1", "web", []string{"a", "B"}, false) {
+	key := NewKey("dc1", "Web", []string{"b", "A"}, false)
+	if key != NewKey("DC1", "web", []string{"a", "B"}, false) {
 		t.Fatal("keys differ by case or tag order")
 	}
-	ans, hit, err := c.get(context.Background(), key)
+	ans, hit, err := c.Get(context.Background(), key)
 	if err != nil || hit || len(ans.nodes) != 1 || ans.meta.Index != 5 {
 		t.Fatalf("first get: %+v hit=%v err=%v", ans, hit, err)
 	}
 	for range 100 {
-		again, hit, err := c.get(context.Background(), key)
+		again, hit, err := c.Get(context.Background(), key)
 		if err != nil || !hit || again != ans {
 			t.Fatalf("repeat get: hit=%v err=%v same=%v", hit, err, again == ans)
 		}
 	}
 	// One query answered, one blocking: no query per lookup.
 	testkit.Eventually(t, 10*time.Second, "the watch to block", func() bool { return f.callCount() == 2 })
-	if !ans.fresh() {
+	if !ans.Fresh() {
 		t.Fatal("answer stale before any change")
 	}
 	f.update(nil, nil)
-	testkit.Eventually(t, 10*time.Second, "the change to reach the cache", func() bool { return !ans.fresh() })
-	next, hit, err := c.get(context.Background(), key)
+	testkit.Eventually(t, 10*time.Second, "the change to reach the cache", func() bool { return !ans.Fresh() })
+	next, hit, err := c.Get(context.Background(), key)
 	if err != nil || !hit || len(next.nodes) != 0 || next.meta.Index != 6 {
 		t.Fatalf("after change: %+v hit=%v err=%v", next, hit, err)
 	}
@@ -132,19 +132,19 @@ func TestServiceCacheHitMissAndUpdate(t *testing.T) {
 func TestServiceCacheServesLastAnswerOnError(t *testing.T) {
 	f := newFakeCatalog()
 	c := testCache(t, f)
-	key := newServiceKey("dc1", "web", nil, false)
-	ans, _, err := c.get(context.Background(), key)
+	key := NewKey("dc1", "web", nil, false)
+	ans, _, err := c.Get(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	boom := errors.New("no server answered")
 	f.update(nil, boom)
 	testkit.Eventually(t, 10*time.Second, "the watch to retry", func() bool { return f.callCount() >= 4 })
-	got, hit, err := c.get(context.Background(), key)
+	got, hit, err := c.Get(context.Background(), key)
 	if err != nil || !hit || got != ans {
 		t.Fatalf("with servers failing: hit=%v err=%v same answer=%v", hit, err, got == ans)
 	}
-	if _, _, err := c.get(context.Background(), newServiceKey("dc1", "db", nil, false)); !errors.Is(err, boom) {
+	if _, _, err := c.Get(context.Background(), NewKey("dc1", "db", nil, false)); !errors.Is(err, boom) {
 		t.Fatalf("never-answered key with servers failing: err %v", err)
 	}
 }
@@ -159,18 +159,18 @@ func TestServiceCacheEvicts(t *testing.T) {
 	c.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	c.entryTTL, c.maxEntries = time.Minute, 2
 
-	a, _, _ := c.get(context.Background(), newServiceKey("dc1", "a", nil, false))
-	c.get(context.Background(), newServiceKey("dc1", "b", nil, false))
+	a, _, _ := c.Get(context.Background(), NewKey("dc1", "a", nil, false))
+	c.Get(context.Background(), NewKey("dc1", "b", nil, false))
 	mu.Lock()
 	now = now.Add(time.Second)
 	mu.Unlock()
-	c.get(context.Background(), newServiceKey("dc1", "b", nil, false))
+	c.Get(context.Background(), NewKey("dc1", "b", nil, false))
 	// Full: a third key pushes out the least recently used, "a".
-	c.get(context.Background(), newServiceKey("dc1", "c", nil, false))
-	if n := c.size(); n != 2 {
+	c.Get(context.Background(), NewKey("dc1", "c", nil, false))
+	if n := c.Size(); n != 2 {
 		t.Fatalf("%d entries, want 2", n)
 	}
-	if a.fresh() {
+	if a.Fresh() {
 		t.Fatal("evicted entry's answer still fresh")
 	}
 	// Idle past the TTL: the watches stop at their next turn.
@@ -178,21 +178,21 @@ func TestServiceCacheEvicts(t *testing.T) {
 	now = now.Add(2 * time.Minute)
 	mu.Unlock()
 	f.update(f.nodes, nil) // wake the blocked watches
-	testkit.Eventually(t, 10*time.Second, "idle entries to go", func() bool { return c.size() == 0 })
+	testkit.Eventually(t, 10*time.Second, "idle entries to go", func() bool { return c.Size() == 0 })
 }
 
 // TestServiceCacheClose stops every watch (the cleanup's close would hang
 // on a leaked one) and refuses later lookups.
 func TestServiceCacheClose(t *testing.T) {
 	f := newFakeCatalog()
-	c := newServiceCache(f.fetch, testCacheConfig, 0, slog.New(slog.DiscardHandler))
+	c := NewCache(f.fetch, testCacheConfig, 0, slog.New(slog.DiscardHandler), nil)
 	for _, s := range []string{"a", "b", "c"} {
-		if _, _, err := c.get(context.Background(), newServiceKey("dc1", s, nil, false)); err != nil {
+		if _, _, err := c.Get(context.Background(), NewKey("dc1", s, nil, false)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c.close()
-	if _, _, err := c.get(context.Background(), newServiceKey("dc1", "a", nil, false)); !errors.Is(err, errCacheClosed) {
+	c.Close()
+	if _, _, err := c.Get(context.Background(), NewKey("dc1", "a", nil, false)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("get after close: %v", err)
 	}
 }
@@ -210,14 +210,14 @@ func TestServiceCacheFreshCountsAsUse(t *testing.T) {
 	c.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
 	c.entryTTL = time.Minute
 
-	ans, _, err := c.get(context.Background(), newServiceKey("dc1", "web", nil, false))
+	ans, _, err := c.Get(context.Background(), NewKey("dc1", "web", nil, false))
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Twice the TTL since the get, read through fresh all along.
 	for range 4 {
 		advance(30 * time.Second)
-		if !ans.fresh() {
+		if !ans.Fresh() {
 			t.Fatal("answer went stale while nothing changed")
 		}
 	}
@@ -226,7 +226,7 @@ func TestServiceCacheFreshCountsAsUse(t *testing.T) {
 	f.update(f.nodes, nil)
 	// An entry found idle stops instead of querying again.
 	testkit.Eventually(t, 10*time.Second, "the watch to query again", func() bool { return f.callCount() > calls })
-	if c.size() != 1 {
+	if c.Size() != 1 {
 		t.Fatal("entry read through fresh was evicted as idle")
 	}
 }
@@ -249,11 +249,11 @@ func TestServiceCacheStaleLimit(t *testing.T) {
 	clock := &fakeClock{now: time.Unix(1000, 0)}
 	cfg := testCacheConfig
 	cfg.StaleIfError = time.Minute
-	c := newServiceCache(f.fetch, cfg, 0, slog.New(slog.DiscardHandler))
-	t.Cleanup(c.close)
+	c := NewCache(f.fetch, cfg, 0, slog.New(slog.DiscardHandler), nil)
+	t.Cleanup(c.Close)
 	c.now = clock.Now
-	key := newServiceKey("dc1", "web", nil, false)
-	ans, _, err := c.get(context.Background(), key)
+	key := NewKey("dc1", "web", nil, false)
+	ans, _, err := c.Get(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,26 +264,26 @@ func TestServiceCacheStaleLimit(t *testing.T) {
 	f.update(nil, boom)
 	testkit.Eventually(t, 10*time.Second, "the watch to fail", func() bool { return ans.entry.failing.Load() })
 	clock.advance(40 * time.Second)
-	got, hit, err := c.get(context.Background(), key)
+	got, hit, err := c.Get(context.Background(), key)
 	if err != nil || !hit || got != ans {
 		t.Fatalf("40 s unconfirmed: hit=%v err=%v same=%v", hit, err, got == ans)
 	}
 	if age := ans.entry.age(clock.Now()); age != 40*time.Second {
 		t.Fatalf("age %v, want 40s", age)
 	}
-	if !ans.fresh() {
+	if !ans.Fresh() {
 		t.Fatal("answer not fresh within stale_if_error")
 	}
 	clock.advance(21 * time.Second)
-	if ans.fresh() {
+	if ans.Fresh() {
 		t.Fatal("answer still fresh past stale_if_error")
 	}
-	if _, _, err := c.get(context.Background(), key); !errors.Is(err, errCacheStale) {
-		t.Fatalf("61 s unconfirmed: err %v, want errCacheStale", err)
+	if _, _, err := c.Get(context.Background(), key); !errors.Is(err, ErrStale) {
+		t.Fatalf("61 s unconfirmed: err %v, want ErrStale", err)
 	}
 	f.update(f.nodes, nil)
 	testkit.Eventually(t, 10*time.Second, "the watch to recover", func() bool { return !ans.entry.failing.Load() })
-	if got, _, err := c.get(context.Background(), key); err != nil || got.entry.age(clock.Now()) != 0 {
+	if got, _, err := c.Get(context.Background(), key); err != nil || got.entry.age(clock.Now()) != 0 {
 		t.Fatalf("after recovery: err %v", err)
 	}
 }
@@ -295,30 +295,30 @@ func TestServiceCacheStaleLimit(t *testing.T) {
 func TestServiceCacheHoldsBackOlderAnswers(t *testing.T) {
 	f := newFakeCatalog()
 	clock := &fakeClock{now: time.Unix(1000, 0)}
-	c := newServiceCache(f.fetch, testCacheConfig, 0, slog.New(slog.DiscardHandler))
-	t.Cleanup(c.close)
+	c := NewCache(f.fetch, testCacheConfig, 0, slog.New(slog.DiscardHandler), nil)
+	t.Cleanup(c.Close)
 	c.now = clock.Now
-	key := newServiceKey("dc1", "web", nil, false)
-	ans, _, err := c.get(context.Background(), key)
+	key := NewKey("dc1", "web", nil, false)
+	ans, _, err := c.Get(context.Background(), key)
 	if err != nil || len(ans.nodes) != 1 {
 		t.Fatalf("first answer %v, %v", ans, err)
 	}
 	calls := f.callCount()
 	f.goBack(1, nil)
 	testkit.Eventually(t, 10*time.Second, "the watch to ask again a few times", func() bool { return f.callCount() >= calls+3 })
-	got, _, err := c.get(context.Background(), key)
+	got, _, err := c.Get(context.Background(), key)
 	if err != nil || got != ans || ans.replaced() {
 		t.Fatalf("an older answer replaced the newer one: %v, %v", got, err)
 	}
 	clock.advance(behindHold + time.Second)
 	testkit.Eventually(t, 10*time.Second, "the restored (older) answer to be taken", func() bool {
-		got, _, err := c.get(context.Background(), key)
+		got, _, err := c.Get(context.Background(), key)
 		return err == nil && len(got.nodes) == 0 && got.meta.Index == 1
 	})
 	// And it watches on from there.
 	f.update(ans.nodes, nil)
 	testkit.Eventually(t, 10*time.Second, "the next change", func() bool {
-		got, _, err := c.get(context.Background(), key)
+		got, _, err := c.Get(context.Background(), key)
 		return err == nil && len(got.nodes) == 1 && got.meta.Index == 2
 	})
 }
@@ -328,18 +328,18 @@ func TestServiceCacheHoldsBackOlderAnswers(t *testing.T) {
 func TestServiceCacheBlocking(t *testing.T) {
 	f := newFakeCatalog()
 	c := testCache(t, f)
-	key := newServiceKey("dc1", "web", nil, false)
-	ans, _, err := c.get(context.Background(), key)
+	key := NewKey("dc1", "web", nil, false)
+	ans, _, err := c.Get(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// An index behind the cache's answers at once.
-	if got, hit, err := c.getBlocking(context.Background(), key, 1, time.Minute); err != nil || !hit || got != ans {
+	if got, hit, err := c.GetBlocking(context.Background(), key, 1, time.Minute); err != nil || !hit || got != ans {
 		t.Fatalf("behind: hit=%v err=%v", hit, err)
 	}
 	// The current index and a short wait: the same answer after the wait.
 	start := time.Now()
-	if got, _, err := c.getBlocking(context.Background(), key, ans.meta.Index, 50*time.Millisecond); err != nil || got != ans {
+	if got, _, err := c.GetBlocking(context.Background(), key, ans.meta.Index, 50*time.Millisecond); err != nil || got != ans {
 		t.Fatalf("wait over: err=%v same=%v", err, got == ans)
 	}
 	if waited := time.Since(start); waited < 50*time.Millisecond {
@@ -350,7 +350,7 @@ func TestServiceCacheBlocking(t *testing.T) {
 	results := make(chan uint64, watchers)
 	for range watchers {
 		go func() {
-			got, _, err := c.getBlocking(context.Background(), key, ans.meta.Index, time.Minute)
+			got, _, err := c.GetBlocking(context.Background(), key, ans.meta.Index, time.Minute)
 			if err != nil {
 				results <- 0
 				return
@@ -383,14 +383,14 @@ func TestServiceCachePollsWhenRefused(t *testing.T) {
 	f := newFakeCatalog()
 	f.refuseBlocking = true
 	c := testCache(t, f)
-	key := newServiceKey("dc1", "web", nil, false)
-	ans, _, err := c.get(context.Background(), key)
+	key := NewKey("dc1", "web", nil, false)
+	ans, _, err := c.Get(context.Background(), key)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.update(nil, nil)
-	testkit.Eventually(t, 10*time.Second, "a poll to pick up the change", func() bool { return !ans.fresh() })
-	got, _, err := c.get(context.Background(), key)
+	testkit.Eventually(t, 10*time.Second, "a poll to pick up the change", func() bool { return !ans.Fresh() })
+	got, _, err := c.Get(context.Background(), key)
 	if err != nil || len(got.nodes) != 0 || got.entry.failing.Load() {
 		t.Fatalf("after the change: %d nodes, failing=%v, %v", len(got.nodes), got.entry.failing.Load(), err)
 	}
@@ -408,12 +408,12 @@ func TestServiceCachePollsWhenRefused(t *testing.T) {
 // cached DNS question and HTTP read pays before building its answer.
 func BenchmarkServiceCacheHit(b *testing.B) {
 	f := newFakeCatalog()
-	c := newServiceCache(f.fetch, testCacheConfig, 0, slog.New(slog.DiscardHandler))
-	defer c.close()
-	keys := make([]serviceKey, 1000)
+	c := NewCache(f.fetch, testCacheConfig, 0, slog.New(slog.DiscardHandler), nil)
+	defer c.Close()
+	keys := make([]Key, 1000)
 	for i := range keys {
-		keys[i] = newServiceKey("dc1", fmt.Sprintf("svc-%d", i), nil, false)
-		if _, _, err := c.get(context.Background(), keys[i]); err != nil {
+		keys[i] = NewKey("dc1", fmt.Sprintf("svc-%d", i), nil, false)
+		if _, _, err := c.Get(context.Background(), keys[i]); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -422,7 +422,7 @@ func BenchmarkServiceCacheHit(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
 		for pb.Next() {
-			if _, hit, err := c.get(context.Background(), keys[i%len(keys)]); err != nil || !hit {
+			if _, hit, err := c.Get(context.Background(), keys[i%len(keys)]); err != nil || !hit {
 				b.Fatalf("hit=%v err=%v", hit, err)
 			}
 			i++
