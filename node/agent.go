@@ -23,6 +23,7 @@ import (
 	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node/client"
 	"github.com/meshd/meshd/node/config"
+	"github.com/meshd/meshd/node/httpapi"
 	"github.com/meshd/meshd/node/local"
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
@@ -71,13 +72,12 @@ type Agent struct {
 	states   *stateSaver
 	dns      *dns.Server
 	http     *http.Server
+	httpAPI  *httpapi.API
 
 	serverLn net.Listener
 	httpLns  []net.Listener
 	dnsUDP   []net.PacketConn
 	dnsTCP   []net.Listener
-
-	openRequests atomic.Int64
 
 	// stateMu makes each change of the local state one step with its save
 	// to the data dir: a register, a deregister and a reap of the same ID
@@ -524,8 +524,9 @@ func (a *Agent) startHTTP() error {
 	// blocking queries answer at once instead of holding the shutdown.
 	reqCtx, cancelRequests := context.WithCancel(context.Background())
 	a.cancelRequests = cancelRequests
+	a.httpAPI = a.api()
 	a.http = &http.Server{
-		Handler:           a.routes(),
+		Handler:           a.httpAPI.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },

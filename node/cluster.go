@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/node/httpapi"
 )
 
 // Option changes how New builds an agent; for tests and embedding.
@@ -170,36 +170,19 @@ func toMember(m gossip.Member) member {
 	return member{Name: m.Name, ID: m.Tags.NodeID, Addr: m.Addr.String(), Status: memberStatus(m.Status)}
 }
 
-// agentMember is one entry of agent/members, as Consul's api.AgentMember.
-type agentMember struct {
-	Name        string
-	Addr        string
-	Port        uint16
-	Tags        map[string]string
-	Status      int
-	ProtocolMin uint8
-	ProtocolMax uint8
-	ProtocolCur uint8
-	DelegateMin uint8
-	DelegateMax uint8
-	DelegateCur uint8
-}
-
 // serfStatus is serf's numeric member status, which agent/members carries.
 var serfStatus = map[gossip.MemberStatus]int{
 	gossip.StatusNone: 0, gossip.StatusAlive: 1, gossip.StatusLeaving: 2, gossip.StatusLeft: 3, gossip.StatusFailed: 4,
 }
 
-func toAgentMember(m gossip.Member) agentMember {
+func toAgentMember(m gossip.Member) httpapi.Member {
 	tags := m.RawTags
 	if tags == nil {
 		tags = m.Tags.Encode()
 	}
-	return agentMember{Name: m.Name, Addr: m.Addr.String(), Port: uint16(m.Port), Tags: tags,
+	return httpapi.Member{Name: m.Name, Addr: m.Addr.String(), Port: uint16(m.Port), Tags: tags,
 		Status: serfStatus[m.Status], ProtocolMin: 1, ProtocolMax: 5, ProtocolCur: 2, DelegateMin: 2, DelegateMax: 5, DelegateCur: 4}
 }
-
-var errNoGossip = errors.New("gossip is not running")
 
 // waitMembers blocks until the member list changes or d passes.
 func (a *Agent) waitMembers(ctx context.Context, d time.Duration) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -155,38 +154,6 @@ func (a *Agent) floodNow() {
 	case a.floodCh <- struct{}{}:
 	default:
 	}
-}
-
-// errNotWANServer answers WAN requests to an agent that has no WAN pool.
-func (a *Agent) errNotWANServer() error {
-	if !a.cfg.ServerMode {
-		return badRequest("WAN gossip is only run by servers; this agent is a client")
-	}
-	return badRequest("WAN gossip is disabled on this server (ports.serf_wan = -1)")
-}
-
-// wanMembers answers agent/members?wan: the servers of every datacenter.
-// A client has no WAN pool and answers an empty list, as Consul does.
-func (a *Agent) wanMembers() []agentMember {
-	out := []agentMember{}
-	if a.wan == nil {
-		return out
-	}
-	for _, m := range a.wan.Members() {
-		out = append(out, toAgentMember(m))
-	}
-	return out
-}
-
-func (a *Agent) wanJoin(r *http.Request) error {
-	if a.wan == nil {
-		return a.errNotWANServer()
-	}
-	if _, err := a.wan.Join([]string{r.PathValue("address")}); err != nil {
-		return &httpError{http.StatusInternalServerError, err.Error()}
-	}
-	a.floodNow()
-	return nil
 }
 
 // WANAddr is the address of the WAN gossip listener ("" without one).

@@ -2,7 +2,6 @@ package node
 
 import (
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 
@@ -29,47 +28,11 @@ type maintenance struct {
 	Reason    string
 }
 
-func (a *Agent) agentServiceMaintenance(w http.ResponseWriter, r *http.Request) (any, error) {
-	id := r.PathValue("id")
-	enable, err := maintenanceFlag(r)
-	if err != nil {
-		return nil, err
-	}
-	if a.local.Service(id) == nil {
-		return nil, notFound("Unknown service ID %q", id)
-	}
-	return nil, a.setMaintenance(r, catalog.ServiceMaintPrefix+id, id, enable, r.URL.Query().Get("reason"))
-}
-
-func (a *Agent) agentNodeMaintenance(w http.ResponseWriter, r *http.Request) (any, error) {
-	enable, err := maintenanceFlag(r)
-	if err != nil {
-		return nil, err
-	}
-	return nil, a.setMaintenance(r, catalog.NodeMaintCheckID, "", enable, r.URL.Query().Get("reason"))
-}
-
-// maintenanceFlag reads ?enable, which Consul requires.
-func maintenanceFlag(r *http.Request) (bool, error) {
-	if _, ok := r.URL.Query()["enable"]; !ok || r.URL.Query().Get("enable") == "" {
-		return false, badRequest("Missing value for enable")
-	}
-	return queryFlag(r, "enable")
-}
-
-func (a *Agent) setMaintenance(r *http.Request, checkID, serviceID string, enable bool, reason string) error {
-	a.stateMu.Lock()
-	gen, changed, err := a.setMaintenanceLocked(checkID, serviceID, enable, reason)
-	a.stateMu.Unlock()
-	if err == nil && changed {
-		a.waitSynced(r, gen)
-	}
-	return err
-}
-
+// setMaintenanceLocked enables or disables a maintenance check; the
+// caller holds stateMu. changed is false when there was nothing to do.
 func (a *Agent) setMaintenanceLocked(checkID, serviceID string, enable bool, reason string) (uint64, bool, error) {
 	if serviceID != "" && a.local.Service(serviceID) == nil {
-		return 0, false, notFound("Unknown service ID %q", serviceID)
+		return 0, false, fmt.Errorf("%w: unknown service ID %q", catalog.ErrNotFound, serviceID)
 	}
 	if !enable {
 		return a.removeCheck(checkID)

@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"errors"
-	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -381,66 +380,3 @@ func (a *Agent) Leave(ctx context.Context) error {
 // LeftCh is closed once the agent has left the cluster (agent/leave):
 // whoever runs the agent should shut it down then.
 func (a *Agent) LeftCh() <-chan struct{} { return a.leftCh }
-
-func (a *Agent) agentMembers(w http.ResponseWriter, r *http.Request) (any, error) {
-	if wanFlag, err := queryFlag(r, "wan"); err != nil {
-		return nil, err
-	} else if wanFlag {
-		return a.wanMembers(), nil
-	}
-	if a.gossip == nil {
-		return nil, errNoGossip
-	}
-	members := a.gossip.Members()
-	out := make([]agentMember, 0, len(members))
-	for _, m := range members {
-		out = append(out, toAgentMember(m))
-	}
-	return out, nil
-}
-
-func (a *Agent) agentJoin(w http.ResponseWriter, r *http.Request) (any, error) {
-	if wanFlag, err := queryFlag(r, "wan"); err != nil {
-		return nil, err
-	} else if wanFlag {
-		return nil, a.wanJoin(r)
-	}
-	if a.gossip == nil {
-		return nil, errNoGossip
-	}
-	// A bare host gets the LAN port (gossip's default).
-	if _, err := a.gossip.Join([]string{r.PathValue("address")}); err != nil {
-		return nil, &httpError{http.StatusInternalServerError, err.Error()}
-	}
-	return nil, nil
-}
-
-func (a *Agent) agentLeave(w http.ResponseWriter, r *http.Request) (any, error) {
-	return nil, a.Leave(r.Context())
-}
-
-func (a *Agent) agentForceLeave(w http.ResponseWriter, r *http.Request) (any, error) {
-	if a.gossip == nil {
-		return nil, errNoGossip
-	}
-	prune, err := queryFlag(r, "prune")
-	if err != nil {
-		return nil, err
-	}
-	pool := interface{ ForceLeave(string, bool) error }(a.gossip)
-	if wanFlag, err := queryFlag(r, "wan"); err != nil {
-		return nil, err
-	} else if wanFlag {
-		if a.wan == nil {
-			return nil, a.errNotWANServer()
-		}
-		pool = a.wan
-	}
-	if err := pool.ForceLeave(r.PathValue("node"), prune); err != nil {
-		if errors.Is(err, gossip.ErrUnknownMember) {
-			return nil, notFound("%v", err)
-		}
-		return nil, err
-	}
-	return nil, nil
-}

@@ -1,18 +1,14 @@
 package node
 
 import (
-	"net/http"
 	"time"
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
 	mdns "github.com/miekg/dns"
-
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // agentMetrics are an agent's Prometheus metrics, in a registry of its
@@ -33,8 +29,7 @@ type agentMetrics struct {
 	// HTTP requests by route pattern, method, status code and whether
 	// they blocked (a blocking query's time is mostly its wait); DNS
 	// queries by type and rcode. Their counts are the request rates.
-	httpDuration *prometheus.HistogramVec
-	dnsDuration  *prometheus.HistogramVec
+	dnsDuration *prometheus.HistogramVec
 
 	// Checks run, by type and raw result; status changes, by type.
 	checkRuns, checkTransitions *prometheus.CounterVec
@@ -76,10 +71,6 @@ func newAgentMetrics() *agentMetrics {
 		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshd_cache_misses_total", Help: "Lookups that started a cache entry (one query to the servers).",
 		}),
-		httpDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "meshd_http_request_duration_seconds", Help: "HTTP API requests, by route, method, status code and blocking (a query with ?index).",
-			Buckets: latencyBuckets,
-		}, []string{"route", "method", "code", "blocking"}),
 		dnsDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "meshd_dns_request_duration_seconds", Help: "DNS queries answered, by question type and rcode.",
 			Buckets: latencyBuckets,
@@ -114,69 +105,9 @@ func newAgentMetrics() *agentMetrics {
 		Name: "meshd_raft_fsm_halted", Help: "1 when this server's catalog stopped at a committed log entry it cannot apply (see its log); it then serves no reads.",
 	})
 	m.reg.MustRegister(m.rpcRequests, m.clientRequests, m.clientRefused, m.clientBlocking, m.cacheHits, m.cacheMisses,
-		m.httpDuration, m.dnsDuration, m.checkRuns, m.checkTransitions, m.raftApply, m.fsmApply,
+		m.dnsDuration, m.checkRuns, m.checkTransitions, m.raftApply, m.fsmApply,
 		m.logWriteEntries, m.logWriteDuration, m.duplicateWrites, m.fsmHalted, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
-}
-
-// agentMetricsEndpoint answers GET /v1/agent/metrics: the Prometheus text
-// format with ?format=prometheus (what Prometheus scrapes), else Consul's
-// JSON shape (Gauges, Counters, Samples) as its clients read it.
-func (a *Agent) agentMetricsEndpoint(w http.ResponseWriter, r *http.Request) (any, error) {
-	if r.URL.Query().Get("format") == "prometheus" {
-		promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
-		return nil, nil
-	}
-	families, err := a.metrics.reg.Gather()
-	if err != nil {
-		return nil, err
-	}
-	return metricsSummary(families, time.Now()), nil
-}
-
-// metricsJSON is Consul's agent/metrics answer.
-type metricsJSON struct {
-	Timestamp string
-	Gauges    []gaugeJSON
-	Points    []struct{}
-	Counters  []counterJSON
-	Samples   []struct{}
-}
-
-type gaugeJSON struct {
-	Name   string
-	Value  float64
-	Labels map[string]string
-}
-
-type counterJSON struct {
-	Name   string
-	Count  int
-	Sum    float64
-	Labels map[string]string
-}
-
-func metricsSummary(families []*dto.MetricFamily, now time.Time) *metricsJSON {
-	out := &metricsJSON{
-		Timestamp: now.UTC().Format("2006-01-02 15:04:05 -0700 MST"),
-		Gauges:    []gaugeJSON{}, Points: []struct{}{}, Counters: []counterJSON{}, Samples: []struct{}{},
-	}
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			labels := make(map[string]string, len(m.GetLabel()))
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			switch f.GetType() {
-			case dto.MetricType_COUNTER:
-				v := m.GetCounter().GetValue()
-				out.Counters = append(out.Counters, counterJSON{Name: f.GetName(), Count: int(v), Sum: v, Labels: labels})
-			case dto.MetricType_GAUGE:
-				out.Gauges = append(out.Gauges, gaugeJSON{Name: f.GetName(), Value: m.GetGauge().GetValue(), Labels: labels})
-			}
-		}
-	}
-	return out
 }
 
 // lookup counts a cache lookup as a hit or a miss; m may be nil.

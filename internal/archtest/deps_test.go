@@ -36,6 +36,11 @@ var rules = map[string][]string{
 	// leader and to other datacenters.
 	"node/server": {"catalog", "consensus", "wan", "checks", "node/config", "node/rpc",
 		"github.com/hashicorp/go-memdb", "github.com/google/uuid"},
+	// The HTTP API, over narrow interfaces the agent implements: the
+	// servers' methods through an rpc.Caller, sentinel errors of the
+	// leaves for status codes.
+	"node/httpapi": {"catalog/...", "consensus", "checks", "node/config", "node/rpc", "node/server", "node/client",
+		"github.com/prometheus/"},
 	// The agent's own services and checks, and anti-entropy.
 	"node/local": {"catalog", "node/config", "node/rpc", "node/server", "golang.org/x/sync/errgroup"},
 	// The client side: the remote caller and the agent cache.
@@ -43,7 +48,7 @@ var rules = map[string][]string{
 	"internal/...": {}, // archtest, and the toolkit below
 	// The agent composes everything above; only its sub-packages' tests
 	// may import it back.
-	"node": {"catalog/...", "consensus", "gossip", "wan", "checks", "dns", "node/config", "node/rpc", "node/server", "node/client", "node/local",
+	"node": {"catalog/...", "consensus", "gossip", "wan", "checks", "dns", "node/config", "node/rpc", "node/server", "node/client", "node/local", "node/httpapi",
 		"github.com/hashicorp/go-memdb", "github.com/hashicorp/go-sockaddr", "github.com/miekg/dns",
 		"github.com/prometheus/", "golang.org/x/time/rate"},
 	"cmd/meshd": {"node", "node/config"},
@@ -74,7 +79,7 @@ var never = [][2]string{
 	{"catalog/...", "consensus"}, {"catalog/...", "node/..."}, {"catalog/...", "dns"}, {"catalog/...", "gossip"}, {"catalog/...", "wan"}, {"catalog/...", "checks"},
 	{"consensus", "node/..."}, {"checks", "consensus"}, {"checks", "node/..."},
 	{"dns", "consensus"}, {"dns", "node/..."}, {"gossip", "wan"}, {"gossip", "node/..."},
-	{"node/config", "node"}, {"node/rpc", "node"}, {"node/rpc", "node/server"}, {"node/server", "node"}, {"node/client", "node"}, {"node/local", "node"}, {"node/server", "node/client"},
+	{"node/config", "node"}, {"node/rpc", "node"}, {"node/rpc", "node/server"}, {"node/server", "node"}, {"node/client", "node"}, {"node/local", "node"}, {"node/httpapi", "node"}, {"node/httpapi", "node/local"}, {"node/server", "node/client"},
 }
 
 type pkg struct {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshd/meshd/catalog"
 )
 
 // ServiceDefinition is one service instance as a config file's service block
@@ -55,6 +57,14 @@ type ServiceDNS struct {
 	// Single makes DNS answer the service's names with one record chosen
 	// by weight (server-side balancing) instead of the shuffled list.
 	Single bool
+}
+
+// Catalog is the block as the catalog stores it; the zero value for nil.
+func (d *ServiceDNS) Catalog() catalog.ServiceDNS {
+	if d == nil {
+		return catalog.ServiceDNS{}
+	}
+	return catalog.ServiceDNS{Single: d.Single}
 }
 
 // ServiceAddress is an address and port under a tag ("lan", "wan").

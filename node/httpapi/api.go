@@ -1,22 +1,28 @@
-package node
+package httpapi
 
 import (
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/catalog/balance"
 	"github.com/meshd/meshd/consensus"
+	"github.com/meshd/meshd/node/client"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // maxBodySize bounds request bodies: a registration is a few KB.
@@ -42,71 +48,97 @@ func notFound(format string, args ...any) error {
 // (nil for an empty 200) or an error.
 type apiFunc func(w http.ResponseWriter, r *http.Request) (any, error)
 
-// routes builds the HTTP API.
-func (a *Agent) routes() http.Handler {
+// handleFunc registers f for a comma-separated list of methods on path.
+type handleFunc func(methods, path string, f apiFunc)
+
+// Methods lists of the routes.
+const write, read = "PUT,POST", "GET"
+
+// Config is what the API answers from. Each part is the narrow view the
+// handlers need; the agent supplies them.
+type Config struct {
+	// Runtime is the agent's configuration; the API only reads it.
+	Runtime *config.Runtime
+	// Servers takes the catalog reads and writes: the servers' methods
+	// (node/server), in-process on a server, over RPC on a client.
+	Servers rpc.Caller
+	// Cache holds a client agent's watched health/service answers; nil on
+	// a server, which reads its own catalog.
+	Cache *client.Cache
+	// Agent changes the agent's own services and checks; Local reads them.
+	Agent Agent
+	Local Local
+	// Members is the agent's view of the gossip pools.
+	Members Members
+	// Operator is a server's Raft configuration and snapshots (nil on a
+	// client agent).
+	Operator Operator
+	// Balancer remembers the turns of /v1/lb/service.
+	Balancer *balance.Balancer
+	// Blocking admits a blocking query from a client address (a server's
+	// limits.max_blocking_queries_per_client), returning the func that
+	// frees its slot; nil: no limit.
+	Blocking func(addr string) (done func(), err error)
+	// Metrics registers the API's request histogram, and is what
+	// /v1/agent/metrics serves.
+	Metrics *prometheus.Registry
+	Logger  *slog.Logger
+}
+
+// API is the agent's HTTP API (Consul's /v1). Make it with New; Handler
+// serves it. It is safe for concurrent use.
+type API struct {
+	cfg      *config.Runtime
+	servers  rpc.Caller
+	cache    *client.Cache
+	agent    Agent
+	local    Local
+	members  Members
+	operator Operator
+	balancer *balance.Balancer
+	blocking func(addr string) (func(), error)
+	metrics  *prometheus.Registry
+	logger   *slog.Logger
+
+	duration     *prometheus.HistogramVec
+	openRequests atomic.Int64
+}
+
+// New returns the API over cfg, registering its metrics. It starts
+// nothing.
+func New(cfg Config) *API {
+	h := &API{cfg: cfg.Runtime, servers: cfg.Servers, cache: cfg.Cache, agent: cfg.Agent, local: cfg.Local,
+		members: cfg.Members, operator: cfg.Operator, balancer: cfg.Balancer, blocking: cfg.Blocking,
+		metrics: cfg.Metrics, logger: cfg.Logger}
+	if h.logger == nil {
+		h.logger = slog.New(slog.DiscardHandler)
+	}
+	h.duration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "meshd_http_request_duration_seconds", Help: "HTTP API requests, by route, method, status code and blocking (a query with ?index).",
+		Buckets: prometheus.ExponentialBuckets(0.00005, 4, 10), // 50 µs to 13 s, as the agent's other latencies
+	}, []string{"route", "method", "code", "blocking"})
+	if h.metrics != nil {
+		h.metrics.MustRegister(h.duration)
+	}
+	return h
+}
+
+// Handler routes the API; each file of this package declares its routes
+// beside their handlers.
+func (h *API) Handler() http.Handler {
 	mux := http.NewServeMux()
 	handle := func(methods, path string, f apiFunc) {
 		for _, m := range strings.Split(methods, ",") {
-			mux.Handle(m+" "+path, a.timed(path, a.wrap(f)))
+			mux.Handle(m+" "+path, h.timed(path, h.wrap(f)))
 		}
 	}
-	const write, read = "PUT,POST", "GET"
-
-	handle(write, "/v1/agent/service/register", a.agentServiceRegister)
-	handle(write, "/v1/agent/service/deregister/{id...}", a.agentServiceDeregister)
-	handle(read, "/v1/agent/service/{id...}", a.agentService)
-	handle(read, "/v1/agent/services", a.agentServices)
-	handle(read, "/v1/agent/checks", a.agentChecks)
-	handle(write, "/v1/agent/check/register", a.agentCheckRegister)
-	handle(write, "/v1/agent/check/deregister/{id...}", a.agentCheckDeregister)
-	handle(write, "/v1/agent/check/pass/{id...}", a.agentCheckTTL(catalog.HealthPassing))
-	handle(write, "/v1/agent/check/warn/{id...}", a.agentCheckTTL(catalog.HealthWarning))
-	handle(write, "/v1/agent/check/fail/{id...}", a.agentCheckTTL(catalog.HealthCritical))
-	handle(write, "/v1/agent/check/update/{id...}", a.agentCheckUpdate)
-	handle(read, "/v1/agent/self", a.agentSelf)
-	handle(read, "/v1/agent/metrics", a.agentMetricsEndpoint)
-	handle(write, "/v1/agent/service/maintenance/{id...}", a.agentServiceMaintenance)
-	handle(write, "/v1/agent/maintenance", a.agentNodeMaintenance)
-	handle(read, "/v1/agent/members", a.agentMembers)
-	handle(write, "/v1/agent/join/{address...}", a.agentJoin)
-	handle(write, "/v1/agent/leave", a.agentLeave)
-	handle(write, "/v1/agent/force-leave/{node...}", a.agentForceLeave)
-
-	handle(write, "/v1/catalog/register", a.catalogRegister)
-	handle(write, "/v1/catalog/deregister", a.catalogDeregister)
-	handle(read, "/v1/catalog/services", a.catalogServices)
-	handle(read, "/v1/catalog/service/{name...}", a.catalogService)
-	handle(read, "/v1/catalog/nodes", a.catalogNodes)
-	handle(read, "/v1/catalog/node/{name...}", a.catalogNode)
-	handle(read, "/v1/catalog/node-services/{name...}", a.catalogNodeServiceList)
-	handle(read, "/v1/catalog/datacenters", a.catalogDatacenters)
-
-	handle(read, "/v1/health/service/{name...}", a.healthService)
-	handle(read, "/v1/health/checks/{name...}", a.healthChecks)
-	handle(read, "/v1/health/node/{name...}", a.healthNode)
-	handle(read, "/v1/health/state/{state...}", a.healthState)
-
-	handle(read, "/v1/operator/raft/configuration", a.operatorRaftConfiguration)
-	handle("DELETE", "/v1/operator/raft/peer", a.operatorRaftRemovePeer)
-	handle(read, "/v1/operator/autopilot/health", a.operatorAutopilotHealth)
-	handle(read, "/v1/operator/autopilot/configuration", a.operatorAutopilotGetConfiguration)
-	handle("PUT", "/v1/operator/autopilot/configuration", a.operatorAutopilotSetConfiguration)
-	handle(read, "/v1/snapshot", a.snapshotSave)
-	handle("PUT", "/v1/snapshot", a.snapshotRestore)
-
-	handle(read, "/v1/lb/service/{name...}", a.lbService)
-
-	handle("POST", "/v1/query", a.queryCreate)
-	handle(read, "/v1/query", a.queryList)
-	handle(read, "/v1/query/{id}", a.queryGet)
-	handle("PUT", "/v1/query/{id}", a.queryUpdate)
-	handle("DELETE", "/v1/query/{id}", a.queryDelete)
-	handle(read, "/v1/query/{id}/execute", a.queryExecute)
-
-	handle(read, "/v1/status/leader", a.statusLeader)
-	handle(read, "/v1/status/peers", a.statusPeers)
-
-	if a.cfg.EnableDebug {
+	h.agentRoutes(handle)
+	h.catalogRoutes(handle)
+	h.healthRoutes(handle)
+	h.operatorRoutes(handle)
+	h.queryRoutes(handle)
+	handle(read, "/v1/lb/service/{name...}", h.lbService)
+	if h.cfg.EnableDebug {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -116,18 +148,22 @@ func (a *Agent) routes() http.Handler {
 	return mux
 }
 
+// OpenRequests is the number of requests being served now, blocking
+// queries included.
+func (h *API) OpenRequests() int64 { return h.openRequests.Load() }
+
 // wrap turns an apiFunc into a handler: errors become status codes with a
 // plain-text message, values become JSON (indented with ?pretty).
-func (a *Agent) wrap(f apiFunc) http.Handler {
+func (h *API) wrap(f apiFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a.openRequests.Add(1)
-		defer a.openRequests.Add(-1)
-		out, err := a.serveLimited(w, r, f)
+		h.openRequests.Add(1)
+		defer h.openRequests.Add(-1)
+		out, err := h.serveLimited(w, r, f)
 		if err != nil {
 			code, msg := errorStatus(err)
 			// 503 is an answer ("nothing healthy"), not a failure.
 			if code >= 500 && code != http.StatusServiceUnavailable {
-				a.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+				h.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
 			}
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			w.WriteHeader(code)
@@ -144,7 +180,7 @@ func (a *Agent) wrap(f apiFunc) http.Handler {
 			b := append(l.appendTo(nil), '\n')
 			w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 			if _, err := w.Write(b); err != nil {
-				a.logger.Debug("write response", "path", r.URL.Path, "error", err)
+				h.logger.Debug("write response", "path", r.URL.Path, "error", err)
 			}
 			return
 		}
@@ -153,21 +189,21 @@ func (a *Agent) wrap(f apiFunc) http.Handler {
 			enc.SetIndent("", "    ")
 		}
 		if err := enc.Encode(out); err != nil {
-			a.logger.Debug("write response", "path", r.URL.Path, "error", err)
+			h.logger.Debug("write response", "path", r.URL.Path, "error", err)
 		}
 	})
 }
 
 // timed records each request's latency under its route pattern (not its
 // path: the label set stays bounded).
-func (a *Agent) timed(route string, h http.Handler) http.Handler {
+func (h *API) timed(route string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
-		h.ServeHTTP(sw, r)
+		next.ServeHTTP(sw, r)
 		idx := r.URL.Query().Get("index")
 		blocking := strconv.FormatBool(r.Method == http.MethodGet && idx != "" && idx != "0")
-		a.metrics.httpDuration.WithLabelValues(route, r.Method, strconv.Itoa(sw.code), blocking).Observe(time.Since(start).Seconds())
+		h.duration.WithLabelValues(route, r.Method, strconv.Itoa(sw.code), blocking).Observe(time.Since(start).Seconds())
 	})
 }
 
@@ -194,10 +230,10 @@ func (w *statusWriter) Flush() {
 
 // serveLimited runs f, holding a blocking query (a read with ?index) on
 // a server to the blocking limit of the address it came from.
-func (a *Agent) serveLimited(w http.ResponseWriter, r *http.Request, f apiFunc) (any, error) {
-	if a.limits != nil && r.Method == http.MethodGet {
+func (h *API) serveLimited(w http.ResponseWriter, r *http.Request, f apiFunc) (any, error) {
+	if h.blocking != nil && r.Method == http.MethodGet {
 		if idx := r.URL.Query().Get("index"); idx != "" && idx != "0" {
-			done, err := a.limits.enterBlocking(hostOf(r.RemoteAddr))
+			done, err := h.blocking(hostOf(r.RemoteAddr))
 			if err != nil {
 				return nil, err
 			}
@@ -357,10 +393,6 @@ func shuffle[T any](s []T) {
 	rand.Shuffle(len(s), func(i, j int) { s[i], s[j] = s[j], s[i] })
 }
 
-// OpenRequests is the number of HTTP API requests being served now,
-// blocking queries included.
-func (a *Agent) OpenRequests() int64 { return a.openRequests.Load() }
-
 // nodeMetaFilter reads the repeated ?node-meta=key:value parameter: only
 // nodes carrying every pair are kept.
 func nodeMetaFilter(r *http.Request) (map[string]string, error) {
@@ -387,4 +419,19 @@ func metaMatches(meta, want map[string]string) bool {
 		}
 	}
 	return true
+}
+
+// hostOf is the IP of a host:port address, or the address itself.
+func hostOf(addr string) string {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return host
+}
+
+// Error is an error with the status code the API answers it with, for the
+// agent's operations whose failures are the caller's: Error(400, ...).
+func Error(code int, format string, args ...any) error {
+	return &httpError{code, fmt.Sprintf(format, args...)}
 }

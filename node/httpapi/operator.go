@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"errors"
@@ -9,14 +9,35 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
-	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
 )
 
-// raftServer is one entry of operator/raft/configuration, as Consul's.
-type raftServer struct {
+// Operator is a server's consensus, as the operator endpoints read and
+// change it.
+type Operator interface {
+	// RaftConfiguration is the Raft configuration, each server named by
+	// its node where gossip knows it, and the index it was committed at.
+	RaftConfiguration() ([]RaftServer, uint64, error)
+	SaveSnapshot(w io.Writer) error
+	// RestoreSnapshot fails with consensus.ErrBadSnapshot for an archive
+	// it cannot read.
+	RestoreSnapshot(r io.Reader) error
+}
+
+func (h *API) operatorRoutes(handle handleFunc) {
+	handle(read, "/v1/operator/raft/configuration", h.operatorRaftConfiguration)
+	handle("DELETE", "/v1/operator/raft/peer", h.operatorRaftRemovePeer)
+	handle(read, "/v1/operator/autopilot/health", h.operatorAutopilotHealth)
+	handle(read, "/v1/operator/autopilot/configuration", h.operatorAutopilotGetConfiguration)
+	handle("PUT", "/v1/operator/autopilot/configuration", h.operatorAutopilotSetConfiguration)
+	handle(read, "/v1/snapshot", h.snapshotSave)
+	handle("PUT", "/v1/snapshot", h.snapshotRestore)
+}
+
+// RaftServer is one entry of operator/raft/configuration, as Consul's.
+type RaftServer struct {
 	ID              string
 	Node            string
 	Address         string
@@ -25,35 +46,23 @@ type raftServer struct {
 	Voter           bool
 }
 
-func (a *Agent) operatorRaftConfiguration(w http.ResponseWriter, r *http.Request) (any, error) {
-	if a.raft == nil {
+func (h *API) operatorRaftConfiguration(w http.ResponseWriter, r *http.Request) (any, error) {
+	if h.operator == nil {
 		return nil, &httpError{http.StatusInternalServerError, "not a server"}
 	}
-	servers, index, err := a.raft.Configuration()
+	servers, index, err := h.operator.RaftConfiguration()
 	if err != nil {
 		return nil, err
 	}
-	out := struct {
-		Servers []raftServer
+	return struct {
+		Servers []RaftServer
 		Index   uint64
-	}{Index: index}
-	names := map[string]string{a.nodeID: a.cfg.NodeName}
-	for _, m := range a.gossip.Members() { // failed servers too: they are still peers
-		if srv, ok := gossip.ServerFromMember(m); ok && srv.ID != "" {
-			names[srv.ID] = m.Name
-		}
-	}
-	for _, s := range servers {
-		node := names[s.ID] // "" for a server gossip does not know (yet)
-		out.Servers = append(out.Servers, raftServer{ID: s.ID, Node: node, Address: s.Address,
-			Leader: s.Leader, ProtocolVersion: "3", Voter: s.Voter})
-	}
-	return out, nil
+	}{servers, index}, nil
 }
 
 // operatorRaftRemovePeer answers DELETE /v1/operator/raft/peer?id=… or
 // ?address=…, with Consul's texts.
-func (a *Agent) operatorRaftRemovePeer(w http.ResponseWriter, r *http.Request) (any, error) {
+func (h *API) operatorRaftRemovePeer(w http.ResponseWriter, r *http.Request) (any, error) {
 	q := r.URL.Query()
 	_, hasID := q["id"]
 	_, hasAddress := q["address"]
@@ -65,7 +74,7 @@ func (a *Agent) operatorRaftRemovePeer(w http.ResponseWriter, r *http.Request) (
 	case hasID && q.Get("id") == "", hasAddress && q.Get("address") == "":
 		return nil, badRequest("Must specify a non-empty ?id or ?address")
 	}
-	_, err := server.RaftRemovePeer.Call(r.Context(), a.servers, &rpc.RemovePeerRequest{ID: q.Get("id"), Address: q.Get("address")})
+	_, err := server.RaftRemovePeer.Call(r.Context(), h.servers, &rpc.RemovePeerRequest{ID: q.Get("id"), Address: q.Get("address")})
 	return nil, err
 }
 
@@ -82,8 +91,8 @@ type autopilotServer struct {
 // operatorAutopilotHealth answers GET /v1/operator/autopilot/health: the
 // leader's latest look at its servers (at most a second old), with 429
 // when any is unhealthy, as Consul answers.
-func (a *Agent) operatorAutopilotHealth(w http.ResponseWriter, r *http.Request) (any, error) {
-	h, err := server.AutopilotHealth.Call(r.Context(), a.servers, &rpc.Empty{})
+func (h *API) operatorAutopilotHealth(w http.ResponseWriter, r *http.Request) (any, error) {
+	health, err := server.AutopilotHealth.Call(r.Context(), h.servers, &rpc.Empty{})
 	if err != nil {
 		return nil, err
 	}
@@ -91,13 +100,13 @@ func (a *Agent) operatorAutopilotHealth(w http.ResponseWriter, r *http.Request) 
 		Healthy          bool
 		FailureTolerance int
 		Servers          []autopilotServer
-	}{Healthy: h.Healthy, FailureTolerance: h.FailureTolerance, Servers: []autopilotServer{}}
-	for _, s := range h.Servers {
+	}{Healthy: health.Healthy, FailureTolerance: health.FailureTolerance, Servers: []autopilotServer{}}
+	for _, s := range health.Servers {
 		out.Servers = append(out.Servers, autopilotServer{ID: s.ID, Name: s.Name, Address: s.Address, SerfStatus: s.SerfStatus,
 			Version: s.Version, Leader: s.Leader, LastContact: s.LastContact.String(), LastTerm: s.LastTerm, LastIndex: s.LastIndex,
 			Healthy: s.Healthy, Voter: s.Voter, StableSince: s.StableSince})
 	}
-	if !h.Healthy {
+	if !health.Healthy {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusTooManyRequests)
 	}
@@ -107,12 +116,12 @@ func (a *Agent) operatorAutopilotHealth(w http.ResponseWriter, r *http.Request) 
 // operatorAutopilotGetConfiguration answers GET
 // /v1/operator/autopilot/configuration (catalog.AutopilotConfig writes its
 // durations as Consul does).
-func (a *Agent) operatorAutopilotGetConfiguration(w http.ResponseWriter, r *http.Request) (any, error) {
-	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+func (h *API) operatorAutopilotGetConfiguration(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
-	res, err := server.AutopilotGetConfiguration.Call(r.Context(), a.servers, &qo)
+	res, err := server.AutopilotGetConfiguration.Call(r.Context(), h.servers, &qo)
 	if err != nil {
 		return nil, err
 	}
@@ -126,13 +135,13 @@ func (a *Agent) operatorAutopilotGetConfiguration(w http.ResponseWriter, r *http
 // values), durations are strings or nanoseconds, and the answer is true,
 // or false when ?cas named an index other than the stored one (0: none is
 // stored yet).
-func (a *Agent) operatorAutopilotSetConfiguration(w http.ResponseWriter, r *http.Request) (any, error) {
+func (h *API) operatorAutopilotSetConfiguration(w http.ResponseWriter, r *http.Request) (any, error) {
 	in := catalog.AutopilotConfig{CleanupDeadServers: true, LastContactThreshold: config.DefaultLastContactThreshold,
 		MaxTrailingLogs: config.DefaultMaxTrailingLogs, ServerStabilizationTime: config.DefaultServerStabilizationTime}
 	if err := decodeBody(r, w, &in); err != nil {
 		return nil, err
 	}
-	dc, err := requestDC(r, a.cfg.Datacenter)
+	dc, err := requestDC(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
@@ -145,23 +154,23 @@ func (a *Agent) operatorAutopilotSetConfiguration(w http.ResponseWriter, r *http
 		}
 		req.CAS, req.Index = true, idx
 	}
-	return server.CASResult(server.AutopilotSetConfiguration.Call(r.Context(), a.servers, req))
+	return server.CASResult(server.AutopilotSetConfiguration.Call(r.Context(), h.servers, req))
 }
 
 // snapshotSave streams a snapshot of this server's state.
-func (a *Agent) snapshotSave(w http.ResponseWriter, r *http.Request) (any, error) {
-	if a.raft == nil {
+func (h *API) snapshotSave(w http.ResponseWriter, r *http.Request) (any, error) {
+	if h.operator == nil {
 		return nil, &httpError{http.StatusInternalServerError, "not a server"}
 	}
 	w.Header().Set("Content-Type", "application/x-gzip")
 	cw := &countingWriter{w: w}
-	if _, err := a.raft.SaveSnapshot(cw); err != nil {
+	if err := h.operator.SaveSnapshot(cw); err != nil {
 		if cw.n == 0 {
 			return nil, err
 		}
 		// Already streaming: the archive is cut short, which its
 		// checksum catches on restore.
-		a.logger.Error("snapshot save cut short", "error", err)
+		h.logger.Error("snapshot save cut short", "error", err)
 	}
 	return nil, nil
 }
@@ -178,11 +187,11 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-func (a *Agent) snapshotRestore(w http.ResponseWriter, r *http.Request) (any, error) {
-	if a.raft == nil {
+func (h *API) snapshotRestore(w http.ResponseWriter, r *http.Request) (any, error) {
+	if h.operator == nil {
 		return nil, &httpError{http.StatusInternalServerError, "not a server"}
 	}
-	err := a.raft.RestoreSnapshot(http.MaxBytesReader(w, r.Body, 4<<30))
+	err := h.operator.RestoreSnapshot(http.MaxBytesReader(w, r.Body, 4<<30))
 	switch {
 	case errors.Is(err, consensus.ErrBadSnapshot):
 		return nil, badRequest("%v", err)

@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"context"
@@ -33,7 +33,7 @@ type cacheControl struct {
 // cache, unless the read is consistent or bounds its staleness itself
 // (?max_stale): those go to the servers. On a server, whose own catalog
 // is the freshest copy there is, ?cached is a stale read of it.
-func (a *Agent) readCacheControl(r *http.Request, qo *rpc.QueryOptions) (cacheControl, error) {
+func (h *API) readCacheControl(r *http.Request, qo *rpc.QueryOptions) (cacheControl, error) {
 	var cc cacheControl
 	cached, err := queryFlag(r, "cached")
 	if err != nil {
@@ -70,7 +70,7 @@ func (a *Agent) readCacheControl(r *http.Request, qo *rpc.QueryOptions) (cacheCo
 			}
 		}
 	}
-	if a.cache == nil {
+	if h.cache == nil {
 		if cached {
 			qo.AllowStale = true
 		}
@@ -96,22 +96,22 @@ func cacheSeconds(field, v string) (time.Duration, error) {
 // cache with q's index and wait, and writes X-Cache and Age. The nodes it
 // returns are shared: callers copy before they change anything. The cached
 // answer comes back too, nil when the servers were asked instead.
-func (a *Agent) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cacheControl, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, *client.Answer, error) {
+func (h *API) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cacheControl, q *rpc.ServiceQuery) (*rpc.CheckServiceNodesResponse, *client.Answer, error) {
 	dc := q.Datacenter
 	if dc == "" {
-		dc = a.cfg.Datacenter
+		dc = h.cfg.Datacenter
 	}
 	key := client.NewKey(dc, q.Service, q.Tags, q.PassingOnly)
-	ans, hit, err := a.cache.GetBlocking(ctx, key, q.MinIndex, q.MaxWait)
+	ans, hit, err := h.cache.GetBlocking(ctx, key, q.MinIndex, q.MaxWait)
 	if err != nil {
 		return nil, nil, err
 	}
 	age := ans.Age()
 	if cc.hasMaxAge && age > cc.maxAge {
 		// Too old for this read: ask the servers (any of them) once.
-		res, ferr := server.HealthServiceNodes.Call(ctx, a.servers, &rpc.ServiceQuery{
+		res, ferr := server.HealthServiceNodes.Call(ctx, h.servers, &rpc.ServiceQuery{
 			Service: q.Service, Tags: q.Tags, PassingOnly: q.PassingOnly,
-			QueryOptions: rpc.QueryOptions{Datacenter: q.Datacenter, AllowStale: true, MaxStale: a.cfg.DNS.MaxStale},
+			QueryOptions: rpc.QueryOptions{Datacenter: q.Datacenter, AllowStale: true, MaxStale: h.cfg.DNS.MaxStale},
 		})
 		if ferr == nil {
 			setCacheHeaders(w, false, 0)
@@ -119,7 +119,7 @@ func (a *Agent) cachedHealth(ctx context.Context, w http.ResponseWriter, cc cach
 		}
 		// The fetch may have taken a while: judge the answer by its age now.
 		age = ans.Age()
-		if !cc.hasStaleIfError || age > cc.maxAge+cc.staleIfError || age > a.cache.StaleIfError() {
+		if !cc.hasStaleIfError || age > cc.maxAge+cc.staleIfError || age > h.cache.StaleIfError() {
 			return nil, nil, ferr
 		}
 	}

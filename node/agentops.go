@@ -3,8 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/checks"
@@ -12,78 +12,9 @@ import (
 	"github.com/meshd/meshd/node/local"
 )
 
-// syncWait bounds how long a local registration waits for the catalog to
-// take it before answering: long enough that a lookup right after a
-// register finds it, short enough that an unreachable server does not
-// stall the application (the sync goes on in the background).
-const syncWait = 2 * time.Second
-
 // maxCheckOutput bounds the output kept for a check, as Consul's
 // check_output_max_size.
 const maxCheckOutput = 4096
-
-// agentService is Consul's AgentService as the agent endpoints write it.
-type agentService struct {
-	ID                string
-	Service           string
-	Tags              []string
-	Meta              map[string]string
-	Port              int
-	Address           string
-	Weights           catalog.Weights
-	EnableTagOverride bool
-	DNS               catalog.ServiceDNS `json:",omitzero"`
-	Datacenter        string
-}
-
-func (a *Agent) toAgentService(s *catalog.Service) agentService {
-	return agentService{
-		ID:                s.ID,
-		Service:           s.Service,
-		Tags:              orEmpty(s.Tags),
-		Meta:              orEmptyMap(s.Meta),
-		Port:              s.Port,
-		Address:           s.Address,
-		Weights:           s.Weights,
-		EnableTagOverride: s.EnableTagOverride,
-		DNS:               s.DNS,
-		Datacenter:        a.cfg.Datacenter,
-	}
-}
-
-// serviceDNS converts a definition's DNS block for the catalog.
-func serviceDNS(d *config.ServiceDNS) catalog.ServiceDNS {
-	if d == nil {
-		return catalog.ServiceDNS{}
-	}
-	return catalog.ServiceDNS{Single: d.Single}
-}
-
-// waitSynced waits, boundedly, for the catalog to hold change gen.
-func (a *Agent) waitSynced(r *http.Request, gen uint64) {
-	ctx, cancel := context.WithTimeout(r.Context(), syncWait)
-	defer cancel()
-	a.local.WaitFor(ctx, gen)
-}
-
-func (a *Agent) agentServiceRegister(w http.ResponseWriter, r *http.Request) (any, error) {
-	def := &config.ServiceDefinition{}
-	if err := decodeBody(r, w, def); err != nil {
-		return nil, err
-	}
-	replace, err := queryFlag(r, "replace-existing-checks")
-	if err != nil {
-		return nil, err
-	}
-	a.stateMu.Lock()
-	gen, err := a.addService(def, false, replace, false)
-	a.stateMu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	a.waitSynced(r, gen)
-	return nil, nil
-}
 
 // addService validates, persists and registers a service with its checks.
 // Nothing is changed when it fails. restore applies the checks' saved
@@ -108,7 +39,7 @@ func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChe
 	svc := &catalog.Service{
 		ID: def.ID, Service: def.Name, Tags: def.Tags, Address: def.Address, Port: def.Port,
 		Meta: def.Meta, Weights: weights, EnableTagOverride: def.EnableTagOverride,
-		DNS: serviceDNS(def.DNS),
+		DNS: def.DNS.Catalog(),
 	}
 	if !fromConfig {
 		if err := a.persist.saveService(def); err != nil {
@@ -145,7 +76,7 @@ func (a *Agent) addService(def *config.ServiceDefinition, fromConfig, replaceChe
 func (a *Agent) buildCheck(cd *config.CheckDefinition, fromConfig bool) (*local.Check, error) {
 	typ := cd.Type()
 	if typ == config.CheckTypeScript && !a.cfg.EnableScriptChecks && !(fromConfig && a.cfg.EnableLocalScriptChecks) {
-		return nil, badRequest("%s: script checks are disabled; start the agent with -enable-script-checks", cd.ID)
+		return nil, &config.FieldError{Path: cd.ID, Err: errors.New("script checks are disabled; start the agent with -enable-script-checks")}
 	}
 	if typ == config.CheckTypeHTTP && cd.Method == "" {
 		cd.Method = http.MethodGet
@@ -241,21 +172,6 @@ func truncateOutput(s string) string {
 	return s[:maxCheckOutput] + "\n... (output truncated)"
 }
 
-func (a *Agent) agentServiceDeregister(w http.ResponseWriter, r *http.Request) (any, error) {
-	id := r.PathValue("id")
-	a.stateMu.Lock()
-	gen, ok, err := a.removeService(id)
-	a.stateMu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, notFound("Unknown service ID %q. Ensure that the service ID is passed, not the service name.", id)
-	}
-	a.waitSynced(r, gen)
-	return nil, nil
-}
-
 // removeService forgets a service and its checks, on disk and locally.
 // The caller holds stateMu.
 func (a *Agent) removeService(id string) (uint64, bool, error) {
@@ -278,88 +194,11 @@ func (a *Agent) removeService(id string) (uint64, bool, error) {
 	return gen, ok, nil
 }
 
-func (a *Agent) agentService(w http.ResponseWriter, r *http.Request) (any, error) {
-	id := r.PathValue("id")
-	svc := a.local.Service(id)
-	if svc == nil {
-		return nil, notFound("unknown service ID: %s", id)
-	}
-	return a.toAgentService(svc), nil
-}
-
-func (a *Agent) agentServices(w http.ResponseWriter, r *http.Request) (any, error) {
-	var list []agentService
-	for _, s := range a.local.Services() {
-		list = append(list, a.toAgentService(s))
-	}
-	list, err := catalog.Filter(r.URL.Query().Get("filter"), list)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]agentService, len(list))
-	for _, s := range list {
-		out[s.ID] = s
-	}
-	return out, nil
-}
-
-func (a *Agent) agentChecks(w http.ResponseWriter, r *http.Request) (any, error) {
-	list := a.local.Checks()
-	for _, c := range list {
-		a.presentCheck(c)
-	}
-	list, err := catalog.Filter(r.URL.Query().Get("filter"), list)
-	if err != nil {
-		return nil, err
-	}
-	out := make(map[string]*catalog.Check, len(list))
-	for _, c := range list {
-		out[c.CheckID] = c
-	}
-	return out, nil
-}
-
-// presentCheck fills what the catalog would derive for a local check.
-func (a *Agent) presentCheck(c *catalog.Check) {
-	c.Node = a.cfg.NodeName
-	if c.ServiceID != "" {
-		if s := a.local.Service(c.ServiceID); s != nil {
-			c.ServiceName, c.ServiceTags = s.Service, orEmpty(s.Tags)
-		}
-	}
-	c.ServiceTags = orEmpty(c.ServiceTags)
-}
-
-func (a *Agent) agentCheckRegister(w http.ResponseWriter, r *http.Request) (any, error) {
-	def := &config.CheckDefinition{}
-	if err := decodeBody(r, w, def); err != nil {
-		return nil, err
-	}
-	if err := def.Validate(); err != nil {
-		return nil, err
-	}
-	def.Normalize()
-	a.stateMu.Lock()
-	gen, err := a.addCheck(def)
-	a.stateMu.Unlock()
-	if err != nil {
-		return nil, err
-	}
-	a.waitSynced(r, gen)
-	return nil, nil
-}
-
-// addCheck registers a standalone check from the API; the caller holds
-// stateMu.
-func (a *Agent) addCheck(def *config.CheckDefinition) (uint64, error) {
-	return a.addStandaloneCheck(def, false, false)
-}
-
 // addStandaloneCheck registers a check that is not part of a service
 // definition. The caller holds stateMu.
 func (a *Agent) addStandaloneCheck(def *config.CheckDefinition, fromConfig, restore bool) (uint64, error) {
 	if def.ServiceID != "" && a.local.Service(def.ServiceID) == nil {
-		return 0, badRequest("ServiceID: no service %q is registered with this agent", def.ServiceID)
+		return 0, &config.FieldError{Path: "ServiceID", Err: fmt.Errorf("no service %q is registered with this agent", def.ServiceID)}
 	}
 	lc, err := a.buildCheck(def, fromConfig)
 	if err != nil {
@@ -388,66 +227,56 @@ func (a *Agent) removeCheck(id string) (uint64, bool, error) {
 	return gen, ok, nil
 }
 
-func (a *Agent) agentCheckDeregister(w http.ResponseWriter, r *http.Request) (any, error) {
-	id := r.PathValue("id")
-	a.stateMu.Lock()
-	defer a.stateMu.Unlock()
-	if a.local.Check(id) == nil {
-		return nil, notFound("Unknown check ID %q", id)
-	}
-	gen, ok, err := a.removeCheck(id)
-	if err != nil {
-		return nil, err
-	}
-	if !ok {
-		return nil, notFound("Unknown check ID %q", id)
-	}
-	a.waitSynced(r, gen)
-	return nil, nil
+// Version is this build's version.
+const Version = "0.1.0"
+
+// agentOps is the agent as the HTTP API changes it (httpapi.Agent): each
+// change of the local state is one step with its save to the data dir.
+type agentOps struct{ a *Agent }
+
+func (o agentOps) RegisterService(def *config.ServiceDefinition, replaceChecks bool) (uint64, error) {
+	o.a.stateMu.Lock()
+	defer o.a.stateMu.Unlock()
+	return o.a.addService(def, false, replaceChecks, false)
 }
 
-func (a *Agent) agentCheckTTL(status string) apiFunc {
-	return func(w http.ResponseWriter, r *http.Request) (any, error) {
-		return nil, a.heartbeat(r, r.PathValue("id"), status, r.URL.Query().Get("note"))
-	}
+func (o agentOps) DeregisterService(id string) (uint64, bool, error) {
+	o.a.stateMu.Lock()
+	defer o.a.stateMu.Unlock()
+	return o.a.removeService(id)
 }
 
-// heartbeat records a TTL check's status and restarts its TTL.
-func (a *Agent) heartbeat(r *http.Request, id, status, output string) error {
-	err := a.runner.Heartbeat(id, status, truncateOutput(output))
-	switch {
-	case errors.Is(err, checks.ErrUnknownCheck):
-		if a.local.Check(id) != nil {
-			return badRequest("CheckID %q does not have an associated TTL", id)
-		}
-		return notFound("Unknown check ID %q", id)
-	case errors.Is(err, checks.ErrNotTTL):
-		return badRequest("CheckID %q does not have an associated TTL", id)
-	case errors.Is(err, checks.ErrInvalidStatus):
-		return badRequest("Status: invalid check status %q", status)
-	case err != nil:
-		return err
-	}
-	// The runner has reported the change (if any) through setCheckStatus.
-	a.waitSynced(r, a.local.CurrentGen())
-	return nil
+func (o agentOps) RegisterCheck(def *config.CheckDefinition) (uint64, error) {
+	o.a.stateMu.Lock()
+	defer o.a.stateMu.Unlock()
+	return o.a.addStandaloneCheck(def, false, false)
 }
 
-func (a *Agent) agentCheckUpdate(w http.ResponseWriter, r *http.Request) (any, error) {
-	var body struct {
-		Status string
-		Output string
+func (o agentOps) DeregisterCheck(id string) (uint64, bool, error) {
+	o.a.stateMu.Lock()
+	defer o.a.stateMu.Unlock()
+	if o.a.local.Check(id) == nil {
+		return 0, false, nil
 	}
-	if err := decodeBody(r, w, &body); err != nil {
-		return nil, err
-	}
-	if !catalog.ValidStatus(body.Status) {
-		return nil, badRequest("Status: invalid check status %q", body.Status)
-	}
-	return nil, a.heartbeat(r, r.PathValue("id"), body.Status, body.Output)
+	return o.a.removeCheck(id)
 }
 
-func (a *Agent) agentSelf(w http.ResponseWriter, r *http.Request) (any, error) {
+// Heartbeat records a TTL check's status and restarts its TTL; the
+// runner reports a change through setCheckStatus.
+func (o agentOps) Heartbeat(id, status, output string) error {
+	return o.a.runner.Heartbeat(id, status, truncateOutput(output))
+}
+
+func (o agentOps) SetMaintenance(checkID, serviceID string, enable bool, reason string) (uint64, bool, error) {
+	o.a.stateMu.Lock()
+	defer o.a.stateMu.Unlock()
+	return o.a.setMaintenanceLocked(checkID, serviceID, enable, reason)
+}
+
+func (o agentOps) Leave(ctx context.Context) error { return o.a.Leave(ctx) }
+
+func (o agentOps) Self() any {
+	a := o.a
 	var member any = map[string]any{"Name": a.cfg.NodeName, "Addr": a.advertise.String(), "Port": a.cfg.SerfLANPort, "Status": 1}
 	if a.gossip != nil {
 		member = toAgentMember(a.gossip.LocalMember())
@@ -455,6 +284,10 @@ func (a *Agent) agentSelf(w http.ResponseWriter, r *http.Request) (any, error) {
 	stats := map[string]any{}
 	if a.raft != nil {
 		stats["raft"] = a.raft.Stats()
+	}
+	meta := a.cfg.NodeMeta
+	if meta == nil {
+		meta = map[string]string{}
 	}
 	return map[string]any{
 		"Config": map[string]any{
@@ -467,10 +300,7 @@ func (a *Agent) agentSelf(w http.ResponseWriter, r *http.Request) (any, error) {
 			"Revision":          "",
 		},
 		"Member": member,
-		"Meta":   orEmptyMap(a.cfg.NodeMeta),
+		"Meta":   meta,
 		"Stats":  stats,
-	}, nil
+	}
 }
-
-// Version is this build's version.
-const Version = "0.1.0"

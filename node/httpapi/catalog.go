@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"context"
@@ -13,6 +13,17 @@ import (
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
 )
+
+func (h *API) catalogRoutes(handle handleFunc) {
+	handle(write, "/v1/catalog/register", h.catalogRegister)
+	handle(write, "/v1/catalog/deregister", h.catalogDeregister)
+	handle(read, "/v1/catalog/services", h.catalogServices)
+	handle(read, "/v1/catalog/service/{name...}", h.catalogService)
+	handle(read, "/v1/catalog/nodes", h.catalogNodes)
+	handle(read, "/v1/catalog/node/{name...}", h.catalogNode)
+	handle(read, "/v1/catalog/node-services/{name...}", h.catalogNodeServiceList)
+	handle(read, "/v1/catalog/datacenters", h.catalogDatacenters)
+}
 
 // catalogRegisterBody is the body of PUT /v1/catalog/register, as
 // Consul's api.CatalogRegistration sends it.
@@ -55,26 +66,26 @@ type catalogCheckBody struct {
 	Definition catalog.CheckDefinition
 }
 
-func (a *Agent) catalogRegister(w http.ResponseWriter, r *http.Request) (any, error) {
+func (h *API) catalogRegister(w http.ResponseWriter, r *http.Request) (any, error) {
 	var b catalogRegisterBody
 	if err := decodeBody(r, w, &b); err != nil {
 		return nil, err
 	}
-	dc, err := a.writeDC(r, b.Datacenter)
+	dc, err := h.writeDC(r, b.Datacenter)
 	if err != nil {
 		return nil, err
 	}
-	req, err := a.toRegisterRequest(&b, dc)
+	req, err := h.toRegisterRequest(&b, dc)
 	if err != nil {
 		return nil, err
 	}
 	if err := server.ValidateRegister(req); err != nil {
 		return nil, err // before asking the servers whether an agent owns the node
 	}
-	if err := a.refuseAgentNode(r.Context(), dc, req.Node); err != nil {
+	if err := h.refuseAgentNode(r.Context(), dc, req.Node); err != nil {
 		return nil, err
 	}
-	if _, err := server.Register.Call(r.Context(), a.servers, req); err != nil {
+	if _, err := server.Register.Call(r.Context(), h.servers, req); err != nil {
 		return nil, err
 	}
 	return true, nil
@@ -82,20 +93,20 @@ func (a *Agent) catalogRegister(w http.ResponseWriter, r *http.Request) (any, er
 
 // writeDC is the datacenter a catalog write goes to: the body's
 // Datacenter, else ?dc; "" for this agent's own.
-func (a *Agent) writeDC(r *http.Request, body string) (string, error) {
+func (h *API) writeDC(r *http.Request, body string) (string, error) {
 	if body != "" {
-		return datacenterParam("Datacenter", body, a.cfg.Datacenter)
+		return datacenterParam("Datacenter", body, h.cfg.Datacenter)
 	}
-	return requestDC(r, a.cfg.Datacenter)
+	return requestDC(r, h.cfg.Datacenter)
 }
 
 // toRegisterRequest turns a catalog/register body into the registration
 // for datacenter dc ("" for this one). server.ValidateRegister checks the
 // registration; only what the body's shape allows and the request's does
 // not is checked here, and every error names the field.
-func (a *Agent) toRegisterRequest(b *catalogRegisterBody, dc string) (*catalog.RegisterRequest, error) {
+func (h *API) toRegisterRequest(b *catalogRegisterBody, dc string) (*catalog.RegisterRequest, error) {
 	if dc == "" {
-		dc = a.cfg.Datacenter
+		dc = h.cfg.Datacenter
 	}
 	req := &catalog.RegisterRequest{
 		ID: b.ID, Node: b.Node, Address: b.Address, Datacenter: dc,
@@ -113,7 +124,7 @@ func (a *Agent) toRegisterRequest(b *catalogRegisterBody, dc string) (*catalog.R
 		req.Service = &catalog.Service{
 			ID: id, Service: s.Service, Tags: s.Tags, Address: s.Address, Meta: s.Meta,
 			Port: s.Port, Weights: weights, EnableTagOverride: s.EnableTagOverride,
-			DNS: serviceDNS(s.DNS),
+			DNS: s.DNS.Catalog(),
 		}
 	}
 	bodies := b.Checks
@@ -143,7 +154,7 @@ func (a *Agent) toRegisterRequest(b *catalogRegisterBody, dc string) (*catalog.R
 	return req, nil
 }
 
-func (a *Agent) catalogDeregister(w http.ResponseWriter, r *http.Request) (any, error) {
+func (h *API) catalogDeregister(w http.ResponseWriter, r *http.Request) (any, error) {
 	var b struct {
 		Node       string
 		Datacenter string
@@ -153,19 +164,19 @@ func (a *Agent) catalogDeregister(w http.ResponseWriter, r *http.Request) (any, 
 	if err := decodeBody(r, w, &b); err != nil {
 		return nil, err
 	}
-	dc, err := a.writeDC(r, b.Datacenter)
+	dc, err := h.writeDC(r, b.Datacenter)
 	if err != nil {
 		return nil, err
 	}
-	_, err = server.Deregister.Call(r.Context(), a.servers, &catalog.DeregisterRequest{Node: b.Node, ServiceID: b.ServiceID, CheckID: b.CheckID, Datacenter: dc})
+	_, err = server.Deregister.Call(r.Context(), h.servers, &catalog.DeregisterRequest{Node: b.Node, ServiceID: b.ServiceID, CheckID: b.CheckID, Datacenter: dc})
 	if err != nil {
 		return nil, err
 	}
 	return true, nil
 }
 
-func (a *Agent) catalogServices(w http.ResponseWriter, r *http.Request) (any, error) {
-	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+func (h *API) catalogServices(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
@@ -175,7 +186,7 @@ func (a *Agent) catalogServices(w http.ResponseWriter, r *http.Request) (any, er
 		return nil, err
 	}
 	if filter == "" && meta == nil {
-		res, err := server.Services.Call(r.Context(), a.servers, &qo)
+		res, err := server.Services.Call(r.Context(), h.servers, &qo)
 		if err != nil {
 			return nil, err
 		}
@@ -188,7 +199,7 @@ func (a *Agent) catalogServices(w http.ResponseWriter, r *http.Request) (any, er
 	}
 	// As Consul: the filter sees each instance (ServiceName, ServiceTags,
 	// NodeMeta...), the answer lists the names it kept.
-	res, err := server.AllServiceNodes.Call(r.Context(), a.servers, &qo)
+	res, err := server.AllServiceNodes.Call(r.Context(), h.servers, &qo)
 	if err != nil {
 		return nil, err
 	}
@@ -274,8 +285,8 @@ type catalogService struct {
 	ModifyIndex              uint64
 }
 
-func (a *Agent) catalogService(w http.ResponseWriter, r *http.Request) (any, error) {
-	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+func (h *API) catalogService(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +294,7 @@ func (a *Agent) catalogService(w http.ResponseWriter, r *http.Request) (any, err
 	if err != nil {
 		return nil, err
 	}
-	cc, err := a.readCacheControl(r, &qo)
+	cc, err := h.readCacheControl(r, &qo)
 	if err != nil {
 		return nil, err
 	}
@@ -292,11 +303,11 @@ func (a *Agent) catalogService(w http.ResponseWriter, r *http.Request) (any, err
 	if cc.use {
 		// The health answer with critical instances holds every instance.
 		var hres *rpc.CheckServiceNodesResponse
-		if hres, _, err = a.cachedHealth(r.Context(), w, cc, q); err == nil {
+		if hres, _, err = h.cachedHealth(r.Context(), w, cc, q); err == nil {
 			res = &rpc.ServiceNodesResponse{Nodes: serviceNodesOf(hres.Nodes), QueryMeta: hres.QueryMeta}
 		}
 	} else {
-		res, err = server.ServiceNodes.Call(r.Context(), a.servers, q)
+		res, err = server.ServiceNodes.Call(r.Context(), h.servers, q)
 	}
 	if err != nil {
 		return nil, err
@@ -317,8 +328,8 @@ func presentNode(n *catalog.Node) *catalog.Node {
 	return &c
 }
 
-func (a *Agent) catalogNodes(w http.ResponseWriter, r *http.Request) (any, error) {
-	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+func (h *API) catalogNodes(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +337,7 @@ func (a *Agent) catalogNodes(w http.ResponseWriter, r *http.Request) (any, error
 	if err != nil {
 		return nil, err
 	}
-	res, err := server.Nodes.Call(r.Context(), a.servers, &qo)
+	res, err := server.Nodes.Call(r.Context(), h.servers, &qo)
 	if err != nil {
 		return nil, err
 	}
@@ -344,12 +355,12 @@ func (a *Agent) catalogNodes(w http.ResponseWriter, r *http.Request) (any, error
 	return out, nil
 }
 
-func (a *Agent) catalogNode(w http.ResponseWriter, r *http.Request) (any, error) {
-	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+func (h *API) catalogNode(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
-	res, err := server.NodeServices.Call(r.Context(), a.servers, &rpc.NodeQuery{Node: r.PathValue("name"), QueryOptions: qo})
+	res, err := server.NodeServices.Call(r.Context(), h.servers, &rpc.NodeQuery{Node: r.PathValue("name"), QueryOptions: qo})
 	if err != nil {
 		return nil, err
 	}
@@ -359,7 +370,7 @@ func (a *Agent) catalogNode(w http.ResponseWriter, r *http.Request) (any, error)
 	}
 	m := make(map[string]agentService, len(res.Services))
 	for _, s := range res.Services {
-		as := a.toAgentService(s)
+		as := h.toAgentService(s)
 		as.Datacenter = ""
 		m[s.ID] = as
 	}
@@ -369,12 +380,12 @@ func (a *Agent) catalogNode(w http.ResponseWriter, r *http.Request) (any, error)
 // catalogNodeServiceList answers GET /v1/catalog/node-services/:node: the
 // node and its instances as a list, ?filter applied by the server. An
 // unknown node is a null Node and no instances, as in Consul.
-func (a *Agent) catalogNodeServiceList(w http.ResponseWriter, r *http.Request) (any, error) {
-	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+func (h *API) catalogNodeServiceList(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
-	res, err := server.NodeServiceList.Call(r.Context(), a.servers,
+	res, err := server.NodeServiceList.Call(r.Context(), h.servers,
 		&server.NodeServiceListQuery{Node: r.PathValue("name"), Filter: r.URL.Query().Get("filter"), QueryOptions: qo})
 	if err != nil {
 		return nil, err
@@ -388,7 +399,7 @@ func (a *Agent) catalogNodeServiceList(w http.ResponseWriter, r *http.Request) (
 		out.Node = presentNode(res.Node)
 	}
 	for _, s := range res.Services {
-		as := a.toAgentService(s)
+		as := h.toAgentService(s)
 		as.Datacenter = ""
 		out.Services = append(out.Services, as)
 	}
@@ -402,8 +413,8 @@ func (jsonNull) MarshalJSON() ([]byte, error) { return []byte("null"), nil }
 
 // catalogDatacenters lists the datacenters the WAN pool knows, nearest
 // first by round-trip time from the answering server.
-func (a *Agent) catalogDatacenters(w http.ResponseWriter, r *http.Request) (any, error) {
-	dcs, err := server.ListDatacenters.Call(r.Context(), a.servers, &rpc.Empty{})
+func (h *API) catalogDatacenters(w http.ResponseWriter, r *http.Request) (any, error) {
+	dcs, err := server.ListDatacenters.Call(r.Context(), h.servers, &rpc.Empty{})
 	return orEmpty(*dcs), err
 }
 
@@ -411,8 +422,8 @@ func (a *Agent) catalogDatacenters(w http.ResponseWriter, r *http.Request) (any,
 // (it carries serfHealth): that agent's anti-entropy owns the node and
 // would silently remove what the write added within a minute, a known
 // Consul surprise. Such services belong in the agent's own API.
-func (a *Agent) refuseAgentNode(ctx context.Context, dc, node string) error {
-	res, err := server.NodeChecks.Call(ctx, a.servers, &rpc.NodeQuery{Node: node, QueryOptions: rpc.QueryOptions{AllowStale: true, Datacenter: dc}})
+func (h *API) refuseAgentNode(ctx context.Context, dc, node string) error {
+	res, err := server.NodeChecks.Call(ctx, h.servers, &rpc.NodeQuery{Node: node, QueryOptions: rpc.QueryOptions{AllowStale: true, Datacenter: dc}})
 	if err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"net/http"
@@ -8,6 +8,15 @@ import (
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
 )
+
+func (h *API) queryRoutes(handle handleFunc) {
+	handle("POST", "/v1/query", h.queryCreate)
+	handle(read, "/v1/query", h.queryList)
+	handle(read, "/v1/query/{id}", h.queryGet)
+	handle("PUT", "/v1/query/{id}", h.queryUpdate)
+	handle("DELETE", "/v1/query/{id}", h.queryDelete)
+	handle(read, "/v1/query/{id}/execute", h.queryExecute)
+}
 
 // queryBody is a prepared query as clients send it: Consul's fields,
 // with the ones meshd does not run refused by name rather than ignored.
@@ -22,7 +31,7 @@ type queryBody struct {
 	Session string
 }
 
-func (a *Agent) decodeQuery(w http.ResponseWriter, r *http.Request) (*catalog.PreparedQuery, error) {
+func (h *API) decodeQuery(w http.ResponseWriter, r *http.Request) (*catalog.PreparedQuery, error) {
 	var b queryBody
 	if err := decodeBody(r, w, &b); err != nil {
 		return nil, err
@@ -46,63 +55,63 @@ func (a *Agent) decodeQuery(w http.ResponseWriter, r *http.Request) (*catalog.Pr
 }
 
 // queryWrite reads what a query create or update takes: ?dc and the body.
-func (a *Agent) queryWrite(w http.ResponseWriter, r *http.Request) (string, *catalog.PreparedQuery, error) {
-	dc, err := requestDC(r, a.cfg.Datacenter)
+func (h *API) queryWrite(w http.ResponseWriter, r *http.Request) (string, *catalog.PreparedQuery, error) {
+	dc, err := requestDC(r, h.cfg.Datacenter)
 	if err != nil {
 		return "", nil, err
 	}
-	q, err := a.decodeQuery(w, r)
+	q, err := h.decodeQuery(w, r)
 	return dc, q, err
 }
 
 // queryCreate answers POST /v1/query: {"ID": "..."}.
-func (a *Agent) queryCreate(w http.ResponseWriter, r *http.Request) (any, error) {
-	dc, q, err := a.queryWrite(w, r)
+func (h *API) queryCreate(w http.ResponseWriter, r *http.Request) (any, error) {
+	dc, q, err := h.queryWrite(w, r)
 	if err != nil {
 		return nil, err
 	}
 	q.ID = ""
 	req := &catalog.PreparedQueryRequest{Op: catalog.QuerySet, Query: q, Datacenter: dc}
 	id := server.NewQueryID(req)
-	if _, err := server.PreparedQueryApply.Call(r.Context(), a.servers, req); err != nil {
+	if _, err := server.PreparedQueryApply.Call(r.Context(), h.servers, req); err != nil {
 		return nil, err
 	}
 	return map[string]string{"ID": id}, nil
 }
 
 // queryUpdate answers PUT /v1/query/:id: the query must exist.
-func (a *Agent) queryUpdate(w http.ResponseWriter, r *http.Request) (any, error) {
-	dc, q, err := a.queryWrite(w, r)
+func (h *API) queryUpdate(w http.ResponseWriter, r *http.Request) (any, error) {
+	dc, q, err := h.queryWrite(w, r)
 	if err != nil {
 		return nil, err
 	}
-	existing, err := a.lookupQuery(r, dc)
+	existing, err := h.lookupQuery(r, dc)
 	if err != nil {
 		return nil, err
 	}
 	q.ID = existing.ID
-	_, err = server.PreparedQueryApply.Call(r.Context(), a.servers, &catalog.PreparedQueryRequest{Op: catalog.QuerySet, Query: q, Datacenter: dc})
+	_, err = server.PreparedQueryApply.Call(r.Context(), h.servers, &catalog.PreparedQueryRequest{Op: catalog.QuerySet, Query: q, Datacenter: dc})
 	return nil, err
 }
 
-func (a *Agent) queryDelete(w http.ResponseWriter, r *http.Request) (any, error) {
-	dc, err := requestDC(r, a.cfg.Datacenter)
+func (h *API) queryDelete(w http.ResponseWriter, r *http.Request) (any, error) {
+	dc, err := requestDC(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
-	existing, err := a.lookupQuery(r, dc)
+	existing, err := h.lookupQuery(r, dc)
 	if err != nil {
 		return nil, err
 	}
-	_, err = server.PreparedQueryApply.Call(r.Context(), a.servers, &catalog.PreparedQueryRequest{
+	_, err = server.PreparedQueryApply.Call(r.Context(), h.servers, &catalog.PreparedQueryRequest{
 		Op: catalog.QueryDelete, Query: &catalog.PreparedQuery{ID: existing.ID}, Datacenter: dc})
 	return nil, err
 }
 
 // lookupQuery finds the query named by the path's ID (or name), for a
 // write; 404 when there is none.
-func (a *Agent) lookupQuery(r *http.Request, dc string) (*catalog.PreparedQuery, error) {
-	res, err := server.PreparedQueryGet.Call(r.Context(), a.servers, &rpc.PreparedQueryGet{QueryID: r.PathValue("id"),
+func (h *API) lookupQuery(r *http.Request, dc string) (*catalog.PreparedQuery, error) {
+	res, err := server.PreparedQueryGet.Call(r.Context(), h.servers, &rpc.PreparedQueryGet{QueryID: r.PathValue("id"),
 		QueryOptions: rpc.QueryOptions{Datacenter: dc}})
 	if err != nil {
 		return nil, err
@@ -114,12 +123,12 @@ func (a *Agent) lookupQuery(r *http.Request, dc string) (*catalog.PreparedQuery,
 }
 
 // queryGet answers GET /v1/query/:id: a list of one, as Consul's.
-func (a *Agent) queryGet(w http.ResponseWriter, r *http.Request) (any, error) {
-	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+func (h *API) queryGet(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
-	res, err := server.PreparedQueryGet.Call(r.Context(), a.servers, &rpc.PreparedQueryGet{QueryID: r.PathValue("id"), QueryOptions: qo})
+	res, err := server.PreparedQueryGet.Call(r.Context(), h.servers, &rpc.PreparedQueryGet{QueryID: r.PathValue("id"), QueryOptions: qo})
 	if err != nil {
 		return nil, err
 	}
@@ -130,12 +139,12 @@ func (a *Agent) queryGet(w http.ResponseWriter, r *http.Request) (any, error) {
 	return presentQueries(res.Queries), nil
 }
 
-func (a *Agent) queryList(w http.ResponseWriter, r *http.Request) (any, error) {
-	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+func (h *API) queryList(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
-	res, err := server.PreparedQueryList.Call(r.Context(), a.servers, &qo)
+	res, err := server.PreparedQueryList.Call(r.Context(), h.servers, &qo)
 	if err != nil {
 		return nil, err
 	}
@@ -166,8 +175,8 @@ type queryExecuteResult struct {
 }
 
 // queryExecute answers GET /v1/query/:id/execute (?dc, ?limit, ?near).
-func (a *Agent) queryExecute(w http.ResponseWriter, r *http.Request) (any, error) {
-	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+func (h *API) queryExecute(w http.ResponseWriter, r *http.Request) (any, error) {
+	qo, err := parseQueryOptions(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +187,7 @@ func (a *Agent) queryExecute(w http.ResponseWriter, r *http.Request) (any, error
 		}
 	}
 	qo.MinIndex = 0
-	res, err := server.PreparedQueryExecute.Call(r.Context(), a.servers, &rpc.PreparedQueryExecute{QueryIDOrName: r.PathValue("id"), Limit: limit, QueryOptions: qo})
+	res, err := server.PreparedQueryExecute.Call(r.Context(), h.servers, &rpc.PreparedQueryExecute{QueryIDOrName: r.PathValue("id"), Limit: limit, QueryOptions: qo})
 	if err != nil {
 		return nil, err
 	}
@@ -195,8 +204,8 @@ func (a *Agent) queryExecute(w http.ResponseWriter, r *http.Request) (any, error
 	if near == "" {
 		near = res.Near
 	}
-	if near != "" && res.Datacenter == a.cfg.Datacenter {
-		sortNear(out.Nodes, a.distanceFrom(near))
+	if near != "" && res.Datacenter == h.cfg.Datacenter {
+		sortNear(out.Nodes, h.distanceFrom(near))
 	}
 	return out, nil
 }

@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"cmp"
@@ -22,7 +22,7 @@ import (
 //
 // 404 when the service has no instance matching the filters, 503 when it
 // has some but none is healthy.
-func (a *Agent) lbService(w http.ResponseWriter, r *http.Request) (any, error) {
+func (h *API) lbService(w http.ResponseWriter, r *http.Request) (any, error) {
 	q := r.URL.Query()
 	policy, err := balance.ParsePolicy(q.Get("policy"))
 	if err != nil {
@@ -32,7 +32,7 @@ func (a *Agent) lbService(w http.ResponseWriter, r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	ans, err := a.serviceEntries(w, r, false, false)
+	ans, err := h.serviceEntries(w, r, false, false)
 	if err != nil {
 		return nil, err
 	}
@@ -53,9 +53,9 @@ func (a *Agent) lbService(w http.ResponseWriter, r *http.Request) (any, error) {
 	}
 	var dist balance.Distance
 	if policy == balance.PolicyNearest {
-		dist = a.distanceFrom(cmp.Or(q.Get("near"), "_agent"))
+		dist = h.distanceFrom(cmp.Or(q.Get("near"), "_agent"))
 	}
-	i := a.balancer.Pick(lbKey(r), policy, healthy, dist)
+	i := h.balancer.Pick(lbKey(r), policy, healthy, dist)
 	w.Header().Set("X-Meshd-LB-Policy", string(policy))
 	return healthy[i], nil
 }
@@ -75,25 +75,12 @@ func lbKey(r *http.Request) string {
 }
 
 // distanceFrom estimates round-trip times from node near ("_agent": this
-// agent) to instances' nodes by the gossip network coordinates. nil when
-// near has no coordinate: then nothing can be sorted by it. A node is at
-// distance 0 from itself, whatever its coordinate's height says.
-func (a *Agent) distanceFrom(near string) balance.Distance {
+// agent) to instances' nodes; nil when near has no coordinate.
+func (h *API) distanceFrom(near string) balance.Distance {
 	if near == "_agent" {
-		near = a.cfg.NodeName
+		near = h.cfg.NodeName
 	}
-	if a.gossip == nil {
-		return nil
-	}
-	if _, ok := a.gossip.Coordinate(near); !ok {
-		return nil
-	}
-	return func(inst *catalog.CheckServiceNode) (time.Duration, bool) {
-		if strings.EqualFold(inst.Node.Node, near) {
-			return 0, true
-		}
-		return a.gossip.RTT(near, inst.Node.Node)
-	}
+	return h.members.Distance(near)
 }
 
 // sortNear orders entries nearest first by dist, those at an unknown

@@ -1,4 +1,4 @@
-package node
+package httpapi
 
 import (
 	"encoding/json"
@@ -15,13 +15,22 @@ import (
 // healthService answers GET /v1/health/service/:name: the instances with
 // their checks, shuffled (client-side balancing), or sorted nearest first
 // with ?near.
-func (a *Agent) healthService(w http.ResponseWriter, r *http.Request) (any, error) {
+func (h *API) healthRoutes(handle handleFunc) {
+	handle(read, "/v1/health/service/{name...}", h.healthService)
+	handle(read, "/v1/health/checks/{name...}", h.healthChecks)
+	handle(read, "/v1/health/node/{name...}", h.healthNode)
+	handle(read, "/v1/health/state/{state...}", h.healthState)
+	handle(read, "/v1/status/leader", h.statusLeader)
+	handle(read, "/v1/status/peers", h.statusPeers)
+}
+
+func (h *API) healthService(w http.ResponseWriter, r *http.Request) (any, error) {
 	passing, err := queryFlag(r, "passing")
 	if err != nil {
 		return nil, err
 	}
 	near := r.URL.Query().Get("near")
-	ans, err := a.serviceEntries(w, r, passing, near == "")
+	ans, err := h.serviceEntries(w, r, passing, near == "")
 	if err != nil {
 		return nil, err
 	}
@@ -34,7 +43,7 @@ func (a *Agent) healthService(w http.ResponseWriter, r *http.Request) (any, erro
 	out := ans.entries
 	shuffle(out)
 	if near != "" {
-		sortNear(out, a.distanceFrom(near))
+		sortNear(out, h.distanceFrom(near))
 	}
 	return out, nil
 }
@@ -78,8 +87,8 @@ func (l encodedList) appendTo(b []byte) []byte {
 // the agent cache when the read allows it (see readCacheControl). With
 // encoded, a read from the cache with neither ?node-meta nor ?filter comes
 // back as the answer's shared JSON instead of entries.
-func (a *Agent) serviceEntries(w http.ResponseWriter, r *http.Request, passingOnly, encoded bool) (serviceAnswer, error) {
-	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+func (h *API) serviceEntries(w http.ResponseWriter, r *http.Request, passingOnly, encoded bool) (serviceAnswer, error) {
+	qo, err := parseQueryOptions(r, h.cfg.Datacenter)
 	if err != nil {
 		return serviceAnswer{}, err
 	}
@@ -87,7 +96,7 @@ func (a *Agent) serviceEntries(w http.ResponseWriter, r *http.Request, passingOn
 	if err != nil {
 		return serviceAnswer{}, err
 	}
-	cc, err := a.readCacheControl(r, &qo)
+	cc, err := h.readCacheControl(r, &qo)
 	if err != nil {
 		return serviceAnswer{}, err
 	}
@@ -95,9 +104,9 @@ func (a *Agent) serviceEntries(w http.ResponseWriter, r *http.Request, passingOn
 	var res *rpc.CheckServiceNodesResponse
 	var cached *client.Answer
 	if cc.use {
-		res, cached, err = a.cachedHealth(r.Context(), w, cc, q)
+		res, cached, err = h.cachedHealth(r.Context(), w, cc, q)
 	} else {
-		res, err = server.HealthServiceNodes.Call(r.Context(), a.servers, q)
+		res, err = server.HealthServiceNodes.Call(r.Context(), h.servers, q)
 	}
 	if err != nil {
 		return serviceAnswer{}, err
@@ -142,8 +151,8 @@ func presentCatalogCheck(c *catalog.Check) *catalog.Check {
 }
 
 // checksRead answers a read of a check list.
-func (a *Agent) checksRead(w http.ResponseWriter, r *http.Request, read func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error)) (any, error) {
-	qo, err := parseQueryOptions(r, a.cfg.Datacenter)
+func (h *API) checksRead(w http.ResponseWriter, r *http.Request, read func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error)) (any, error) {
+	qo, err := parseQueryOptions(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
@@ -163,42 +172,42 @@ func (a *Agent) checksRead(w http.ResponseWriter, r *http.Request, read func(qo 
 	return out, nil
 }
 
-func (a *Agent) healthChecks(w http.ResponseWriter, r *http.Request) (any, error) {
-	return a.checksRead(w, r, func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error) {
-		return server.ServiceChecks.Call(r.Context(), a.servers, &rpc.ServiceQuery{Service: r.PathValue("name"), QueryOptions: qo})
+func (h *API) healthChecks(w http.ResponseWriter, r *http.Request) (any, error) {
+	return h.checksRead(w, r, func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error) {
+		return server.ServiceChecks.Call(r.Context(), h.servers, &rpc.ServiceQuery{Service: r.PathValue("name"), QueryOptions: qo})
 	})
 }
 
-func (a *Agent) healthNode(w http.ResponseWriter, r *http.Request) (any, error) {
-	return a.checksRead(w, r, func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error) {
-		return server.NodeChecks.Call(r.Context(), a.servers, &rpc.NodeQuery{Node: r.PathValue("name"), QueryOptions: qo})
+func (h *API) healthNode(w http.ResponseWriter, r *http.Request) (any, error) {
+	return h.checksRead(w, r, func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error) {
+		return server.NodeChecks.Call(r.Context(), h.servers, &rpc.NodeQuery{Node: r.PathValue("name"), QueryOptions: qo})
 	})
 }
 
-func (a *Agent) healthState(w http.ResponseWriter, r *http.Request) (any, error) {
+func (h *API) healthState(w http.ResponseWriter, r *http.Request) (any, error) {
 	state := r.PathValue("state")
 	if state != catalog.HealthAny && !catalog.ValidStatus(state) {
 		return nil, badRequest("state: unknown check state %q (want any, passing, warning or critical)", state)
 	}
-	return a.checksRead(w, r, func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error) {
-		return server.ChecksInState.Call(r.Context(), a.servers, &rpc.StateQuery{State: state, QueryOptions: qo})
+	return h.checksRead(w, r, func(qo rpc.QueryOptions) (*rpc.ChecksResponse, error) {
+		return server.ChecksInState.Call(r.Context(), h.servers, &rpc.StateQuery{State: state, QueryOptions: qo})
 	})
 }
 
-func (a *Agent) statusLeader(w http.ResponseWriter, r *http.Request) (any, error) {
-	dc, err := requestDC(r, a.cfg.Datacenter)
+func (h *API) statusLeader(w http.ResponseWriter, r *http.Request) (any, error) {
+	dc, err := requestDC(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
-	return server.Leader.Call(r.Context(), a.servers, &rpc.DCRequest{Datacenter: dc})
+	return server.Leader.Call(r.Context(), h.servers, &rpc.DCRequest{Datacenter: dc})
 }
 
-func (a *Agent) statusPeers(w http.ResponseWriter, r *http.Request) (any, error) {
-	dc, err := requestDC(r, a.cfg.Datacenter)
+func (h *API) statusPeers(w http.ResponseWriter, r *http.Request) (any, error) {
+	dc, err := requestDC(r, h.cfg.Datacenter)
 	if err != nil {
 		return nil, err
 	}
-	peers, err := server.Peers.Call(r.Context(), a.servers, &rpc.DCRequest{Datacenter: dc})
+	peers, err := server.Peers.Call(r.Context(), h.servers, &rpc.DCRequest{Datacenter: dc})
 	return orEmpty(*peers), err
 }
 

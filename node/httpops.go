@@ -1,0 +1,168 @@
+package node
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/catalog/balance"
+	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/node/httpapi"
+)
+
+// The agent's parts as the HTTP API sees them (httpapi's interfaces).
+
+// api builds the HTTP API over the agent's parts.
+func (a *Agent) api() *httpapi.API {
+	cfg := httpapi.Config{
+		Runtime: a.cfg, Servers: a.servers, Agent: agentOps{a}, Local: a.local, Members: membersOps{a},
+		Balancer: a.balancer, Metrics: a.metrics.reg, Logger: a.logger,
+	}
+	if a.cache != nil {
+		cfg.Cache = a.cache
+	}
+	if a.raft != nil {
+		cfg.Operator = operatorOps{a}
+	}
+	if a.limits != nil {
+		cfg.Blocking = a.limits.enterBlocking
+	}
+	return httpapi.New(cfg)
+}
+
+// OpenRequests is the number of HTTP API requests being served now,
+// blocking queries included.
+func (a *Agent) OpenRequests() int64 {
+	if a.httpAPI == nil {
+		return 0
+	}
+	return a.httpAPI.OpenRequests()
+}
+
+// membersOps is the agent's gossip pools (httpapi.Members).
+type membersOps struct{ a *Agent }
+
+var errNoGossip = errors.New("gossip is not running")
+
+// noWAN says why this agent has no WAN pool; nil when it has one.
+func (o membersOps) noWAN() error {
+	switch {
+	case o.a.wan != nil:
+		return nil
+	case !o.a.cfg.ServerMode:
+		return httpapi.Error(http.StatusBadRequest, "WAN gossip is only run by servers; this agent is a client")
+	}
+	return httpapi.Error(http.StatusBadRequest, "WAN gossip is disabled on this server (ports.serf_wan = -1)")
+}
+
+// Members lists the LAN pool's members, or with wan the servers of every
+// datacenter (a client has no WAN pool and answers an empty list, as
+// Consul does).
+func (o membersOps) Members(wan bool) ([]httpapi.Member, error) {
+	var members []gossip.Member
+	switch {
+	case wan && o.a.wan == nil:
+	case wan:
+		members = o.a.wan.Members()
+	case o.a.gossip == nil:
+		return nil, errNoGossip
+	default:
+		members = o.a.gossip.Members()
+	}
+	out := make([]httpapi.Member, 0, len(members))
+	for _, m := range members {
+		out = append(out, toAgentMember(m))
+	}
+	return out, nil
+}
+
+// Join joins the pool at addr (a bare host gets the pool's port).
+func (o membersOps) Join(addr string, wan bool) error {
+	if wan {
+		if err := o.noWAN(); err != nil {
+			return err
+		}
+		if _, err := o.a.wan.Join([]string{addr}); err != nil {
+			return err
+		}
+		o.a.floodNow()
+		return nil
+	}
+	if o.a.gossip == nil {
+		return errNoGossip
+	}
+	_, err := o.a.gossip.Join([]string{addr})
+	return err
+}
+
+func (o membersOps) ForceLeave(node string, prune, wan bool) error {
+	if o.a.gossip == nil {
+		return errNoGossip
+	}
+	pool := interface{ ForceLeave(string, bool) error }(o.a.gossip)
+	if wan {
+		if err := o.noWAN(); err != nil {
+			return err
+		}
+		pool = o.a.wan
+	}
+	if err := pool.ForceLeave(node, prune); err != nil {
+		if errors.Is(err, gossip.ErrUnknownMember) {
+			return httpapi.Error(http.StatusNotFound, "%v", err)
+		}
+		return err
+	}
+	return nil
+}
+
+// Distance estimates round-trip times from node near to instances'
+// nodes by the gossip network coordinates; nil when near has no
+// coordinate. A node is at distance 0 from itself, whatever its
+// coordinate's height says.
+func (o membersOps) Distance(near string) balance.Distance {
+	g := o.a.gossip
+	if g == nil {
+		return nil
+	}
+	if _, ok := g.Coordinate(near); !ok {
+		return nil
+	}
+	return func(inst *catalog.CheckServiceNode) (time.Duration, bool) {
+		if strings.EqualFold(inst.Node.Node, near) {
+			return 0, true
+		}
+		return g.RTT(near, inst.Node.Node)
+	}
+}
+
+// operatorOps is a server's Raft (httpapi.Operator).
+type operatorOps struct{ a *Agent }
+
+func (o operatorOps) RaftConfiguration() ([]httpapi.RaftServer, uint64, error) {
+	servers, index, err := o.a.raft.Configuration()
+	if err != nil {
+		return nil, 0, err
+	}
+	names := map[string]string{o.a.nodeID: o.a.cfg.NodeName}
+	for _, m := range o.a.gossip.Members() { // failed servers too: they are still peers
+		if srv, ok := gossip.ServerFromMember(m); ok && srv.ID != "" {
+			names[srv.ID] = m.Name
+		}
+	}
+	out := make([]httpapi.RaftServer, 0, len(servers))
+	for _, s := range servers {
+		out = append(out, httpapi.RaftServer{ID: s.ID, Node: names[s.ID], Address: s.Address, // "" for a server gossip does not know (yet)
+			Leader: s.Leader, ProtocolVersion: "3", Voter: s.Voter})
+	}
+	return out, index, nil
+}
+
+func (o operatorOps) SaveSnapshot(w io.Writer) error {
+	_, err := o.a.raft.SaveSnapshot(w)
+	return err
+}
+
+func (o operatorOps) RestoreSnapshot(r io.Reader) error { return o.a.raft.RestoreSnapshot(r) }
