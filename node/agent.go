@@ -51,8 +51,6 @@ type Agent struct {
 	store   *catalog.Store
 	local   *local.State
 	persist *persister
-	// autopilot is the leader's latest look at its servers.
-	autopilot autopilotState
 
 	// Set by Start.
 	nodeID    string
@@ -61,9 +59,10 @@ type Agent struct {
 	pool      *rpc.Pool
 	// rpc answers the server surface, over the server port and
 	// in-process; srv is what it answers from (both nil on a client).
-	rpc  *rpc.Server
-	srv  *server.Server
-	raft *consensus.Server
+	rpc    *rpc.Server
+	srv    *server.Server
+	duties *server.Duties
+	raft   *consensus.Server
 	// servers takes the agent's calls to the servers: rpc on a server, a
 	// remote caller on a client.
 	servers  rpc.Caller
@@ -279,12 +278,12 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	rcfg.Bootstrap = a.cfg.Bootstrap || a.cfg.BootstrapExpect == 1
 	rcfg.Advertise = &net.TCPAddr{IP: a.advertise.AsSlice(), Port: port}
 	rcfg.Logger = a.root
-	rcfg.LeaderFunc = a.leaderDuties
+	rcfg.LeaderFunc = func(ctx context.Context) { a.duties.Run(ctx) }
 	rcfg.ObserveApply, rcfg.ObserveFSM = a.metrics.observeRaftApply, a.metrics.observeFSM
 	rcfg.ObserveLogWrite = a.metrics.observeLogWrite
 	rcfg.ObserveDuplicate = a.metrics.observeDuplicate
 	rcfg.OnHalt = a.metrics.observeHalt
-	rcfg.ServersReadStamps = a.serversReadStamps
+	rcfg.ServersReadStamps = func() bool { return a.duties.ServersRead(consensus.StampedVersion) }
 	rcfg.Raft = consensus.LANRaftConfig(a.cfg.RaftMultiplier)
 	if a.cfg.DevMode {
 		rcfg.Raft = consensus.DevRaftConfig()
@@ -298,16 +297,21 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	if a.wan, err = a.newWAN(port); err != nil {
 		return err
 	}
+	a.rpc = rpc.NewServer(rpc.ServerConfig{Codes: server.Codes, Stopped: server.ErrShutdown})
+	a.servers = a.rpc
+	autopilotFile := server.FileAutopilotConfig(a.cfg.Autopilot)
+	a.duties = server.NewDuties(server.DutiesConfig{NodeID: a.nodeID, NodeName: a.cfg.NodeName, Datacenter: a.cfg.Datacenter,
+		Raft: a.raft, Store: a.store, Servers: a.rpc, Pool: a.pool,
+		Members: a.gossipMembers, Events: a.memberEvents, EventsDropped: &a.eventsDropped,
+		AutopilotFile: autopilotFile, ServerFailGrace: a.opts.serverFailGrace, Logger: a.logger})
 	scfg := server.Config{Raft: a.raft, Store: a.store, Pool: a.pool, Datacenter: a.cfg.Datacenter,
-		Logger: a.root.With("component", "forward"), Node: a.cfg.NodeName, Health: a.autopilot.get,
-		AutopilotFile: fileAutopilotConfig(a.cfg.Autopilot), ServersRead: a.serversRead}
+		Logger: a.root.With("component", "forward"), Node: a.cfg.NodeName, Health: a.duties.Health,
+		AutopilotFile: autopilotFile, ServersRead: a.duties.ServersRead}
 	if a.wan != nil {
 		scfg.WAN = a.wan.Router()
 	}
 	a.srv = server.New(scfg)
-	a.rpc = rpc.NewServer(rpc.ServerConfig{Codes: server.Codes, Stopped: server.ErrShutdown})
 	a.srv.Bind(a.rpc)
-	a.servers = a.rpc
 	a.limits = newClientLimits(a.cfg.Limits, a.metrics)
 	a.wg.Add(1)
 	go func() {
@@ -697,4 +701,12 @@ func (a *Agent) RPCCalls() (calls map[string]uint64, cacheEntries int) {
 		return nil, 0
 	}
 	return rs.CallCounts(), a.cache.Size()
+}
+
+// gossipMembers lists the LAN pool's members (none before gossip starts).
+func (a *Agent) gossipMembers() []gossip.Member {
+	if a.gossip == nil {
+		return nil
+	}
+	return a.gossip.Members()
 }

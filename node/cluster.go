@@ -165,11 +165,6 @@ func (a *Agent) serverAddrs() []string {
 	return out
 }
 
-// toMember converts a gossip member for reconciliation.
-func toMember(m gossip.Member) member {
-	return member{Name: m.Name, ID: m.Tags.NodeID, Addr: m.Addr.String(), Status: memberStatus(m.Status)}
-}
-
 // serfStatus is serf's numeric member status, which agent/members carries.
 var serfStatus = map[gossip.MemberStatus]int{
 	gossip.StatusNone: 0, gossip.StatusAlive: 1, gossip.StatusLeaving: 2, gossip.StatusLeft: 3, gossip.StatusFailed: 4,

@@ -33,8 +33,8 @@ var rules = map[string][]string{
 	"node/rpc":        {"catalog", "github.com/vmihailenco/msgpack/v5", "golang.org/x/sys/unix"},
 	"node/nodetest":   {"node/...", "catalog/...", "consensus", "gossip", "wan"},
 	// The server side: the RPC surface and its answers, forwarding to the
-	// leader and to other datacenters.
-	"node/server": {"catalog", "consensus", "wan", "checks", "node/config", "node/rpc",
+	// leader and to other datacenters, the leader's duties.
+	"node/server": {"catalog", "consensus", "gossip", "wan", "checks", "node/config", "node/rpc",
 		"github.com/hashicorp/go-memdb", "github.com/google/uuid"},
 	// The HTTP API, over narrow interfaces the agent implements: the
 	// servers' methods through an rpc.Caller, sentinel errors of the

@@ -1,16 +1,70 @@
-package node
+package server
 
 import (
 	"context"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-memdb"
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/consensus"
+	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node/rpc"
-	"github.com/meshd/meshd/node/server"
 )
+
+// DutiesConfig is what the leader's duties need.
+type DutiesConfig struct {
+	// NodeID, NodeName and Datacenter are this server's.
+	NodeID, NodeName, Datacenter string
+	Raft                         *consensus.Server
+	Store                        *catalog.Store
+	// Servers takes the duties' catalog writes: this server's own methods,
+	// so they go through the one validation and the write path as any
+	// other.
+	Servers rpc.Caller
+	// Pool asks the other servers for their Raft stats (autopilot).
+	Pool *rpc.Pool
+	// Members lists the LAN gossip pool's members; Events carries its
+	// changes, and EventsDropped reports (and clears) whether changes were
+	// dropped because the queue was full: then every member is looked at.
+	Members       func() []gossip.Member
+	Events        <-chan gossip.Event
+	EventsDropped *atomic.Bool
+	// AutopilotFile is the config files' autopilot block, which holds
+	// until one is stored.
+	AutopilotFile catalog.AutopilotConfig
+	// ServerFailGrace is how long a failed server keeps its vote (0: 30 s).
+	ServerFailGrace time.Duration
+	Logger          *slog.Logger
+}
+
+// Duties runs the leader's duties while this server leads (Run), and
+// holds what they learn that other parts ask for: autopilot's view of the
+// servers (Health) and whether every server reads a log format
+// (ServersRead). It is safe for concurrent use.
+type Duties struct {
+	cfg    DutiesConfig
+	logger *slog.Logger
+	// autopilot is the latest look at the servers.
+	autopilot autopilotState
+}
+
+// NewDuties returns the duties over cfg; Run starts them.
+func NewDuties(cfg DutiesConfig) *Duties {
+	if cfg.ServerFailGrace <= 0 {
+		cfg.ServerFailGrace = serverFailGrace
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Duties{cfg: cfg, logger: cfg.Logger}
+}
+
+// Health is autopilot's latest look at the servers: nil until it has
+// looked once in this leadership term.
+func (l *Duties) Health() *rpc.AutopilotHealth { return l.autopilot.get() }
 
 // serfHealthName and serfHealthOutput describe the built-in node check,
 // as Consul spells them.
@@ -19,24 +73,26 @@ const (
 	serfHealthOutput = "Agent alive and reachable"
 )
 
-// leaderDuties runs while this server leads (consensus.Config.LeaderFunc).
-func (a *Agent) leaderDuties(ctx context.Context) {
+// Run carries out the leader's duties until ctx ends (when leadership
+// does): the reconcile loop (members into the catalog and the Raft
+// configuration), autopilot, and the reaper, each in a goroutine of its
+// own, so that a slow one (autopilot asking a hung server) delays none of
+// the others. It is consensus.Config.LeaderFunc.
+func (l *Duties) Run(ctx context.Context) {
 	r := &reaper{
-		store:   a.store,
-		servers: a.servers,
-		logger:  a.logger.With("duty", "reap"),
+		store:   l.cfg.Store,
+		servers: l.cfg.Servers,
+		logger:  l.logger.With("duty", "reap"),
 		since:   map[reapKey]time.Time{},
 		now:     time.Now,
 	}
+	l.autopilot.set(nil) // a view from an earlier term is no view
+	var wg sync.WaitGroup
+	wg.Go(func() { r.run(ctx) })
+	wg.Go(func() { l.autopilotLoop(ctx) })
 	// The reconcile loop also keeps this server's own node and its
 	// serfHealth in the catalog, as for every member.
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		r.run(ctx)
-	}()
-	a.reconcileLoop(ctx)
+	l.reconcileLoop(ctx)
 	wg.Wait()
 }
 
@@ -111,7 +167,7 @@ func (r *reaper) reapDue(ctx context.Context, cands []reapCandidate) time.Time {
 			}
 			continue
 		}
-		_, err := server.Deregister.Call(ctx, r.servers, &catalog.DeregisterRequest{Node: c.key.node, ServiceID: c.serviceID})
+		_, err := Deregister.Call(ctx, r.servers, &catalog.DeregisterRequest{Node: c.key.node, ServiceID: c.serviceID})
 		if err != nil {
 			r.logger.Warn("reap service", "node", c.key.node, "service_id", c.serviceID, "error", err)
 			retry := now.Add(time.Second)

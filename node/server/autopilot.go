@@ -1,4 +1,4 @@
-package node
+package server
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
-	"github.com/meshd/meshd/node/server"
 )
 
 // autopilotState is the leader's latest look at its servers, for
@@ -33,6 +32,23 @@ func (s *autopilotState) get() *rpc.AutopilotHealth {
 	return s.health
 }
 
+// autopilotLoop looks at the servers every autopilotInterval while this
+// server leads (autopilotTick), in a loop of its own: a look waits up to
+// 2 s for a hung server, which must not hold up the reconcile loop.
+func (l *Duties) autopilotLoop(ctx context.Context) {
+	t := time.NewTicker(autopilotInterval)
+	defer t.Stop()
+	stable := map[string]time.Time{} // servers healthy since
+	for {
+		l.autopilotTick(ctx, stable)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // autopilotTick looks at every server of the Raft configuration, as
 // Consul's autopilot does, and records what it saw: a server is healthy
 // when gossip has it alive and it answers Status.RaftStats in its leader's
@@ -44,18 +60,18 @@ func (s *autopilotState) get() *rpc.AutopilotHealth {
 // proved itself never takes a vote (and the quorum) with it. The
 // thresholds are the stored settings' (autopilotConfig); while none are
 // stored, the tick first tries to store the config file's.
-func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) {
-	ap, stored := a.autopilotConfig()
+func (l *Duties) autopilotTick(ctx context.Context, stable map[string]time.Time) {
+	ap, stored := l.autopilotConfig()
 	if !stored {
-		a.storeFileAutopilotConfig(ctx, ap)
+		l.storeFileAutopilotConfig(ctx, ap)
 	}
-	conf, _, err := a.raft.Configuration()
+	conf, _, err := l.cfg.Raft.Configuration()
 	if err != nil {
 		return
 	}
-	members := a.dcServers()
-	stats := a.serverStats(ctx, conf, members)
-	term, leaderIndex := a.raft.Term(), a.raft.LastIndex()
+	members := l.dcServers()
+	stats := l.serverStats(ctx, conf, members)
+	term, leaderIndex := l.cfg.Raft.Term(), l.cfg.Raft.LastIndex()
 	now := time.Now()
 	out := &rpc.AutopilotHealth{Healthy: true}
 	seen := map[string]bool{}
@@ -67,7 +83,7 @@ func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) 
 			m.Status = "none"
 		}
 		h := rpc.ServerHealth{ID: c.ID, Name: m.Name, Address: c.Address, SerfStatus: string(m.Status), Version: m.Build,
-			Leader: c.ID == a.nodeID, Voter: c.Voter}
+			Leader: c.ID == l.cfg.NodeID, Voter: c.Voter}
 		if st := stats[i]; st != nil {
 			h.LastContact, h.LastTerm, h.LastIndex = st.LastContact, st.Term, st.LastIndex
 			h.Healthy = m.Status == gossip.StatusAlive && st.AppliedIndex > 0 &&
@@ -89,10 +105,10 @@ func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) 
 		}
 		out.Servers = append(out.Servers, h)
 		if !c.Voter && h.Healthy && now.Sub(h.StableSince) >= ap.ServerStabilizationTime {
-			a.logger.Info("promoting a server healthy for the stabilization time to voter", "id", c.ID,
+			l.logger.Info("promoting a server healthy for the stabilization time to voter", "id", c.ID,
 				"name", m.Name, "stable_for", now.Sub(h.StableSince).Round(time.Millisecond))
-			if err := a.raft.Promote(c.ID, c.Address); err != nil {
-				a.logger.Warn("promote server", "id", c.ID, "error", err)
+			if err := l.cfg.Raft.Promote(c.ID, c.Address); err != nil {
+				l.logger.Warn("promote server", "id", c.ID, "error", err)
 			}
 		}
 	}
@@ -102,26 +118,26 @@ func (a *Agent) autopilotTick(ctx context.Context, stable map[string]time.Time) 
 		}
 	}
 	out.FailureTolerance = max(healthyVoters-(voters/2+1), 0)
-	a.autopilot.set(out)
+	l.autopilot.set(out)
 }
 
 // serverStats asks the servers of conf that gossip has alive for their
 // Raft stats, all at once (2 s each at most), and answers this server's
 // own: nil for those not asked or not answering, which are unhealthy
 // anyway. A dead server costs the look no time.
-func (a *Agent) serverStats(ctx context.Context, conf []consensus.ServerInfo, members map[string]gossip.Server) []*rpc.RaftStats {
+func (l *Duties) serverStats(ctx context.Context, conf []consensus.ServerInfo, members map[string]gossip.Server) []*rpc.RaftStats {
 	stats := make([]*rpc.RaftStats, len(conf))
 	var wg sync.WaitGroup
 	for i, c := range conf {
 		switch {
-		case c.ID == a.nodeID:
-			stats[i] = server.Stats(a.raft)
+		case c.ID == l.cfg.NodeID:
+			stats[i] = Stats(l.cfg.Raft)
 		case members[c.ID].Status == gossip.StatusAlive:
 			wg.Go(func() {
 				st := new(rpc.RaftStats)
 				cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 				defer cancel()
-				if err := a.pool.Call(cctx, c.Address, "Status.RaftStats", &rpc.Empty{}, st); err == nil {
+				if err := l.cfg.Pool.Call(cctx, c.Address, RaftStats.Name(), &rpc.Empty{}, st); err == nil {
 					stats[i] = st
 				}
 			})
@@ -133,16 +149,16 @@ func (a *Agent) serverStats(ctx context.Context, conf []consensus.ServerInfo, me
 
 // autopilotConfig is the configuration autopilot runs on: the stored one
 // (stored true), else this server's config file's.
-func (a *Agent) autopilotConfig() (c catalog.AutopilotConfig, stored bool) {
-	if _, sc, err := a.store.AutopilotConfig(nil); err == nil && sc != nil {
+func (l *Duties) autopilotConfig() (c catalog.AutopilotConfig, stored bool) {
+	if _, sc, err := l.cfg.Store.AutopilotConfig(nil); err == nil && sc != nil {
 		return *sc, true
 	}
-	return fileAutopilotConfig(a.cfg.Autopilot), false
+	return l.cfg.AutopilotFile, false
 }
 
-// fileAutopilotConfig is the autopilot block of the config files as the
+// FileAutopilotConfig is the autopilot block of the config files as the
 // configuration a leader stores.
-func fileAutopilotConfig(c config.AutopilotConfig) catalog.AutopilotConfig {
+func FileAutopilotConfig(c config.AutopilotConfig) catalog.AutopilotConfig {
 	return catalog.AutopilotConfig{
 		CleanupDeadServers:      c.CleanupDeadServers,
 		LastContactThreshold:    c.LastContactThreshold,
@@ -156,22 +172,22 @@ func fileAutopilotConfig(c config.AutopilotConfig) catalog.AutopilotConfig {
 // autopilot configuration is stored: store its config file's, file, once
 // every server reads it. A check-and-set on "none stored" leaves one an
 // operator stored meanwhile alone.
-func (a *Agent) storeFileAutopilotConfig(ctx context.Context, file catalog.AutopilotConfig) {
-	if !a.serversRead(consensus.AutopilotVersion) {
+func (l *Duties) storeFileAutopilotConfig(ctx context.Context, file catalog.AutopilotConfig) {
+	if !l.ServersRead(consensus.AutopilotVersion) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	req := &catalog.AutopilotConfigRequest{Config: file, CAS: true}
-	stored, err := server.CASResult(server.AutopilotSetConfiguration.Call(ctx, a.servers, req))
+	stored, err := CASResult(AutopilotSetConfiguration.Call(ctx, l.cfg.Servers, req))
 	if err != nil {
 		if ctx.Err() == nil { // not a leadership that ended, or a write without a quorum: tried again next tick
-			a.logger.Warn("store the config file's autopilot configuration", "error", err)
+			l.logger.Warn("store the config file's autopilot configuration", "error", err)
 		}
 		return
 	}
 	if !stored { // one was stored meanwhile
 		return
 	}
-	a.logger.Info("stored the config file's autopilot configuration: from now on it is changed through operator/autopilot/configuration")
+	l.logger.Info("stored the config file's autopilot configuration: from now on it is changed through operator/autopilot/configuration")
 }
