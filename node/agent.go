@@ -37,6 +37,9 @@ var (
 	ErrShutdown = server.ErrShutdown
 )
 
+// Version is this build's version.
+const Version = "0.1.0"
+
 // fullSyncInterval is how often the agent compares its whole local state
 // with the catalog (plus up to a quarter of it as jitter).
 const fullSyncInterval = time.Minute
@@ -48,9 +51,8 @@ type Agent struct {
 	logger *slog.Logger // this component's
 	root   *slog.Logger // handed to the components, which name themselves
 
-	store   *catalog.Store
-	local   *local.State
-	persist *persister
+	store *catalog.Store
+	local *local.State
 
 	// Set by Start.
 	nodeID    string
@@ -68,7 +70,7 @@ type Agent struct {
 	servers  rpc.Caller
 	runner   *checks.Runner
 	external *externalChecks
-	states   *stateSaver
+	registry *local.Registry
 	dns      *dns.Server
 	http     *http.Server
 	httpAPI  *httpapi.API
@@ -77,11 +79,6 @@ type Agent struct {
 	httpLns  []net.Listener
 	dnsUDP   []net.PacketConn
 	dnsTCP   []net.Listener
-
-	// stateMu makes each change of the local state one step with its save
-	// to the data dir: a register, a deregister and a reap of the same ID
-	// cannot interleave.
-	stateMu sync.Mutex
 
 	mu       sync.Mutex // guards started and shutdown
 	started  bool
@@ -134,9 +131,6 @@ func New(cfg *config.Runtime, logger *slog.Logger, opts ...Option) (*Agent, erro
 	}
 	for _, o := range opts {
 		o(&a.opts)
-	}
-	if !cfg.InMemory {
-		a.persist = &persister{dir: cfg.DataDir, logger: a.logger}
 	}
 	return a, nil
 }
@@ -192,11 +186,10 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			Name: "meshd_cache_entries", Help: "Answers the agent cache holds, each watched on the servers.",
 		}, func() float64 { return float64(a.cache.Size()) }))
 	}
-	a.states = newStateSaver(a.persist, a.logger)
 	a.local = local.New(local.Config{Node: a.node, Servers: a.servers, OutputInterval: a.cfg.CheckUpdateInterval,
 		FullSyncInterval: fullSyncInterval, Logger: a.root.With("component", "sync")})
 	if a.runner, err = checks.NewRunner(checks.Config{
-		Notifier:      checkNotifier{a},
+		Notifier:      registryNotifier{a},
 		Alias:         aliasSource{a},
 		Logger:        a.root.With("component", "checks"),
 		EnableScripts: a.cfg.EnableScriptChecks || a.cfg.EnableLocalScriptChecks,
@@ -204,6 +197,12 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	}); err != nil {
 		return err
 	}
+	dataDir := a.cfg.DataDir
+	if a.cfg.InMemory {
+		dataDir = ""
+	}
+	a.registry = local.NewRegistry(local.RegistryConfig{State: a.local, Runner: a.runner, DataDir: dataDir,
+		EnableScriptChecks: a.cfg.EnableScriptChecks, EnableLocalScriptChecks: a.cfg.EnableLocalScriptChecks, Logger: a.logger})
 	if a.cfg.ServerMode {
 		if a.external, err = newExternalChecks(a); err != nil {
 			return err
@@ -226,21 +225,17 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			a.bootstrapLoop(bg)
 		}()
 	}
-	if err := a.loadLocalState(); err != nil {
+	if err := a.registry.Load(copyDefs(a.cfg.Services), a.cfg.Checks); err != nil {
 		return err
 	}
-	a.wg.Add(3)
+	a.wg.Add(2)
 	go func() {
 		defer a.wg.Done()
 		a.local.Run(bg)
 	}()
 	go func() {
 		defer a.wg.Done()
-		a.reapLoop(bg)
-	}()
-	go func() {
-		defer a.wg.Done()
-		a.states.run(bg)
+		a.registry.Run(bg)
 	}()
 	if a.external != nil {
 		a.wg.Add(1)
@@ -406,61 +401,6 @@ func advertiseAddr(cfg *config.Runtime) (netip.Addr, error) {
 		return netip.Addr{}, errors.New("no private IPv4 address found; set -advertise or -bind")
 	}
 	return netip.ParseAddr(ip)
-}
-
-// loadLocalState registers the config-file services and checks and the
-// ones persisted by earlier runs.
-func (a *Agent) loadLocalState() error {
-	a.stateMu.Lock()
-	defer a.stateMu.Unlock()
-	for _, def := range a.cfg.Services {
-		if _, err := a.addService(copyDef(def), true, false, true); err != nil {
-			return fmt.Errorf("service %q from config: %w", def.ID, err)
-		}
-	}
-	for _, def := range a.cfg.Checks {
-		if _, err := a.addStandaloneCheck(def, true, true); err != nil {
-			return fmt.Errorf("check %q from config: %w", def.ID, err)
-		}
-	}
-	svcs, err := a.persist.loadServices()
-	if err != nil {
-		return err
-	}
-	for _, def := range svcs {
-		if a.local.Service(def.ID) != nil {
-			continue // the config file's definition wins
-		}
-		if _, err := a.addService(def, false, false, true); err != nil {
-			a.logger.Warn("skipping a persisted service", "id", def.ID, "error", err)
-		}
-	}
-	if err := a.restoreMaintenance(); err != nil {
-		return err
-	}
-	chks, err := a.persist.loadChecks()
-	if err != nil {
-		return err
-	}
-	for _, def := range chks {
-		if a.local.Check(def.ID) != nil {
-			continue
-		}
-		if err := def.Validate(); err != nil {
-			a.logger.Warn("skipping a persisted check", "id", def.ID, "error", err)
-			continue
-		}
-		def.Normalize()
-		if _, err := a.addStandaloneCheck(def, false, true); err != nil {
-			a.logger.Warn("skipping a persisted check", "id", def.ID, "error", err)
-		}
-	}
-	return nil
-}
-
-func copyDef(d *config.ServiceDefinition) *config.ServiceDefinition {
-	c := *d
-	return &c
 }
 
 func (a *Agent) startDNS() error {
@@ -709,4 +649,23 @@ func (a *Agent) gossipMembers() []gossip.Member {
 		return nil
 	}
 	return a.gossip.Members()
+}
+
+// copyDefs copies the config's service definitions: registering one
+// normalises it.
+func copyDefs(defs []*config.ServiceDefinition) []*config.ServiceDefinition {
+	out := make([]*config.ServiceDefinition, len(defs))
+	for i, d := range defs {
+		c := *d
+		out[i] = &c
+	}
+	return out
+}
+
+// registryNotifier hands check results to the registry, which is made
+// after the runner it drives.
+type registryNotifier struct{ a *Agent }
+
+func (n registryNotifier) UpdateCheck(id, status, output string) {
+	n.a.registry.UpdateCheck(id, status, output)
 }

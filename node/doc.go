@@ -9,3 +9,5 @@
 // A server agent applies them to Raft in-process; the path is the same
 // once agents talk to servers over the network.
 package node
+
+import ()

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"github.com/meshd/meshd/catalog/balance"
 	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node/httpapi"
+	"github.com/meshd/meshd/node/local"
 )
 
 // The agent's parts as the HTTP API sees them (httpapi's interfaces).
@@ -18,7 +20,7 @@ import (
 // api builds the HTTP API over the agent's parts.
 func (a *Agent) api() *httpapi.API {
 	cfg := httpapi.Config{
-		Runtime: a.cfg, Servers: a.servers, Agent: agentOps{a}, Local: a.local, Members: membersOps{a},
+		Runtime: a.cfg, Servers: a.servers, Agent: agentOps{a.registry, a}, Local: a.local, Members: membersOps{a},
 		Balancer: a.balancer, Metrics: a.metrics.reg, Logger: a.logger,
 	}
 	if a.cache != nil {
@@ -40,6 +42,45 @@ func (a *Agent) OpenRequests() int64 {
 		return 0
 	}
 	return a.httpAPI.OpenRequests()
+}
+
+// agentOps is the agent as the HTTP API changes it (httpapi.Agent): its
+// registrations, leaving, and agent/self.
+type agentOps struct {
+	*local.Registry
+	a *Agent
+}
+
+func (o agentOps) Leave(ctx context.Context) error { return o.a.Leave(ctx) }
+
+func (o agentOps) Self() any {
+	a := o.a
+	var member any = map[string]any{"Name": a.cfg.NodeName, "Addr": a.advertise.String(), "Port": a.cfg.SerfLANPort, "Status": 1}
+	if a.gossip != nil {
+		member = toAgentMember(a.gossip.LocalMember())
+	}
+	stats := map[string]any{}
+	if a.raft != nil {
+		stats["raft"] = a.raft.Stats()
+	}
+	meta := a.cfg.NodeMeta
+	if meta == nil {
+		meta = map[string]string{}
+	}
+	return map[string]any{
+		"Config": map[string]any{
+			"Datacenter":        a.cfg.Datacenter,
+			"PrimaryDatacenter": a.cfg.Datacenter,
+			"NodeName":          a.cfg.NodeName,
+			"NodeID":            a.nodeID,
+			"Server":            a.cfg.ServerMode,
+			"Version":           Version,
+			"Revision":          "",
+		},
+		"Member": member,
+		"Meta":   meta,
+		"Stats":  stats,
+	}
 }
 
 // membersOps is the agent's gossip pools (httpapi.Members).

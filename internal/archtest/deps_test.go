@@ -41,8 +41,9 @@ var rules = map[string][]string{
 	// leaves for status codes.
 	"node/httpapi": {"catalog/...", "consensus", "checks", "node/config", "node/rpc", "node/server", "node/client",
 		"github.com/prometheus/"},
-	// The agent's own services and checks, and anti-entropy.
-	"node/local": {"catalog", "node/config", "node/rpc", "node/server", "golang.org/x/sync/errgroup"},
+	// The agent's own services and checks: registrations kept in the data
+	// dir, their checks run, and anti-entropy.
+	"node/local": {"catalog", "checks", "node/config", "node/rpc", "node/server", "golang.org/x/sync/errgroup"},
 	// The client side: the remote caller and the agent cache.
 	"node/client":  {"catalog", "wan", "node/config", "node/rpc", "node/server"},
 	"internal/...": {}, // archtest, and the toolkit below
@@ -50,7 +51,7 @@ var rules = map[string][]string{
 	// may import it back.
 	"node": {"catalog/...", "consensus", "gossip", "wan", "checks", "dns", "node/config", "node/rpc", "node/server", "node/client", "node/local", "node/httpapi",
 		"github.com/hashicorp/go-memdb", "github.com/hashicorp/go-sockaddr", "github.com/miekg/dns",
-		"github.com/prometheus/", "golang.org/x/time/rate"},
+		"github.com/prometheus/", "golang.org/x/time/rate", "github.com/google/uuid"},
 	"cmd/meshd": {"node", "node/config"},
 	// Scripts drive the built binary; they share only their own kits.
 	"scripts/...":          {"scripts/internal/...", "github.com/miekg/dns", "github.com/anishathalye/porcupine"},

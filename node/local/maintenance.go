@@ -1,4 +1,4 @@
-package node
+package local
 
 import (
 	"fmt"
@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 
 	"github.com/meshd/meshd/catalog"
-	"github.com/meshd/meshd/node/local"
 )
 
 // Maintenance mode is a critical check, as in Consul: it takes a service
@@ -30,21 +29,21 @@ type maintenance struct {
 
 // setMaintenanceLocked enables or disables a maintenance check; the
 // caller holds stateMu. changed is false when there was nothing to do.
-func (a *Agent) setMaintenanceLocked(checkID, serviceID string, enable bool, reason string) (uint64, bool, error) {
-	if serviceID != "" && a.local.Service(serviceID) == nil {
+func (r *Registry) setMaintenanceLocked(checkID, serviceID string, enable bool, reason string) (uint64, bool, error) {
+	if serviceID != "" && r.state.Service(serviceID) == nil {
 		return 0, false, fmt.Errorf("%w: unknown service ID %q", catalog.ErrNotFound, serviceID)
 	}
 	if !enable {
-		return a.removeCheck(checkID)
+		return r.removeCheck(checkID)
 	}
 	m := &maintenance{CheckID: checkID, ServiceID: serviceID, Reason: reason}
-	if err := a.persist.saveMaintenance(m); err != nil {
+	if err := r.persist.saveMaintenance(m); err != nil {
 		return 0, false, err
 	}
-	return a.local.AddCheck(maintenanceCheck(m)), true, nil
+	return r.state.AddCheck(maintenanceCheck(m)), true, nil
 }
 
-func maintenanceCheck(m *maintenance) *local.Check {
+func maintenanceCheck(m *maintenance) *Check {
 	name, notes := nodeMaintenanceName, m.Reason
 	if m.ServiceID != "" {
 		name = serviceMaintenanceName
@@ -55,7 +54,7 @@ func maintenanceCheck(m *maintenance) *local.Check {
 			notes = defaultServiceReason
 		}
 	}
-	return &local.Check{Check: &catalog.Check{
+	return &Check{Check: &catalog.Check{
 		CheckID: m.CheckID, Name: name, Notes: notes, ServiceID: m.ServiceID,
 		Status: catalog.HealthCritical, Type: maintenanceCheckType,
 	}}
@@ -91,19 +90,19 @@ func (p *persister) loadMaintenance() ([]*maintenance, error) {
 
 // restoreMaintenance puts saved maintenance checks back, dropping those
 // whose service is gone.
-func (a *Agent) restoreMaintenance() error {
-	ms, err := a.persist.loadMaintenance()
+func (r *Registry) restoreMaintenance() error {
+	ms, err := r.persist.loadMaintenance()
 	if err != nil {
 		return err
 	}
 	for _, m := range ms {
-		if m.ServiceID != "" && a.local.Service(m.ServiceID) == nil {
-			if err := a.persist.removeMaintenance(m.CheckID); err != nil && !os.IsNotExist(err) {
+		if m.ServiceID != "" && r.state.Service(m.ServiceID) == nil {
+			if err := r.persist.removeMaintenance(m.CheckID); err != nil && !os.IsNotExist(err) {
 				return err
 			}
 			continue
 		}
-		a.local.AddCheck(maintenanceCheck(m))
+		r.state.AddCheck(maintenanceCheck(m))
 	}
 	return nil
 }

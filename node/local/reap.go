@@ -1,4 +1,4 @@
-package node
+package local
 
 import (
 	"context"
@@ -15,7 +15,7 @@ const reapInterval = time.Second
 // for longer than its deregister_critical_service_after. The agent does it
 // for its own services (the leader does it for nodes without a live
 // agent), so the sync never puts back what the leader took away.
-func (a *Agent) reapLoop(ctx context.Context) {
+func (r *Registry) reapLoop(ctx context.Context) {
 	t := time.NewTicker(reapInterval)
 	defer t.Stop()
 	for {
@@ -24,21 +24,21 @@ func (a *Agent) reapLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		for _, id := range a.local.Reapable() {
-			a.stateMu.Lock()
+		for _, id := range r.state.Reapable() {
+			r.mu.Lock()
 			// Looked at again under the lock: a registration may have
 			// replaced the service since.
-			due := slices.Contains(a.local.Reapable(), id)
+			due := slices.Contains(r.state.Reapable(), id)
 			var ok bool
 			var err error
 			if due {
-				_, ok, err = a.removeService(id)
+				_, ok, err = r.removeService(id)
 			}
-			a.stateMu.Unlock()
+			r.mu.Unlock()
 			if err != nil {
-				a.logger.Warn("reap service", "service_id", id, "error", err)
+				r.logger.Warn("reap service", "service_id", id, "error", err)
 			} else if ok {
-				a.logger.Info("deregistered a service critical for longer than its deregister_critical_service_after", "service_id", id)
+				r.logger.Info("deregistered a service critical for longer than its deregister_critical_service_after", "service_id", id)
 			}
 		}
 	}
