@@ -69,7 +69,7 @@ type Agent struct {
 	// remote caller on a client.
 	servers  rpc.Caller
 	runner   *checks.Runner
-	external *externalChecks
+	external *server.ExternalChecks
 	registry *local.Registry
 	dns      *dns.Server
 	http     *http.Server
@@ -99,7 +99,7 @@ type Agent struct {
 	// metrics are served at /v1/agent/metrics; limits hold a server's
 	// clients to their share (nil on client agents).
 	metrics       *agentMetrics
-	limits        *clientLimits
+	limits        *server.Limits
 	memberEvents  chan gossip.Event // for the leader's reconciliation
 	eventsDropped atomic.Bool       // the queue overflowed: reconcile all
 	membersCh     chan struct{}     // a token per membership change
@@ -204,7 +204,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	a.registry = local.NewRegistry(local.RegistryConfig{State: a.local, Runner: a.runner, DataDir: dataDir,
 		EnableScriptChecks: a.cfg.EnableScriptChecks, EnableLocalScriptChecks: a.cfg.EnableLocalScriptChecks, Logger: a.logger})
 	if a.cfg.ServerMode {
-		if a.external, err = newExternalChecks(a); err != nil {
+		if a.external, err = server.NewExternalChecks(server.ExternalConfig{NodeID: a.nodeID, Raft: a.raft, Store: a.store,
+			Servers: a.servers, OutputInterval: a.cfg.CheckUpdateInterval, Alias: aliasSource{a},
+			Logger: a.root.With("component", "external-checks")}); err != nil {
 			return err
 		}
 	}
@@ -241,7 +243,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			a.external.run(bg)
+			a.external.Run(bg)
 		}()
 	}
 	// The pools and the store exist from here on: scrapes may read them.
@@ -307,7 +309,7 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	}
 	a.srv = server.New(scfg)
 	a.srv.Bind(a.rpc)
-	a.limits = newClientLimits(a.cfg.Limits, a.metrics)
+	a.limits = server.NewLimits(a.cfg.Limits, a.metrics.reg)
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
@@ -374,7 +376,7 @@ func (a *Agent) serveServerPort(ln net.Listener, stopping context.Context) {
 				}
 				serving[c] = struct{}{}
 				mu.Unlock()
-				if err := a.rpc.ServeConn(stopping, c, a.limits.admitFor(c.RemoteAddr())); err != nil {
+				if err := a.rpc.ServeConn(stopping, c, a.limits.AdmitFor(c.RemoteAddr())); err != nil {
 					a.logger.Debug("rpc connection ended", "remote", c.RemoteAddr(), "error", err)
 				}
 				mu.Lock()
@@ -560,7 +562,7 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 		a.cache.Close()
 	}
 	if a.external != nil {
-		if err := a.external.shutdown(ctx); err != nil {
+		if err := a.external.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("external checks: %w", err))
 		}
 	}

@@ -30,7 +30,7 @@ func (a *Agent) api() *httpapi.API {
 		cfg.Operator = operatorOps{a}
 	}
 	if a.limits != nil {
-		cfg.Blocking = a.limits.enterBlocking
+		cfg.Blocking = a.limits.EnterBlocking
 	}
 	return httpapi.New(cfg)
 }

@@ -16,13 +16,6 @@ import (
 type agentMetrics struct {
 	reg *prometheus.Registry
 
-	// On servers: RPCs taken, by method; by calling agent; refused, by
-	// agent and reason; blocking queries held open, by agent.
-	rpcRequests    *prometheus.CounterVec
-	clientRequests *prometheus.CounterVec
-	clientRefused  *prometheus.CounterVec
-	clientBlocking *prometheus.GaugeVec
-
 	// On client agents: lookups answered from the cache, and misses.
 	cacheHits, cacheMisses prometheus.Counter
 
@@ -53,18 +46,6 @@ var latencyBuckets = prometheus.ExponentialBuckets(0.00005, 4, 10)
 func newAgentMetrics() *agentMetrics {
 	m := &agentMetrics{
 		reg: prometheus.NewRegistry(),
-		rpcRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshd_rpc_requests_total", Help: "RPCs this server took, by method.",
-		}, []string{"method"}),
-		clientRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshd_rpc_client_requests_total", Help: "RPCs this server took from each agent (forwarded calls from servers excluded).",
-		}, []string{"client"}),
-		clientRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "meshd_rpc_client_refused_total", Help: "Calls refused with 429, by agent (or HTTP client address) and limit: rate or blocking.",
-		}, []string{"client", "limit"}),
-		clientBlocking: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "meshd_rpc_client_blocking_queries", Help: "Blocking queries this server holds open, by agent (or HTTP client address).",
-		}, []string{"client"}),
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "meshd_cache_hits_total", Help: "Lookups the agent cache answered from memory.",
 		}),
@@ -104,7 +85,7 @@ func newAgentMetrics() *agentMetrics {
 	m.fsmHalted = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "meshd_raft_fsm_halted", Help: "1 when this server's catalog stopped at a committed log entry it cannot apply (see its log); it then serves no reads.",
 	})
-	m.reg.MustRegister(m.rpcRequests, m.clientRequests, m.clientRefused, m.clientBlocking, m.cacheHits, m.cacheMisses,
+	m.reg.MustRegister(m.cacheHits, m.cacheMisses,
 		m.dnsDuration, m.checkRuns, m.checkTransitions, m.raftApply, m.fsmApply,
 		m.logWriteEntries, m.logWriteDuration, m.duplicateWrites, m.fsmHalted, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -1,4 +1,4 @@
-package node
+package server
 
 import (
 	"context"
@@ -11,14 +11,15 @@ import (
 	"github.com/hashicorp/go-memdb"
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/checks"
-	"github.com/meshd/meshd/node/server"
+	"github.com/meshd/meshd/consensus"
+	"github.com/meshd/meshd/node/rpc"
 )
 
 // externalRecheck bounds how long a change of the server set takes to move
 // external checks to their new owners.
 const externalRecheck = 10 * time.Second
 
-// externalChecks runs, on a server, the checks of external nodes: nodes
+// ExternalChecks runs, on a server, the checks of external nodes: nodes
 // registered through catalog/register that no agent looks after (they
 // have no serfHealth). Each check runs on one server, chosen by
 // rendezvous hashing over the current servers, so the registry can poll
@@ -26,8 +27,8 @@ const externalRecheck = 10 * time.Second
 // servers for a moment; that is harmless, as a status write is idempotent.
 // Script checks are never run this way: a catalog write must not become
 // code execution on a server.
-type externalChecks struct {
-	a      *Agent
+type ExternalChecks struct {
+	cfg    ExternalConfig
 	logger *slog.Logger
 	runner *checks.Runner
 
@@ -45,14 +46,35 @@ type externalCheck struct {
 	kind          string
 }
 
-func newExternalChecks(a *Agent) (*externalChecks, error) {
-	e := &externalChecks{
-		a:               a,
-		logger:          a.root.With("component", "external-checks"),
+// ExternalConfig is what ExternalChecks needs.
+type ExternalConfig struct {
+	// NodeID is this server's: checks are shared among the servers of the
+	// Raft configuration by it.
+	NodeID string
+	Raft   *consensus.Server
+	Store  *catalog.Store
+	// Servers takes the status writes (this server's own methods).
+	Servers rpc.Caller
+	// OutputInterval is check_update_interval: the least time between two
+	// writes of a check whose only change is its output.
+	OutputInterval time.Duration
+	// Alias answers alias checks.
+	Alias  checks.AliasSource
+	Logger *slog.Logger
+}
+
+// NewExternalChecks returns the external checks of cfg; Run runs them.
+func NewExternalChecks(cfg ExternalConfig) (*ExternalChecks, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	e := &ExternalChecks{
+		cfg:             cfg,
+		logger:          cfg.Logger,
 		running:         map[string]externalCheck{},
 		lastOutputWrite: map[string]time.Time{},
 	}
-	r, err := checks.NewRunner(checks.Config{Notifier: e, Logger: e.logger, Alias: aliasSource{a}})
+	r, err := checks.NewRunner(checks.Config{Notifier: e, Logger: e.logger, Alias: cfg.Alias})
 	if err != nil {
 		return nil, err
 	}
@@ -62,9 +84,9 @@ func newExternalChecks(a *Agent) (*externalChecks, error) {
 
 func externalID(node, checkID string) string { return node + "/" + checkID }
 
-// run keeps the runner's set of checks equal to the external checks this
+// Run keeps the runner's set of checks equal to the external checks this
 // server owns, until ctx ends.
-func (e *externalChecks) run(ctx context.Context) {
+func (e *ExternalChecks) Run(ctx context.Context) {
 	for {
 		ws := memdb.NewWatchSet()
 		if err := e.reconcile(ws); err != nil {
@@ -84,19 +106,19 @@ func (e *externalChecks) run(ctx context.Context) {
 }
 
 // reconcile starts, restarts and stops checks to match the catalog.
-func (e *externalChecks) reconcile(ws memdb.WatchSet) error {
+func (e *ExternalChecks) reconcile(ws memdb.WatchSet) error {
 	select {
-	case <-e.a.raft.Ready():
+	case <-e.cfg.Raft.Ready():
 	default:
 		// Not caught up yet: wake when it is, not at the next recheck.
-		ws.Add(e.a.raft.Ready())
+		ws.Add(e.cfg.Raft.Ready())
 		return nil
 	}
-	_, all, err := e.a.store.ChecksInState(ws, catalog.HealthAny)
+	_, all, err := e.cfg.Store.ChecksInState(ws, catalog.HealthAny)
 	if err != nil {
 		return err
 	}
-	servers, err := e.a.raft.ServerIDs()
+	servers, err := e.cfg.Raft.ServerIDs()
 	if err != nil {
 		return err
 	}
@@ -117,7 +139,7 @@ func (e *externalChecks) reconcile(ws memdb.WatchSet) error {
 			continue
 		}
 		id := externalID(c.Node, c.CheckID)
-		if owner(servers, id) != e.a.nodeID {
+		if owner(servers, id) != e.cfg.NodeID {
 			continue
 		}
 		want[id] = externalCheck{node: c.Node, checkID: c.CheckID, def: c.Definition, kind: kind}
@@ -151,7 +173,7 @@ func (e *externalChecks) reconcile(ws memdb.WatchSet) error {
 	}
 	for _, w := range start {
 		id := externalID(w.node, w.checkID)
-		if err := e.runner.Add(server.ExternalDefinition(id, &w.def), initial[id]); err != nil {
+		if err := e.runner.Add(ExternalDefinition(id, &w.def), initial[id]); err != nil {
 			e.logger.Warn("cannot run external check", "node", w.node, "check", w.checkID, "error", err)
 			e.mu.Lock()
 			delete(e.running, id)
@@ -216,20 +238,20 @@ func owner(servers []string, id string) string {
 
 // UpdateCheck implements checks.Notifier: a status change is written at
 // once, an output-only change at most once per check_update_interval.
-func (e *externalChecks) UpdateCheck(id, status, output string) {
+func (e *ExternalChecks) UpdateCheck(id, status, output string) {
 	e.mu.Lock()
 	ec, ok := e.running[id]
 	if !ok {
 		e.mu.Unlock()
 		return
 	}
-	cur, err := e.a.store.Check(ec.node, ec.checkID)
+	cur, err := e.cfg.Store.Check(ec.node, ec.checkID)
 	if err != nil || cur == nil {
 		e.mu.Unlock()
 		return
 	}
 	if cur.Status == status {
-		if cur.Output == output || time.Since(e.lastOutputWrite[id]) < e.a.cfg.CheckUpdateInterval {
+		if cur.Output == output || time.Since(e.lastOutputWrite[id]) < e.cfg.OutputInterval {
 			e.mu.Unlock()
 			return
 		}
@@ -239,13 +261,13 @@ func (e *externalChecks) UpdateCheck(id, status, output string) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err = server.UpdateCheck.Call(ctx, e.a.servers, &catalog.CheckStatusUpdate{Node: ec.node, CheckID: ec.checkID, Status: status, Output: output})
+	_, err = UpdateCheck.Call(ctx, e.cfg.Servers, &catalog.CheckStatusUpdate{Node: ec.node, CheckID: ec.checkID, Status: status, Output: output})
 	if err != nil {
 		e.logger.Warn("write external check status", "node", ec.node, "check", ec.checkID, "error", err)
 	}
 }
 
-// shutdown stops every external check and waits for them.
-func (e *externalChecks) shutdown(ctx context.Context) error {
+// Shutdown stops every external check and waits for them.
+func (e *ExternalChecks) Shutdown(ctx context.Context) error {
 	return e.runner.Shutdown(ctx)
 }

@@ -1,4 +1,4 @@
-package node
+package server
 
 import (
 	"fmt"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
-	"github.com/meshd/meshd/node/server"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 )
 
@@ -16,16 +16,16 @@ import (
 // in flight and has sent nothing.
 const clientIdle = 10 * time.Minute
 
-// clientLimits holds each client of a server to limits.rpc_rate_per_client
+// Limits holds each client of a server to limits.rpc_rate_per_client
 // (a token bucket per calling agent) and
 // limits.max_blocking_queries_per_client (blocking queries held open at
 // once, RPC ones per agent, HTTP ones per address), and counts what each
 // sends. It is safe for concurrent use.
-type clientLimits struct {
+type Limits struct {
 	limit       rate.Limit // 0: no rate limit
 	burst       int
 	maxBlocking int // 0: no limit
-	metrics     *agentMetrics
+	metrics     limitMetrics
 	now         func() time.Time
 
 	mu        sync.Mutex // guards the fields below
@@ -40,17 +40,46 @@ type clientUse struct {
 	lastSeen time.Time
 }
 
-func newClientLimits(cfg config.LimitsConfig, m *agentMetrics) *clientLimits {
-	return &clientLimits{
+// limitMetrics are what Limits counts: RPCs taken, by method; by
+// calling agent; refused, by agent and reason; blocking queries held
+// open, by agent.
+type limitMetrics struct {
+	rpcRequests    *prometheus.CounterVec
+	clientRequests *prometheus.CounterVec
+	clientRefused  *prometheus.CounterVec
+	clientBlocking *prometheus.GaugeVec
+}
+
+// NewLimits returns the limits of cfg, registering their metrics on reg
+// (nil: none).
+func NewLimits(cfg config.LimitsConfig, reg prometheus.Registerer) *Limits {
+	m := limitMetrics{
+		rpcRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_rpc_requests_total", Help: "RPCs this server took, by method.",
+		}, []string{"method"}),
+		clientRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_rpc_client_requests_total", Help: "RPCs this server took from each agent (forwarded calls from servers excluded).",
+		}, []string{"client"}),
+		clientRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshd_rpc_client_refused_total", Help: "Calls refused with 429, by agent (or HTTP client address) and limit: rate or blocking.",
+		}, []string{"client", "limit"}),
+		clientBlocking: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "meshd_rpc_client_blocking_queries", Help: "Blocking queries this server holds open, by agent (or HTTP client address).",
+		}, []string{"client"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.rpcRequests, m.clientRequests, m.clientRefused, m.clientBlocking)
+	}
+	return &Limits{
 		limit: rate.Limit(cfg.RPCRatePerClient), burst: cfg.RPCBurstPerClient, maxBlocking: cfg.MaxBlockingQueriesPerClient,
 		metrics: m, now: time.Now, clients: make(map[string]*clientUse),
 	}
 }
 
-// admitFor returns the rpc.Admit of a connection that opened with hello
+// AdmitFor returns the rpc.Admit of a connection that opened with hello
 // from remote. A server's forwarded calls are counted, not limited: the
 // server they came through held their client to its limits.
-func (l *clientLimits) admitFor(remote net.Addr) func(rpc.Hello) rpc.Admit {
+func (l *Limits) AdmitFor(remote net.Addr) func(rpc.Hello) rpc.Admit {
 	return func(h rpc.Hello) rpc.Admit {
 		if h.Server {
 			return func(method string, _ any) (func(), error) {
@@ -78,7 +107,7 @@ func isBlocking(args any) bool {
 
 // admit takes one call from client against its rate, and when blocking
 // one of its blocking slots, released by the func it returns.
-func (l *clientLimits) admit(client string, blocking bool) (func(), error) {
+func (l *Limits) admit(client string, blocking bool) (func(), error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
@@ -86,7 +115,7 @@ func (l *clientLimits) admit(client string, blocking bool) (func(), error) {
 	if u.limiter != nil && !u.limiter.AllowN(now, 1) {
 		l.metrics.clientRefused.WithLabelValues(client, "rate").Inc()
 		return nil, fmt.Errorf("%w: %s sent more than %d RPCs/s (burst %d); slow down or raise limits.rpc_rate_per_client",
-			server.ErrRateLimited, client, int(l.limit), l.burst)
+			ErrRateLimited, client, int(l.limit), l.burst)
 	}
 	if !blocking {
 		return nil, nil
@@ -94,18 +123,19 @@ func (l *clientLimits) admit(client string, blocking bool) (func(), error) {
 	return l.enterLocked(client, u)
 }
 
-// enterBlocking takes a blocking slot for an HTTP client at addr.
-func (l *clientLimits) enterBlocking(addr string) (func(), error) {
+// EnterBlocking takes a blocking slot for an HTTP client at addr, and
+// returns the func that frees it.
+func (l *Limits) EnterBlocking(addr string) (func(), error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.enterLocked(addr, l.useLocked(addr, l.now()))
 }
 
-func (l *clientLimits) enterLocked(client string, u *clientUse) (func(), error) {
+func (l *Limits) enterLocked(client string, u *clientUse) (func(), error) {
 	if l.maxBlocking > 0 && u.blocking >= l.maxBlocking {
 		l.metrics.clientRefused.WithLabelValues(client, "blocking").Inc()
 		return nil, fmt.Errorf("%w: %s holds %d open on this server; raise limits.max_blocking_queries_per_client",
-			server.ErrTooManyBlocking, client, u.blocking)
+			ErrTooManyBlocking, client, u.blocking)
 	}
 	u.blocking++
 	l.metrics.clientBlocking.WithLabelValues(client).Set(float64(u.blocking))
@@ -124,7 +154,7 @@ func (l *clientLimits) enterLocked(client string, u *clientUse) (func(), error) 
 // useLocked returns client's share, creating it, and now and then drops
 // the shares (and metric series) of clients gone quiet. The caller holds
 // l.mu.
-func (l *clientLimits) useLocked(client string, now time.Time) *clientUse {
+func (l *Limits) useLocked(client string, now time.Time) *clientUse {
 	if now.Sub(l.lastSweep) > time.Minute {
 		l.lastSweep = now
 		for name, u := range l.clients {
