@@ -32,6 +32,8 @@ var rules = map[string][]string{
 	"node/config":     {"catalog", "github.com/hashicorp/hcl", "github.com/go-viper/mapstructure/v2"},
 	"node/rpc":        {"catalog", "github.com/vmihailenco/msgpack/v5", "golang.org/x/sys/unix"},
 	"node/nodetest":   {"node/...", "catalog/...", "consensus", "gossip", "wan"},
+	// A lone server in-process, for the tests of what calls the servers.
+	"node/server/servertest": {"catalog", "consensus", "node/rpc", "node/server", "internal/testkit"},
 	// The server side: the RPC surface and its answers, forwarding to the
 	// leader and to other datacenters, the leader's duties.
 	"node/server": {"catalog", "consensus", "gossip", "wan", "checks", "node/config", "node/rpc",
