@@ -33,7 +33,9 @@ var rules = map[string][]string{
 	"node/rpc":        {"catalog", "github.com/vmihailenco/msgpack/v5", "golang.org/x/sys/unix"},
 	"node/nodetest":   {"node/...", "catalog/...", "consensus", "gossip", "wan"},
 	// A lone server in-process, for the tests of what calls the servers.
-	"node/server/servertest": {"catalog", "consensus", "node/rpc", "node/server", "internal/testkit"},
+	"node/server/servertest": {"catalog", "consensus/...", "node/rpc", "node/server"},
+	// Raft groups for the tests of the packages above consensus.
+	"consensus/consensustest": {"catalog", "consensus", "internal/testkit"},
 	// The server side: the RPC surface and its answers, forwarding to the
 	// leader and to other datacenters, the leader's duties.
 	"node/server": {"catalog", "consensus", "gossip", "wan", "checks", "node/config", "node/rpc",
@@ -70,7 +72,7 @@ var toolkit = []string{"internal/backoff", "internal/clock", "internal/inflight"
 // internal/testkit, which every test may): the test kits, the packages
 // under test, and consul/api for compatibility.
 var testRules = map[string][]string{
-	"node/...":  {"node/...", "github.com/hashicorp/consul/api", "github.com/hashicorp/go-memdb", "github.com/hashicorp/raft", "github.com/miekg/dns"},
+	"node/...":  {"node/...", "consensus/consensustest", "github.com/hashicorp/consul/api", "github.com/hashicorp/go-memdb", "github.com/hashicorp/raft", "github.com/miekg/dns"},
 	"cmd/meshd": {"node/nodetest"},
 	"consensus": {"github.com/hashicorp/raft"},
 	"wan":       {"github.com/hashicorp/memberlist"},

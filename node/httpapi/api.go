@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -75,9 +74,10 @@ type Config struct {
 	Operator Operator
 	// Balancer remembers the turns of /v1/lb/service.
 	Balancer *balance.Balancer
-	// Blocking admits a blocking query from a client address (a server's
-	// limits.max_blocking_queries_per_client), returning the func that
-	// frees its slot; nil: no limit.
+	// Blocking admits a blocking query from a client's remote address
+	// (host:port; a server's limits.max_blocking_queries_per_client holds
+	// each host to its share), returning the func that frees its slot;
+	// nil: no limit.
 	Blocking func(addr string) (done func(), err error)
 	// Metrics registers the API's request histogram, and is what
 	// /v1/agent/metrics serves.
@@ -233,7 +233,7 @@ func (w *statusWriter) Flush() {
 func (h *API) serveLimited(w http.ResponseWriter, r *http.Request, f apiFunc) (any, error) {
 	if h.blocking != nil && r.Method == http.MethodGet {
 		if idx := r.URL.Query().Get("index"); idx != "" && idx != "0" {
-			done, err := h.blocking(hostOf(r.RemoteAddr))
+			done, err := h.blocking(r.RemoteAddr)
 			if err != nil {
 				return nil, err
 			}
@@ -419,15 +419,6 @@ func metaMatches(meta, want map[string]string) bool {
 		}
 	}
 	return true
-}
-
-// hostOf is the IP of a host:port address, or the address itself.
-func hostOf(addr string) string {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	return host
 }
 
 // Error is an error with the status code the API answers it with, for the

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
-	"github.com/meshd/meshd/internal/testkit"
+	"github.com/meshd/meshd/consensus/consensustest"
 	"github.com/meshd/meshd/node/rpc"
 )
 
@@ -179,22 +178,5 @@ func TestServerValidatesEveryRegistration(t *testing.T) {
 
 // startLoneServer starts a single-server Raft group on store, leading.
 func startLoneServer(t *testing.T) (*consensus.Server, *catalog.Store) {
-	t.Helper()
-	store := catalog.NewStore()
-	cfg := consensus.DefaultConfig()
-	cfg.NodeID = "11111111-2222-3333-4444-555555555555"
-	cfg.Advertise = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
-	cfg.Bootstrap = true
-	cfg.Raft = consensus.DevRaftConfig()
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	srv, err := consensus.New(cfg, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Shutdown(context.Background()) })
-	testkit.Eventually(t, 10*time.Second, "the lone server leads", srv.IsLeader)
-	return srv, store
+	return consensustest.StartLone(t)
 }

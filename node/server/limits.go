@@ -123,9 +123,11 @@ func (l *Limits) admit(client string, blocking bool) (func(), error) {
 	return l.enterLocked(client, u)
 }
 
-// EnterBlocking takes a blocking slot for an HTTP client at addr, and
-// returns the func that frees it.
+// EnterBlocking takes a blocking slot for the HTTP client at remote
+// address addr (host:port; each host has its share), and returns the
+// func that frees it.
 func (l *Limits) EnterBlocking(addr string) (func(), error) {
+	addr = hostOf(addr)
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.enterLocked(addr, l.useLocked(addr, l.now()))

@@ -5,15 +5,11 @@
 package servertest
 
 import (
-	"context"
-	"log/slog"
-	"net"
 	"testing"
-	"time"
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
-	"github.com/meshd/meshd/internal/testkit"
+	"github.com/meshd/meshd/consensus/consensustest"
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
 )
@@ -29,26 +25,11 @@ type Server struct {
 	RPC *rpc.Server
 }
 
-// Start starts a lone server on an in-memory Raft group and waits until
-// it leads.
+// Start starts a lone server on an in-memory Raft group (consensustest)
+// and waits until it leads.
 func Start(t testing.TB) *Server {
 	t.Helper()
-	store := catalog.NewStore()
-	cfg := consensus.DefaultConfig()
-	cfg.NodeID = "11111111-2222-3333-4444-555555555555"
-	cfg.Advertise = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
-	cfg.Bootstrap = true
-	cfg.Raft = consensus.DevRaftConfig()
-	cfg.Logger = slog.New(slog.DiscardHandler)
-	r, err := consensus.New(cfg, store)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { r.Shutdown(context.Background()) })
-	testkit.Eventually(t, 10*time.Second, "the lone server leads", r.IsLeader)
+	r, store := consensustest.StartLone(t)
 	d := rpc.NewServer(rpc.ServerConfig{Codes: server.Codes, Stopped: server.ErrShutdown})
 	server.New(server.Config{Raft: r, Store: store, Datacenter: Datacenter}).Bind(d)
 	return &Server{Raft: r, Store: store, RPC: d}
