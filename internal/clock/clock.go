@@ -136,3 +136,57 @@ func Sleep(ctx context.Context, c Clock, d time.Duration) bool {
 		return false
 	}
 }
+
+// After returns a channel that receives the time once d has passed on c,
+// and the timer, which the caller stops if it stops waiting.
+func After(c Clock, d time.Duration) (<-chan time.Time, Timer) {
+	ch := make(chan time.Time, 1)
+	t := c.AfterFunc(d, func() { ch <- c.Now() })
+	return ch, t
+}
+
+// Ticker sends the time on C every period d of its clock, as time.Ticker
+// does: a tick the receiver has not taken yet is dropped, not queued.
+// Stop it when done.
+type Ticker struct {
+	C <-chan time.Time
+
+	ch    chan time.Time
+	clock Clock
+	d     time.Duration
+
+	mu      sync.Mutex // guards timer and stopped
+	timer   Timer
+	stopped bool
+}
+
+// NewTicker returns a Ticker on c with period d (> 0).
+func NewTicker(c Clock, d time.Duration) *Ticker {
+	ch := make(chan time.Time, 1)
+	t := &Ticker{C: ch, ch: ch, clock: c, d: d}
+	t.mu.Lock()
+	t.timer = c.AfterFunc(d, t.fire)
+	t.mu.Unlock()
+	return t
+}
+
+func (t *Ticker) fire() {
+	select {
+	case t.ch <- t.clock.Now():
+	default:
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !t.stopped {
+		t.timer = t.clock.AfterFunc(t.d, t.fire)
+	}
+}
+
+// Stop ends the ticks; no tick is sent after it returns, though one
+// already sent may wait on C.
+func (t *Ticker) Stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped = true
+	t.timer.Stop()
+}

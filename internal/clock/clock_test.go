@@ -73,3 +73,42 @@ func TestSleep(t *testing.T) {
 		t.Fatalf("%d timers left behind", n)
 	}
 }
+
+// TestTicker: a Ticker ticks once per period of its clock, drops ticks
+// nobody took, and stops.
+func TestTicker(t *testing.T) {
+	c := NewFake(time.Unix(0, 0))
+	tk := NewTicker(c, time.Second)
+	c.Advance(time.Second)
+	select {
+	case got := <-tk.C:
+		if got != time.Unix(1, 0) {
+			t.Fatalf("tick at %v", got)
+		}
+	default:
+		t.Fatal("no tick after a period")
+	}
+	c.Advance(time.Second)
+	c.Advance(time.Second) // not taken: dropped
+	<-tk.C
+	select {
+	case <-tk.C:
+		t.Fatal("a tick nobody took was queued")
+	default:
+	}
+	tk.Stop()
+	c.Advance(time.Minute)
+	select {
+	case <-tk.C:
+		t.Fatal("a tick after Stop")
+	default:
+	}
+	if n := c.Pending(); n != 0 {
+		t.Fatalf("%d timers left after Stop", n)
+	}
+	ch, _ := After(c, time.Second)
+	c.Advance(time.Second)
+	if got := <-ch; got != time.Unix(64, 0) {
+		t.Fatalf("After fired at %v", got)
+	}
+}

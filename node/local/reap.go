@@ -4,6 +4,8 @@ import (
 	"context"
 	"slices"
 	"time"
+
+	"github.com/meshd/meshd/internal/clock"
 )
 
 // reapInterval is how often the agent looks for services to reap. Consul
@@ -16,7 +18,7 @@ const reapInterval = time.Second
 // for its own services (the leader does it for nodes without a live
 // agent), so the sync never puts back what the leader took away.
 func (r *Registry) reapLoop(ctx context.Context) {
-	t := time.NewTicker(reapInterval)
+	t := clock.NewTicker(r.state.cfg.Clock, reapInterval)
 	defer t.Stop()
 	for {
 		select {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshd/meshd/catalog"
+	"github.com/meshd/meshd/internal/clock"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
 )
@@ -92,7 +93,10 @@ type Config struct {
 	// FullSyncInterval is how often the whole state is compared with the
 	// catalog (plus up to a quarter of it as jitter).
 	FullSyncInterval time.Duration
-	Logger           *slog.Logger
+	// Clock times the checks' critical spells, output intervals and the
+	// sync's schedule (nil: the wall clock).
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Node is how the agent's node appears in the catalog.
@@ -106,10 +110,13 @@ func New(cfg Config) *State {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Wall{}
+	}
 	return &State{
 		cfg:            cfg,
 		outputInterval: cfg.OutputInterval,
-		now:            time.Now,
+		now:            cfg.Clock.Now,
 		triggerCh:      make(chan struct{}, 1),
 		doneCh:         make(chan struct{}),
 		// gen 1 is the node itself: the first sync registers it.

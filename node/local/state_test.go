@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/checks"
+	"github.com/meshd/meshd/internal/clock"
 	"github.com/meshd/meshd/internal/testkit"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/local"
@@ -149,3 +150,37 @@ func TestRegistryPersists(t *testing.T) {
 type notifier struct{ r *local.Registry }
 
 func (n *notifier) UpdateCheck(id, status, output string) { n.r.UpdateCheck(id, status, output) }
+
+// TestRegistryReapsOnItsClock: a service whose check has been critical for
+// its deregister_critical_service_after, by the State's clock, is
+// deregistered by the agent itself.
+func TestRegistryReapsOnItsClock(t *testing.T) {
+	srv := servertest.Start(t)
+	fake := clock.NewFake(time.Unix(0, 0))
+	st := local.New(local.Config{Node: testNode, Servers: srv.RPC, FullSyncInterval: time.Hour, Clock: fake})
+	n := &notifier{}
+	runner, err := checks.NewRunner(checks.Config{Notifier: n})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { runner.Shutdown(context.Background()) })
+	r := local.NewRegistry(local.RegistryConfig{State: st, Runner: runner})
+	n.r = r
+	def := &config.ServiceDefinition{ID: "web1", Name: "web", Port: 80, Check: &config.CheckDefinition{
+		ID: "web1-ttl", TTL: time.Hour, Status: catalog.HealthCritical, DeregisterCriticalServiceAfter: time.Minute}}
+	if _, err := r.RegisterService(def, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { r.Run(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+
+	testkit.Eventually(t, 10*time.Second, "the reap loop's ticker", func() bool { return fake.Pending() > 0 })
+	fake.Advance(30 * time.Second)
+	if st.Service("web1") == nil {
+		t.Fatal("reaped before its time")
+	}
+	fake.Advance(31 * time.Second)
+	testkit.Eventually(t, 10*time.Second, "the service to be reaped", func() bool { return st.Service("web1") == nil })
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/internal/backoff"
+	"github.com/meshd/meshd/internal/clock"
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
 	"golang.org/x/sync/errgroup"
@@ -66,13 +67,19 @@ func (s *State) Freeze() { s.frozen.Store(true) }
 func (s *State) Run(ctx context.Context) {
 	retry := backoff.Backoff{Min: 250 * time.Millisecond, Max: 30 * time.Second}
 	full := true
-	fullTimer := time.NewTimer(s.jitter())
-	defer fullTimer.Stop()
+	fullCh, fullTimer := clock.After(s.cfg.Clock, s.jitter())
+	var retryTimer clock.Timer
+	defer func() {
+		fullTimer.Stop()
+		if retryTimer != nil {
+			retryTimer.Stop()
+		}
+	}()
 	// Held-back check outputs are flushed on this tick once due; with no
 	// output interval nothing is held back and there is no tick.
 	var flushCh <-chan time.Time
 	if s.outputInterval > 0 {
-		flushTick := time.NewTicker(s.flushPeriod())
+		flushTick := clock.NewTicker(s.cfg.Clock, s.flushPeriod())
 		defer flushTick.Stop()
 		flushCh = flushTick.C
 	}
@@ -93,7 +100,10 @@ func (s *State) Run(ctx context.Context) {
 		case err != nil:
 			wait := retry.Next()
 			s.cfg.Logger.Warn("catalog sync failed; will retry", "error", err, "retry_in", wait)
-			retryCh = time.After(wait)
+			if retryTimer != nil {
+				retryTimer.Stop()
+			}
+			retryCh, retryTimer = clock.After(s.cfg.Clock, wait)
 		default:
 			retry.Reset()
 			full = false
@@ -105,9 +115,9 @@ func (s *State) Run(ctx context.Context) {
 				return
 			case <-s.triggerCh:
 			case <-retryCh:
-			case <-fullTimer.C:
+			case <-fullCh:
 				full = true
-				fullTimer.Reset(s.jitter())
+				fullCh, fullTimer = clock.After(s.cfg.Clock, s.jitter())
 			case <-flushCh:
 				s.mu.Lock()
 				idle := s.deferred == 0

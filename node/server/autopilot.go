@@ -8,6 +8,7 @@ import (
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/internal/clock"
 	"github.com/meshd/meshd/node/config"
 	"github.com/meshd/meshd/node/rpc"
 )
@@ -36,7 +37,7 @@ func (s *autopilotState) get() *rpc.AutopilotHealth {
 // server leads (autopilotTick), in a loop of its own: a look waits up to
 // 2 s for a hung server, which must not hold up the reconcile loop.
 func (l *Duties) autopilotLoop(ctx context.Context) {
-	t := time.NewTicker(autopilotInterval)
+	t := clock.NewTicker(l.clock, autopilotInterval)
 	defer t.Stop()
 	stable := map[string]time.Time{} // servers healthy since
 	for {
@@ -72,7 +73,7 @@ func (l *Duties) autopilotTick(ctx context.Context, stable map[string]time.Time)
 	members := l.dcServers()
 	stats := l.serverStats(ctx, conf, members)
 	term, leaderIndex := l.cfg.Raft.Term(), l.cfg.Raft.LastIndex()
-	now := time.Now()
+	now := l.clock.Now()
 	out := &rpc.AutopilotHealth{Healthy: true}
 	seen := map[string]bool{}
 	voters, healthyVoters := 0, 0

@@ -11,6 +11,7 @@ import (
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/internal/clock"
 	"github.com/meshd/meshd/node/rpc"
 )
 
@@ -37,7 +38,9 @@ type DutiesConfig struct {
 	AutopilotFile catalog.AutopilotConfig
 	// ServerFailGrace is how long a failed server keeps its vote (0: 30 s).
 	ServerFailGrace time.Duration
-	Logger          *slog.Logger
+	// Clock times the duties' graces and schedules (nil: the wall clock).
+	Clock  clock.Clock
+	Logger *slog.Logger
 }
 
 // Duties runs the leader's duties while this server leads (Run), and
@@ -47,6 +50,7 @@ type DutiesConfig struct {
 type Duties struct {
 	cfg    DutiesConfig
 	logger *slog.Logger
+	clock  clock.Clock
 	// autopilot is the latest look at the servers.
 	autopilot autopilotState
 }
@@ -59,7 +63,10 @@ func NewDuties(cfg DutiesConfig) *Duties {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Duties{cfg: cfg, logger: cfg.Logger}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Wall{}
+	}
+	return &Duties{cfg: cfg, logger: cfg.Logger, clock: cfg.Clock}
 }
 
 // Health is autopilot's latest look at the servers: nil until it has
@@ -84,7 +91,7 @@ func (l *Duties) Run(ctx context.Context) {
 		servers: l.cfg.Servers,
 		logger:  l.logger.With("duty", "reap"),
 		since:   map[reapKey]time.Time{},
-		now:     time.Now,
+		clock:   l.clock,
 	}
 	l.autopilot.set(nil) // a view from an earlier term is no view
 	var wg sync.WaitGroup
@@ -112,7 +119,7 @@ type reaper struct {
 	servers rpc.Caller
 	logger  *slog.Logger
 	since   map[reapKey]time.Time
-	now     func() time.Time
+	clock   clock.Clock
 }
 
 type reapCandidate struct {
@@ -132,9 +139,9 @@ func (r *reaper) run(ctx context.Context) {
 		// Wake on a change to the critical checks, or when the next
 		// candidate falls due.
 		wctx, cancel := context.WithCancel(ctx)
-		var timer *time.Timer
+		var timer clock.Timer
 		if !next.IsZero() {
-			timer = time.AfterFunc(max(time.Until(next), 0), cancel)
+			timer = r.clock.AfterFunc(max(next.Sub(r.clock.Now()), 0), cancel)
 		}
 		ws.WatchCtx(wctx)
 		if timer != nil {
@@ -150,7 +157,7 @@ func (r *reaper) run(ctx context.Context) {
 // reapDue deregisters the candidates whose time has come and returns when
 // the next one falls due (zero: none pending).
 func (r *reaper) reapDue(ctx context.Context, cands []reapCandidate) time.Time {
-	now := r.now()
+	now := r.clock.Now()
 	seen := make(map[reapKey]bool, len(cands))
 	var next time.Time
 	for _, c := range cands {

@@ -9,6 +9,7 @@ import (
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
+	"github.com/meshd/meshd/internal/clock"
 	"github.com/meshd/meshd/node/rpc"
 )
 
@@ -35,9 +36,9 @@ const (
 // configuration agree with gossip, member by member as events arrive and
 // in full at an interval (and whenever events were dropped).
 func (l *Duties) reconcileLoop(ctx context.Context) {
-	full := time.NewTicker(reconcileInterval)
+	full := clock.NewTicker(l.clock, reconcileInterval)
 	defer full.Stop()
-	recheck := time.NewTicker(recheckInterval)
+	recheck := clock.NewTicker(l.clock, recheckInterval)
 	defer recheck.Stop()
 	failedSince := map[string]time.Time{}
 	unknownSince := map[string]time.Time{}
@@ -95,7 +96,7 @@ func (l *Duties) reconcileAll(ctx context.Context, failedSince, unknownSince map
 		known[strings.ToLower(m.Name)] = true
 		l.reconcileOne(ctx, m, failedSince)
 	}
-	now := time.Now()
+	now := l.clock.Now()
 	for name := range unknownSince {
 		if known[name] {
 			delete(unknownSince, name)
@@ -192,7 +193,7 @@ func (l *Duties) reconcileServer(ctx context.Context, s gossip.Server, failedSin
 		}
 		since, ok := failedSince[s.ID]
 		if !ok {
-			failedSince[s.ID] = time.Now()
+			failedSince[s.ID] = l.clock.Now()
 			return
 		}
 		// Removing it must leave a majority of healthy voters, and at
@@ -200,7 +201,7 @@ func (l *Duties) reconcileServer(ctx context.Context, s gossip.Server, failedSin
 		// cleanup_dead_servers off it stays until an operator removes it.
 		grace := l.cfg.ServerFailGrace
 		ap, _ := l.autopilotConfig()
-		if ap.CleanupDeadServers && time.Since(since) >= grace && voters-failedVoters > (voters-1)/2 && voters-1 >= int(ap.MinQuorum) {
+		if ap.CleanupDeadServers && l.clock.Now().Sub(since) >= grace && voters-failedVoters > (voters-1)/2 && voters-1 >= int(ap.MinQuorum) {
 			l.logger.Info("removing a server failed for longer than the grace period", "server", s.Name, "grace", grace)
 			if err := l.cfg.Raft.RemoveServer(s.ID); err == nil {
 				delete(failedSince, s.ID)
