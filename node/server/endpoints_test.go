@@ -116,9 +116,7 @@ func TestStoppedAnswersAreUnavailable(t *testing.T) {
 // sender has given up and may have written something newer since. One
 // within its time is applied.
 func TestLateWriteIsDropped(t *testing.T) {
-	srv, store := startLoneServer(t)
-	d := rpc.NewServer(rpc.ServerConfig{Codes: Codes})
-	New(Config{Raft: srv, Store: store}).Bind(d)
+	_, store, d := startLoneServer(t)
 
 	late, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Millisecond))
 	defer cancel()
@@ -141,9 +139,7 @@ func TestLateWriteIsDropped(t *testing.T) {
 // checked as one over HTTP is, before it enters the log: refused with the
 // field named, and nothing written.
 func TestServerValidatesEveryRegistration(t *testing.T) {
-	srv, store := startLoneServer(t)
-	d := rpc.NewServer(rpc.ServerConfig{Codes: Codes})
-	New(Config{Raft: srv, Store: store}).Bind(d)
+	srv, store, d := startLoneServer(t)
 	svc := func(w catalog.Weights) *catalog.Service {
 		return &catalog.Service{ID: "s", Service: "s", Port: 1, Weights: w}
 	}
@@ -176,7 +172,11 @@ func TestServerValidatesEveryRegistration(t *testing.T) {
 	}
 }
 
-// startLoneServer starts a single-server Raft group on store, leading.
-func startLoneServer(t *testing.T) (*consensus.Server, *catalog.Store) {
-	return consensustest.StartLone(t)
+// startLoneServer starts a single-server Raft group, leading, and a
+// Server of datacenter dc1 on it, bound to d.
+func startLoneServer(t *testing.T) (srv *consensus.Server, store *catalog.Store, d *rpc.Server) {
+	srv, store = consensustest.StartLone(t)
+	d = rpc.NewServer(rpc.ServerConfig{Codes: Codes})
+	New(Config{Raft: srv, Store: store, Datacenter: "dc1"}).Bind(d)
+	return srv, store, d
 }

@@ -10,16 +10,13 @@ import (
 	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/internal/clock"
 	"github.com/meshd/meshd/internal/testkit"
-	"github.com/meshd/meshd/node/rpc"
 )
 
 // TestReaperOnItsClock: the leader reaps an external node's service whose
 // check has been critical for its deregister_critical_service_after, as
 // its clock measures it: not a moment before, and at once after.
 func TestReaperOnItsClock(t *testing.T) {
-	srv, store := startLoneServer(t)
-	d := rpc.NewServer(rpc.ServerConfig{Codes: Codes})
-	New(Config{Raft: srv, Store: store, Datacenter: "dc1"}).Bind(d)
+	_, store, d := startLoneServer(t)
 	fake := clock.NewFake(time.Unix(0, 0))
 	r := &reaper{store: store, servers: d, logger: slog.New(slog.DiscardHandler), since: map[reapKey]time.Time{}, clock: fake}
 

@@ -13,9 +13,7 @@ import (
 // writing nothing when nothing changed, and reaping agent nodes gossip
 // forgot but never external ones.
 func TestReconcileMembers(t *testing.T) {
-	srv, store := startLoneServer(t)
-	d := rpc.NewServer(rpc.ServerConfig{Codes: Codes})
-	New(Config{Raft: srv, Store: store, Datacenter: "dc1"}).Bind(d)
+	srv, store, d := startLoneServer(t)
 	l := NewDuties(DutiesConfig{NodeName: "server1", Datacenter: "dc1", Raft: srv, Store: store, Servers: d})
 	ctx := context.Background()
 	if err := l.reconcileMember(ctx, member{Name: "server1", Addr: "127.0.0.1", Status: memberAlive}); err != nil {
