@@ -44,3 +44,41 @@ func FuzzServerConn(f *testing.F) {
 		srv.ServeConn(t.Context(), byteConn{bytes.NewReader(b)}, func(Hello) Admit { return admit })
 	})
 }
+
+// FuzzClientConn feeds the calling side of a connection arbitrary bytes
+// as the server's answers, with calls waiting on them: headers and
+// bodies are read from the network there too. The read loop must end (at
+// EOF) without a panic, and every waiting call must get an answer or an
+// error.
+func FuzzClientConn(f *testing.F) {
+	var seed bytes.Buffer
+	enc := msgpack.NewEncoder(&seed)
+	enc.Encode(&header{ServiceMethod: "Echo.Say", Seq: 1})
+	enc.Encode(&EchoReply{Text: "hi"})
+	enc.Encode(&header{ServiceMethod: "Echo.Say", Seq: 2, Error: "invalid request: x", Code: "invalid"})
+	enc.Encode(struct{}{})
+	enc.Encode(&header{ServiceMethod: "Echo.Say", Seq: 9})
+	enc.Encode(&EchoReply{Text: "nobody waits"})
+	enc.Encode(&header{ServiceMethod: "Echo.Say", Seq: 3})
+	enc.Encode("not the reply")
+	f.Add(seed.Bytes())
+	f.Add(seed.Bytes()[:seed.Len()/2])
+	f.Add([]byte{0xc1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cc := &clientConn{c: newCodec(byteConn{bytes.NewReader(b)}), codes: testCodes, pending: make(map[uint64]*pendingCall)}
+		var calls []*pendingCall
+		for seq := uint64(1); seq <= 3; seq++ {
+			call := &pendingCall{seq: seq, resp: new(EchoReply), done: make(chan error, 1)}
+			cc.pending[seq] = call
+			calls = append(calls, call)
+		}
+		cc.readLoop()
+		for _, call := range calls {
+			select {
+			case <-call.done:
+			default:
+				t.Fatalf("call %d got no answer after the connection ended", call.seq)
+			}
+		}
+	})
+}
