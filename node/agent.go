@@ -46,64 +46,91 @@ const fullSyncInterval = time.Minute
 // Agent is one meshd agent. Create it with New, start it with Start, stop
 // it with Shutdown. Its methods are safe for concurrent use.
 type Agent struct {
-	cfg    *config.Runtime
-	logger *slog.Logger // this component's
-	root   *slog.Logger // handed to the components, which name themselves
-
-	store *catalog.Store
-	local *local.State
+	cfg     *config.Runtime
+	logger  *slog.Logger // this component's
+	root    *slog.Logger // handed to the components, which name themselves
+	opts    options
+	metrics *agentMetrics // served at /v1/agent/metrics
 
 	// Set by Start.
+	self   identity
+	own    ownParts
+	gossip *gossip.Pool
+	pool   *rpc.Pool
+	// servers takes the agent's calls to the servers: server.rpc on a
+	// server, a remote caller on a client.
+	servers rpc.Caller
+	// server is what only a server runs (nil on a client agent); cache
+	// holds a client agent's watched health/service answers (nil on a
+	// server, which reads its own catalog).
+	server  *serverParts
+	cache   *client.Cache
+	front   frontEnds
+	members memberQueue
+	life    lifecycle
+}
+
+// identity is who this agent is.
+type identity struct {
 	nodeID    string
 	advertise netip.Addr
 	node      local.Node // how this node appears in the catalog
-	pool      *rpc.Pool
-	// rpc answers the server surface, over the server port and
-	// in-process; srv is what it answers from (both nil on a client).
-	rpc    *rpc.Server
-	srv    *server.Server
-	duties *server.Duties
-	raft   *consensus.Server
-	// servers takes the agent's calls to the servers: rpc on a server, a
-	// remote caller on a client.
-	servers  rpc.Caller
-	runner   *checks.Runner
-	external *server.ExternalChecks
+}
+
+// ownParts are the agent's own services and checks: the local state and
+// its sync, the registrations, and the check runner.
+type ownParts struct {
+	state    *local.State
 	registry *local.Registry
-	dns      *dns.Server
-	http     *http.Server
-	httpAPI  *httpapi.API
+	runner   *checks.Runner
+}
 
-	serverLn net.Listener
-	httpLns  []net.Listener
-	dnsUDP   []net.PacketConn
-	dnsTCP   []net.Listener
-
-	mu       sync.Mutex // guards started and shutdown
-	started  bool
-	shutdown bool
-
-	opts   options
-	gossip *gossip.Pool
-	// wan is a server's WAN pool (nil on clients, or with ports.serf_wan
-	// = -1); floodCh wakes its flood join.
+// serverParts are what a server agent runs besides what every agent does.
+type serverParts struct {
+	ln    net.Listener // the server port: Raft and RPC
+	store *catalog.Store
+	raft  *consensus.Server
+	// rpc answers the server surface, over the server port and
+	// in-process; srv is what it answers from.
+	rpc      *rpc.Server
+	srv      *server.Server
+	duties   *server.Duties
+	limits   *server.Limits
+	external *server.ExternalChecks
+	// wan is the WAN pool (nil with ports.serf_wan = -1); floodCh wakes
+	// its flood join.
 	wan     *wan.Pool
 	floodCh chan struct{}
+}
+
+// frontEnds are the agent's HTTP API and DNS server, and their listeners.
+type frontEnds struct {
+	dns     *dns.Server
+	http    *http.Server
+	api     *httpapi.API
+	httpLns []net.Listener
+	dnsUDP  []net.PacketConn
+	dnsTCP  []net.Listener
 	// balancer remembers round-robin and least-recent turns for
 	// /v1/lb/service.
 	balancer *balance.Balancer
-	// cache holds a client agent's watched health/service answers; nil on
-	// servers, which read their own catalog.
-	cache *client.Cache
-	// metrics are served at /v1/agent/metrics; limits hold a server's
-	// clients to their share (nil on client agents).
-	metrics       *agentMetrics
-	limits        *server.Limits
-	memberEvents  chan gossip.Event // for the leader's reconciliation
-	eventsDropped atomic.Bool       // the queue overflowed: reconcile all
-	membersCh     chan struct{}     // a token per membership change
-	leftCh        chan struct{}     // closed by Leave
-	leftOnce      sync.Once
+}
+
+// memberQueue carries gossip's news: member events for the leader's
+// reconciliation, and the agent's own leave.
+type memberQueue struct {
+	events    chan gossip.Event // for the leader's reconciliation
+	dropped   atomic.Bool       // the queue overflowed: reconcile all
+	changedCh chan struct{}     // a token per membership change
+	leftCh    chan struct{}     // closed by Leave
+	leftOnce  sync.Once
+}
+
+// lifecycle is the agent's start and stop.
+type lifecycle struct {
+	mu       sync.Mutex // guards started and shutdown
+	started  bool
+	shutdown bool
 
 	cancel         context.CancelFunc // ends the background loops
 	cancelRequests context.CancelFunc // ends the HTTP requests in flight
@@ -117,16 +144,16 @@ func New(cfg *config.Runtime, logger *slog.Logger, opts ...Option) (*Agent, erro
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	a := &Agent{
-		cfg:          cfg,
-		logger:       logger.With("component", "agent"),
-		root:         logger,
-		store:        catalog.NewStore(),
-		memberEvents: make(chan gossip.Event, memberEventBuffer),
-		membersCh:    make(chan struct{}, 1),
-		floodCh:      make(chan struct{}, 1),
-		leftCh:       make(chan struct{}),
-		balancer:     balance.New(0),
-		metrics:      newAgentMetrics(),
+		cfg:     cfg,
+		logger:  logger.With("component", "agent"),
+		root:    logger,
+		metrics: newAgentMetrics(),
+		front:   frontEnds{balancer: balance.New(0)},
+		members: memberQueue{
+			events:    make(chan gossip.Event, memberEventBuffer),
+			changedCh: make(chan struct{}, 1),
+			leftCh:    make(chan struct{}),
+		},
 	}
 	for _, o := range opts {
 		o(&a.opts)
@@ -137,37 +164,37 @@ func New(cfg *config.Runtime, logger *slog.Logger, opts ...Option) (*Agent, erro
 // Start binds the agent's ports, starts Raft, loads the local state and
 // starts serving. On error everything it started is stopped again.
 func (a *Agent) Start(ctx context.Context) (err error) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.shutdown {
+	a.life.mu.Lock()
+	defer a.life.mu.Unlock()
+	if a.life.shutdown {
 		return ErrShutdown
 	}
-	if a.started {
+	if a.life.started {
 		return errors.New("agent already started")
 	}
-	a.started = true
+	a.life.started = true
 	defer func() {
 		if err != nil {
-			a.mu.Unlock()
+			a.life.mu.Unlock()
 			a.Shutdown(context.Background())
-			a.mu.Lock()
+			a.life.mu.Lock()
 		}
 	}()
 	bg, cancel := context.WithCancel(context.Background())
-	a.cancel = cancel
+	a.life.cancel = cancel
 
-	if a.nodeID = a.cfg.NodeID; a.nodeID == "" {
-		if a.nodeID, err = loadNodeID(a.cfg.DataDir); err != nil {
+	if a.self.nodeID = a.cfg.NodeID; a.self.nodeID == "" {
+		if a.self.nodeID, err = loadNodeID(a.cfg.DataDir); err != nil {
 			return err
 		}
 	}
 	a.pool = rpc.NewPool(10*time.Second, rpc.Hello{Node: a.cfg.NodeName, Server: a.cfg.ServerMode}, server.Codes)
-	if a.advertise, err = advertiseAddr(a.cfg); err != nil {
+	if a.self.advertise, err = advertiseAddr(a.cfg); err != nil {
 		return err
 	}
-	a.node = local.Node{
-		ID: a.nodeID, Name: a.cfg.NodeName, Address: a.advertise.String(), Datacenter: a.cfg.Datacenter,
-		TaggedAddresses: map[string]string{"lan": a.advertise.String(), "wan": a.advertise.String()},
+	a.self.node = local.Node{
+		ID: a.self.nodeID, Name: a.cfg.NodeName, Address: a.self.advertise.String(), Datacenter: a.cfg.Datacenter,
+		TaggedAddresses: map[string]string{"lan": a.self.advertise.String(), "wan": a.self.advertise.String()},
 		Meta:            a.cfg.NodeMeta,
 	}
 	if a.cfg.ServerMode {
@@ -185,9 +212,9 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 			Name: "meshd_cache_entries", Help: "Answers the agent cache holds, each watched on the servers.",
 		}, func() float64 { return float64(a.cache.Size()) }))
 	}
-	a.local = local.New(local.Config{Node: a.node, Servers: a.servers, OutputInterval: a.cfg.CheckUpdateInterval,
+	a.own.state = local.New(local.Config{Node: a.self.node, Servers: a.servers, OutputInterval: a.cfg.CheckUpdateInterval,
 		FullSyncInterval: fullSyncInterval, Logger: a.root.With("component", "sync")})
-	if a.runner, err = checks.NewRunner(checks.Config{
+	if a.own.runner, err = checks.NewRunner(checks.Config{
 		Notifier:      registryNotifier{a},
 		Alias:         aliasSource{a},
 		Logger:        a.root.With("component", "checks"),
@@ -200,10 +227,10 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if a.cfg.InMemory {
 		dataDir = ""
 	}
-	a.registry = local.NewRegistry(local.RegistryConfig{State: a.local, Runner: a.runner, DataDir: dataDir,
+	a.own.registry = local.NewRegistry(local.RegistryConfig{State: a.own.state, Runner: a.own.runner, DataDir: dataDir,
 		EnableScriptChecks: a.cfg.EnableScriptChecks, EnableLocalScriptChecks: a.cfg.EnableLocalScriptChecks, Logger: a.logger})
 	if a.cfg.ServerMode {
-		if a.external, err = server.NewExternalChecks(server.ExternalConfig{NodeID: a.nodeID, Raft: a.raft, Store: a.store,
+		if a.server.external, err = server.NewExternalChecks(server.ExternalConfig{NodeID: a.self.nodeID, Raft: a.server.raft, Store: a.server.store,
 			Servers: a.servers, OutputInterval: a.cfg.CheckUpdateInterval, Alias: aliasSource{a},
 			Logger: a.root.With("component", "external-checks")}); err != nil {
 			return err
@@ -214,35 +241,35 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 	if err := a.startGossip(ctx, bg); err != nil {
 		return err
 	}
-	if a.raft != nil {
-		if err := a.raft.Start(ctx); err != nil {
+	if a.server != nil && a.server.raft != nil {
+		if err := a.server.raft.Start(ctx); err != nil {
 			return err
 		}
 	}
 	if a.cfg.ServerMode && a.cfg.BootstrapExpect > 1 {
-		a.wg.Add(1)
+		a.life.wg.Add(1)
 		go func() {
-			defer a.wg.Done()
+			defer a.life.wg.Done()
 			a.bootstrapLoop(bg)
 		}()
 	}
-	if err := a.registry.Load(copyDefs(a.cfg.Services), a.cfg.Checks); err != nil {
+	if err := a.own.registry.Load(copyDefs(a.cfg.Services), a.cfg.Checks); err != nil {
 		return err
 	}
-	a.wg.Add(2)
+	a.life.wg.Add(2)
 	go func() {
-		defer a.wg.Done()
-		a.local.Run(bg)
+		defer a.life.wg.Done()
+		a.own.state.Run(bg)
 	}()
 	go func() {
-		defer a.wg.Done()
-		a.registry.Run(bg)
+		defer a.life.wg.Done()
+		a.own.registry.Run(bg)
 	}()
-	if a.external != nil {
-		a.wg.Add(1)
+	if a.server != nil && a.server.external != nil {
+		a.life.wg.Add(1)
 		go func() {
-			defer a.wg.Done()
-			a.external.Run(bg)
+			defer a.life.wg.Done()
+			a.server.external.Run(bg)
 		}()
 	}
 	// The pools and the store exist from here on: scrapes may read them.
@@ -254,7 +281,7 @@ func (a *Agent) Start(ctx context.Context) (err error) {
 		return err
 	}
 	a.logger.Info("agent started", "node", a.cfg.NodeName, "datacenter", a.cfg.Datacenter,
-		"node_id", a.nodeID, "server", a.advertise.String(), "http", addrsOf(a.httpLns), "dns", addrsOf(a.dnsTCP))
+		"node_id", a.self.nodeID, "server", a.self.advertise.String(), "http", addrsOf(a.front.httpLns), "dns", addrsOf(a.front.dnsTCP))
 	return nil
 }
 
@@ -277,42 +304,42 @@ func advertiseAddr(cfg *config.Runtime) (netip.Addr, error) {
 // goroutine the agent started. A server does not leave the cluster: a
 // restart keeps its place and its data. Safe to call more than once.
 func (a *Agent) Shutdown(ctx context.Context) error {
-	a.mu.Lock()
-	if a.shutdown {
-		a.mu.Unlock()
+	a.life.mu.Lock()
+	if a.life.shutdown {
+		a.life.mu.Unlock()
 		return nil
 	}
-	a.shutdown = true
-	a.mu.Unlock()
+	a.life.shutdown = true
+	a.life.mu.Unlock()
 
 	var errs []error
-	if a.cancelRequests != nil {
-		a.cancelRequests()
+	if a.life.cancelRequests != nil {
+		a.life.cancelRequests()
 	}
-	if a.http != nil {
-		if err := a.http.Shutdown(ctx); err != nil {
+	if a.front.http != nil {
+		if err := a.front.http.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("http: %w", err))
-			a.http.Close()
+			a.front.http.Close()
 		}
 	}
-	if a.dns != nil {
-		if err := a.dns.Shutdown(ctx); err != nil {
+	if a.front.dns != nil {
+		if err := a.front.dns.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("dns: %w", err))
 		}
 	}
-	if a.runner != nil {
-		if err := a.runner.Shutdown(ctx); err != nil {
+	if a.own.runner != nil {
+		if err := a.own.runner.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("checks: %w", err))
 		}
 	}
-	if a.cancel != nil {
-		a.cancel() // the loops: sync, reaper, state saver (which flushes), external checks
+	if a.life.cancel != nil {
+		a.life.cancel() // the loops: sync, reaper, state saver (which flushes), external checks
 	}
 	if a.cache != nil {
 		a.cache.Close()
 	}
-	if a.external != nil {
-		if err := a.external.Shutdown(ctx); err != nil {
+	if a.server != nil && a.server.external != nil {
+		if err := a.server.external.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("external checks: %w", err))
 		}
 	}
@@ -321,34 +348,34 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("gossip: %w", err))
 		}
 	}
-	if a.wan != nil {
-		if err := a.wan.Shutdown(ctx); err != nil {
+	if a.server != nil && a.server.wan != nil {
+		if err := a.server.wan.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("wan gossip: %w", err))
 		}
 	}
-	if a.serverLn != nil {
-		a.serverLn.Close()
+	if a.server != nil && a.server.ln != nil {
+		a.server.ln.Close()
 	}
-	if a.rpc != nil {
-		if err := a.rpc.Shutdown(ctx); err != nil {
+	if a.server != nil && a.server.rpc != nil {
+		if err := a.server.rpc.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("rpc calls in flight: %w", err))
 		}
 	}
 	if a.pool != nil {
 		a.pool.Close()
 	}
-	if a.raft != nil {
-		if err := a.raft.Shutdown(ctx); err != nil {
+	if a.server != nil && a.server.raft != nil {
+		if err := a.server.raft.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("raft: %w", err))
 		}
 	}
-	for _, pc := range a.dnsUDP {
+	for _, pc := range a.front.dnsUDP {
 		pc.Close()
 	}
-	for _, ln := range append(a.dnsTCP, a.httpLns...) {
+	for _, ln := range append(a.front.dnsTCP, a.front.httpLns...) {
 		ln.Close()
 	}
-	a.wg.Wait()
+	a.life.wg.Wait()
 	return errors.Join(errs...)
 }
 
@@ -357,17 +384,17 @@ func (a *Agent) Shutdown(ctx context.Context) error {
 // (which needs a server) is done. It returns ctx's error if ctx ends
 // first.
 func (a *Agent) WaitReady(ctx context.Context) error {
-	if a.raft != nil {
-		if err := a.raft.WaitForLeader(ctx); err != nil {
+	if a.server != nil && a.server.raft != nil {
+		if err := a.server.raft.WaitForLeader(ctx); err != nil {
 			return err
 		}
 		select {
-		case <-a.raft.Ready():
+		case <-a.server.raft.Ready():
 		case <-ctx.Done():
 			return ctx.Err()
 		}
 	}
-	if !a.local.WaitFor(ctx, a.local.CurrentGen()) {
+	if !a.own.state.WaitFor(ctx, a.own.state.CurrentGen()) {
 		return ctx.Err()
 	}
 	return nil
@@ -375,10 +402,10 @@ func (a *Agent) WaitReady(ctx context.Context) error {
 
 // ServerAddr is the address of the server port (Raft and RPC).
 func (a *Agent) ServerAddr() string {
-	if a.serverLn == nil {
+	if a.server == nil || a.server.ln == nil {
 		return ""
 	}
-	return a.serverLn.Addr().String()
+	return a.server.ln.Addr().String()
 }
 
 // Config is the configuration the agent runs with.
@@ -419,5 +446,5 @@ func copyDefs(defs []*config.ServiceDefinition) []*config.ServiceDefinition {
 type registryNotifier struct{ a *Agent }
 
 func (n registryNotifier) UpdateCheck(id, status, output string) {
-	n.a.registry.UpdateCheck(id, status, output)
+	n.a.own.registry.UpdateCheck(id, status, output)
 }

@@ -27,7 +27,7 @@ func (s aliasSource) AliasHealth(ctx context.Context, node, serviceID string, la
 	if node == "" {
 		node = s.a.cfg.NodeName
 	}
-	if s.a.raft == nil {
+	if s.a.server == nil || s.a.server.raft == nil {
 		return s.remoteAliasHealth(ctx, node, serviceID, lastIndex)
 	}
 	for {
@@ -50,13 +50,13 @@ func (s aliasSource) AliasHealth(ctx context.Context, node, serviceID string, la
 
 // aliasStatus is the worst status of the instance's checks and its node's.
 func (s aliasSource) aliasStatus(ws memdb.WatchSet, node, serviceID string) (string, string, error) {
-	_, n, svcs, err := s.a.store.NodeServices(ws, node)
+	_, n, svcs, err := s.a.server.store.NodeServices(ws, node)
 	if err != nil {
 		return "", "", err
 	}
 	var all []*catalog.Check
 	if n != nil {
-		if _, all, err = s.a.store.NodeChecks(ws, node); err != nil {
+		if _, all, err = s.a.server.store.NodeChecks(ws, node); err != nil {
 			return "", "", err
 		}
 	}

@@ -58,12 +58,12 @@ func (a *Agent) startGossip(ctx, bg context.Context) error {
 	gcfg.NodeName = a.cfg.NodeName
 	gcfg.BindAddr = a.cfg.BindAddr.String()
 	gcfg.BindPort = max(a.cfg.SerfLANPort, 0)
-	gcfg.AdvertiseAddr = a.advertise.String()
+	gcfg.AdvertiseAddr = a.self.advertise.String()
 	gcfg.ReconnectTimeout = a.cfg.ReconnectTimeout
-	gcfg.Tags = gossip.Tags{Role: gossip.RoleClient, Datacenter: a.cfg.Datacenter, NodeID: a.nodeID, Build: Version}
+	gcfg.Tags = gossip.Tags{Role: gossip.RoleClient, Datacenter: a.cfg.Datacenter, NodeID: a.self.nodeID, Build: Version}
 	if a.cfg.ServerMode {
 		gcfg.Tags.Role = gossip.RoleServer
-		gcfg.Tags.ServerPort = a.serverLn.Addr().(*net.TCPAddr).Port
+		gcfg.Tags.ServerPort = a.server.ln.Addr().(*net.TCPAddr).Port
 		gcfg.Tags.BootstrapExpect = a.cfg.BootstrapExpect
 		gcfg.Tags.WANPort = wanPort
 		gcfg.Tags.FSM = consensus.FSMVersion
@@ -95,9 +95,9 @@ func (a *Agent) startGossip(ctx, bg context.Context) error {
 		}
 	}
 	if len(a.cfg.RetryJoin) > 0 {
-		a.wg.Add(1)
+		a.life.wg.Add(1)
 		go func() {
-			defer a.wg.Done()
+			defer a.life.wg.Done()
 			err := gossip.RetryJoin(bg, pool, a.cfg.RetryJoin, 0, a.logger)
 			if err != nil && bg.Err() == nil {
 				a.logger.Warn("retry join gave up", "error", err)
@@ -111,19 +111,19 @@ func (a *Agent) startGossip(ctx, bg context.Context) error {
 // goroutine) and queues them for the leader without blocking.
 func (a *Agent) onMemberEvent(e gossip.Event) {
 	select {
-	case a.memberEvents <- e:
+	case a.members.events <- e:
 	default:
-		a.eventsDropped.Store(true) // the leader will reconcile everyone
+		a.members.dropped.Store(true) // the leader will reconcile everyone
 	}
 	a.membershipChanged()
 	a.dropFailedServers(e)
-	if a.wan != nil && (e.Type == gossip.MemberJoin || e.Type == gossip.MemberUpdate) {
+	if a.server != nil && a.server.wan != nil && (e.Type == gossip.MemberJoin || e.Type == gossip.MemberUpdate) {
 		a.floodNow()
 	}
 	if !a.cfg.ServerMode && e.Type == gossip.MemberJoin {
 		for _, m := range e.Members {
 			if m.IsServer() {
-				a.local.Trigger() // a server to sync with: do not wait for the retry
+				a.own.state.Trigger() // a server to sync with: do not wait for the retry
 				break
 			}
 		}
@@ -149,7 +149,7 @@ func (a *Agent) dropFailedServers(e gossip.Event) {
 // membershipChanged wakes whoever waits for the member list to change.
 func (a *Agent) membershipChanged() {
 	select {
-	case a.membersCh <- struct{}{}:
+	case a.members.changedCh <- struct{}{}:
 	default:
 	}
 }
@@ -184,7 +184,7 @@ func (a *Agent) waitMembers(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case <-a.membersCh:
+	case <-a.members.changedCh:
 	case <-t.C:
 	case <-ctx.Done():
 	}
@@ -200,4 +200,6 @@ func (a *Agent) GossipAddr() string {
 }
 
 // IsLeader reports whether this agent is the Raft leader.
-func (a *Agent) IsLeader() bool { return a.raft != nil && a.raft.IsLeader() }
+func (a *Agent) IsLeader() bool {
+	return a.server != nil && a.server.raft != nil && a.server.raft.IsLeader()
+}

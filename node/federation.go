@@ -30,10 +30,10 @@ func (a *Agent) newWAN(serverPort int) (*wan.Pool, error) {
 		return nil, nil
 	}
 	wcfg := wan.DefaultConfig()
-	wcfg.NodeName, wcfg.Datacenter, wcfg.NodeID = a.cfg.NodeName, a.cfg.Datacenter, a.nodeID
+	wcfg.NodeName, wcfg.Datacenter, wcfg.NodeID = a.cfg.NodeName, a.cfg.Datacenter, a.self.nodeID
 	wcfg.ServerPort, wcfg.Build = serverPort, Version
 	wcfg.BindAddr, wcfg.BindPort = a.cfg.BindAddr.String(), a.cfg.SerfWANPort
-	wcfg.AdvertiseAddr = a.advertise.String()
+	wcfg.AdvertiseAddr = a.self.advertise.String()
 	if a.cfg.AdvertiseAddrWAN.IsValid() {
 		wcfg.AdvertiseAddr = a.cfg.AdvertiseAddrWAN.String()
 	}
@@ -55,28 +55,28 @@ func (a *Agent) newWAN(serverPort int) (*wan.Pool, error) {
 // the port to advertise on the LAN (so this datacenter's other servers
 // bring the pool to one another), 0 without a WAN pool.
 func (a *Agent) startWAN(ctx, bg context.Context) (int, error) {
-	if a.wan == nil {
+	if a.server == nil || a.server.wan == nil {
 		return 0, nil
 	}
-	if err := a.wan.Start(ctx); err != nil {
+	if err := a.server.wan.Start(ctx); err != nil {
 		return 0, err
 	}
 	if len(a.cfg.StartJoinWAN) > 0 {
-		if _, err := a.wan.Join(a.cfg.StartJoinWAN); err != nil {
+		if _, err := a.server.wan.Join(a.cfg.StartJoinWAN); err != nil {
 			return 0, fmt.Errorf("join wan %v: %w", a.cfg.StartJoinWAN, err)
 		}
 	}
 	if len(a.cfg.RetryJoinWAN) > 0 {
-		a.wg.Add(1)
+		a.life.wg.Add(1)
 		go func() {
-			defer a.wg.Done()
-			err := a.wan.RetryJoin(bg, a.cfg.RetryJoinWAN, 0, a.logger.With("pool", "wan"))
+			defer a.life.wg.Done()
+			err := a.server.wan.RetryJoin(bg, a.cfg.RetryJoinWAN, 0, a.logger.With("pool", "wan"))
 			if err != nil && bg.Err() == nil {
 				a.logger.Warn("retry join wan gave up", "error", err)
 			}
 		}()
 	}
-	_, port := a.wan.Addr()
+	_, port := a.server.wan.Addr()
 	return port, nil
 }
 
@@ -88,7 +88,7 @@ func (a *Agent) onWANEvent(e gossip.Event) {
 	if e.Type == gossip.MemberJoin || e.Type == gossip.MemberUpdate {
 		for _, m := range e.Members {
 			if s, ok := gossip.ServerFromMember(m); ok {
-				a.wan.Router().Forget(s.Addr.String())
+				a.server.wan.Router().Forget(s.Addr.String())
 			}
 		}
 	}
@@ -96,12 +96,12 @@ func (a *Agent) onWANEvent(e gossip.Event) {
 
 // startFlood starts the flood join loop once the LAN pool runs.
 func (a *Agent) startFlood(bg context.Context) {
-	if a.wan == nil {
+	if a.server == nil || a.server.wan == nil {
 		return
 	}
-	a.wg.Add(1)
+	a.life.wg.Add(1)
 	go func() {
-		defer a.wg.Done()
+		defer a.life.wg.Done()
 		a.floodLoop(bg)
 	}()
 }
@@ -118,7 +118,7 @@ func (a *Agent) floodLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-a.floodCh:
+		case <-a.server.floodCh:
 		case <-t.C:
 		}
 	}
@@ -126,7 +126,7 @@ func (a *Agent) floodLoop(ctx context.Context) {
 
 func (a *Agent) floodJoin() {
 	known := map[string]bool{}
-	for _, m := range a.wan.Members() {
+	for _, m := range a.server.wan.Members() {
 		known[m.Name] = true
 	}
 	var addrs []string
@@ -139,7 +139,7 @@ func (a *Agent) floodJoin() {
 	if len(addrs) == 0 {
 		return
 	}
-	n, err := a.wan.Join(addrs)
+	n, err := a.server.wan.Join(addrs)
 	if err != nil {
 		a.logger.Warn("wan flood join", "servers", addrs, "joined", n, "error", err)
 		return
@@ -151,16 +151,16 @@ func (a *Agent) floodJoin() {
 // changed its tags).
 func (a *Agent) floodNow() {
 	select {
-	case a.floodCh <- struct{}{}:
+	case a.server.floodCh <- struct{}{}:
 	default:
 	}
 }
 
 // WANAddr is the address of the WAN gossip listener ("" without one).
 func (a *Agent) WANAddr() string {
-	if a.wan == nil {
+	if a.server == nil || a.server.wan == nil {
 		return ""
 	}
-	host, port := a.wan.Addr()
+	host, port := a.server.wan.Addr()
 	return net.JoinHostPort(host, strconv.Itoa(port))
 }

@@ -20,17 +20,17 @@ import (
 // api builds the HTTP API over the agent's parts.
 func (a *Agent) api() *httpapi.API {
 	cfg := httpapi.Config{
-		Runtime: a.cfg, Servers: a.servers, Agent: agentOps{a.registry, a}, Local: a.local, Members: membersOps{a},
-		Balancer: a.balancer, Metrics: a.metrics.reg, Logger: a.logger,
+		Runtime: a.cfg, Servers: a.servers, Agent: agentOps{a.own.registry, a}, Local: a.own.state, Members: membersOps{a},
+		Balancer: a.front.balancer, Metrics: a.metrics.reg, Logger: a.logger,
 	}
 	if a.cache != nil {
 		cfg.Cache = a.cache
 	}
-	if a.raft != nil {
+	if a.server != nil && a.server.raft != nil {
 		cfg.Operator = operatorOps{a}
 	}
-	if a.limits != nil {
-		cfg.Blocking = a.limits.EnterBlocking
+	if a.server != nil && a.server.limits != nil {
+		cfg.Blocking = a.server.limits.EnterBlocking
 	}
 	return httpapi.New(cfg)
 }
@@ -38,10 +38,10 @@ func (a *Agent) api() *httpapi.API {
 // OpenRequests is the number of HTTP API requests being served now,
 // blocking queries included.
 func (a *Agent) OpenRequests() int64 {
-	if a.httpAPI == nil {
+	if a.front.api == nil {
 		return 0
 	}
-	return a.httpAPI.OpenRequests()
+	return a.front.api.OpenRequests()
 }
 
 // agentOps is the agent as the HTTP API changes it (httpapi.Agent): its
@@ -55,13 +55,13 @@ func (o agentOps) Leave(ctx context.Context) error { return o.a.Leave(ctx) }
 
 func (o agentOps) Self() any {
 	a := o.a
-	var member any = map[string]any{"Name": a.cfg.NodeName, "Addr": a.advertise.String(), "Port": a.cfg.SerfLANPort, "Status": 1}
+	var member any = map[string]any{"Name": a.cfg.NodeName, "Addr": a.self.advertise.String(), "Port": a.cfg.SerfLANPort, "Status": 1}
 	if a.gossip != nil {
 		member = toAgentMember(a.gossip.LocalMember())
 	}
 	stats := map[string]any{}
-	if a.raft != nil {
-		stats["raft"] = a.raft.Stats()
+	if a.server != nil && a.server.raft != nil {
+		stats["raft"] = a.server.raft.Stats()
 	}
 	meta := a.cfg.NodeMeta
 	if meta == nil {
@@ -72,7 +72,7 @@ func (o agentOps) Self() any {
 			"Datacenter":        a.cfg.Datacenter,
 			"PrimaryDatacenter": a.cfg.Datacenter,
 			"NodeName":          a.cfg.NodeName,
-			"NodeID":            a.nodeID,
+			"NodeID":            a.self.nodeID,
 			"Server":            a.cfg.ServerMode,
 			"Version":           Version,
 			"Revision":          "",
@@ -91,7 +91,7 @@ var errNoGossip = errors.New("gossip is not running")
 // noWAN says why this agent has no WAN pool; nil when it has one.
 func (o membersOps) noWAN() error {
 	switch {
-	case o.a.wan != nil:
+	case o.a.server != nil && o.a.server.wan != nil:
 		return nil
 	case !o.a.cfg.ServerMode:
 		return httpapi.Error(http.StatusBadRequest, "WAN gossip is only run by servers; this agent is a client")
@@ -105,9 +105,9 @@ func (o membersOps) noWAN() error {
 func (o membersOps) Members(wan bool) ([]httpapi.Member, error) {
 	var members []gossip.Member
 	switch {
-	case wan && o.a.wan == nil:
+	case wan && (o.a.server == nil || o.a.server.wan == nil):
 	case wan:
-		members = o.a.wan.Members()
+		members = o.a.server.wan.Members()
 	case o.a.gossip == nil:
 		return nil, errNoGossip
 	default:
@@ -126,7 +126,7 @@ func (o membersOps) Join(addr string, wan bool) error {
 		if err := o.noWAN(); err != nil {
 			return err
 		}
-		if _, err := o.a.wan.Join([]string{addr}); err != nil {
+		if _, err := o.a.server.wan.Join([]string{addr}); err != nil {
 			return err
 		}
 		o.a.floodNow()
@@ -148,7 +148,7 @@ func (o membersOps) ForceLeave(node string, prune, wan bool) error {
 		if err := o.noWAN(); err != nil {
 			return err
 		}
-		pool = o.a.wan
+		pool = o.a.server.wan
 	}
 	if err := pool.ForceLeave(node, prune); err != nil {
 		if errors.Is(err, gossip.ErrUnknownMember) {
@@ -183,11 +183,11 @@ func (o membersOps) Distance(near string) balance.Distance {
 type operatorOps struct{ a *Agent }
 
 func (o operatorOps) RaftConfiguration() ([]httpapi.RaftServer, uint64, error) {
-	servers, index, err := o.a.raft.Configuration()
+	servers, index, err := o.a.server.raft.Configuration()
 	if err != nil {
 		return nil, 0, err
 	}
-	names := map[string]string{o.a.nodeID: o.a.cfg.NodeName}
+	names := map[string]string{o.a.self.nodeID: o.a.cfg.NodeName}
 	for _, m := range o.a.gossip.Members() { // failed servers too: they are still peers
 		if srv, ok := gossip.ServerFromMember(m); ok && srv.ID != "" {
 			names[srv.ID] = m.Name
@@ -202,8 +202,8 @@ func (o operatorOps) RaftConfiguration() ([]httpapi.RaftServer, uint64, error) {
 }
 
 func (o operatorOps) SaveSnapshot(w io.Writer) error {
-	_, err := o.a.raft.SaveSnapshot(w)
+	_, err := o.a.server.raft.SaveSnapshot(w)
 	return err
 }
 
-func (o operatorOps) RestoreSnapshot(r io.Reader) error { return o.a.raft.RestoreSnapshot(r) }
+func (o operatorOps) RestoreSnapshot(r io.Reader) error { return o.a.server.raft.RestoreSnapshot(r) }

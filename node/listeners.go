@@ -37,14 +37,14 @@ func (a *Agent) startDNS() error {
 	if err != nil {
 		return err
 	}
-	a.dns = srv
+	a.front.dns = srv
 	for _, ip := range a.cfg.ClientAddrs {
 		pc, ln, err := listenDNS(ip.String(), a.cfg.DNSPort)
 		if err != nil {
 			return fmt.Errorf("dns port: %w", err)
 		}
-		a.dnsUDP = append(a.dnsUDP, pc)
-		a.dnsTCP = append(a.dnsTCP, ln)
+		a.front.dnsUDP = append(a.front.dnsUDP, pc)
+		a.front.dnsTCP = append(a.front.dnsTCP, ln)
 		a.goServe("dns udp", func() error { return srv.ServeUDP(pc) })
 		a.goServe("dns tcp", func() error { return srv.ServeTCP(ln) })
 	}
@@ -78,10 +78,10 @@ func (a *Agent) startHTTP() error {
 	// Requests run under a context that Shutdown cancels first, so open
 	// blocking queries answer at once instead of holding the shutdown.
 	reqCtx, cancelRequests := context.WithCancel(context.Background())
-	a.cancelRequests = cancelRequests
-	a.httpAPI = a.api()
-	a.http = &http.Server{
-		Handler:           a.httpAPI.Handler(),
+	a.life.cancelRequests = cancelRequests
+	a.front.api = a.api()
+	a.front.http = &http.Server{
+		Handler:           a.front.api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(a.logger.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return reqCtx },
@@ -91,8 +91,8 @@ func (a *Agent) startHTTP() error {
 		if err != nil {
 			return fmt.Errorf("http port: %w", err)
 		}
-		a.httpLns = append(a.httpLns, ln)
-		srv := a.http
+		a.front.httpLns = append(a.front.httpLns, ln)
+		srv := a.front.http
 		a.goServe("http", func() error { return srv.Serve(ln) })
 	}
 	return nil
@@ -100,9 +100,9 @@ func (a *Agent) startHTTP() error {
 
 // goServe runs a serve loop owned by the agent's WaitGroup.
 func (a *Agent) goServe(name string, serve func() error) {
-	a.wg.Add(1)
+	a.life.wg.Add(1)
 	go func() {
-		defer a.wg.Done()
+		defer a.life.wg.Done()
 		err := serve()
 		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, dns.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			a.logger.Error("listener stopped", "listener", name, "error", err)
@@ -111,11 +111,11 @@ func (a *Agent) goServe(name string, serve func() error) {
 }
 
 // HTTPAddr is the address of the first HTTP listener ("" when disabled).
-func (a *Agent) HTTPAddr() string { return firstAddr(a.httpLns) }
+func (a *Agent) HTTPAddr() string { return firstAddr(a.front.httpLns) }
 
 // DNSAddr is the address of the first DNS listener ("" when disabled);
 // UDP and TCP share it.
-func (a *Agent) DNSAddr() string { return firstAddr(a.dnsTCP) }
+func (a *Agent) DNSAddr() string { return firstAddr(a.front.dnsTCP) }
 
 func firstAddr(lns []net.Listener) string {
 	if len(lns) == 0 {

@@ -21,7 +21,7 @@ const leaveWait = 10 * time.Second
 // Raft with the same set. It stops once Raft has state or a leader.
 func (a *Agent) bootstrapLoop(ctx context.Context) {
 	for {
-		if a.raft.HasState() || a.raft.Leader() != "" || a.tryBootstrap(ctx) {
+		if a.server.raft.HasState() || a.server.raft.Leader() != "" || a.tryBootstrap(ctx) {
 			return
 		}
 		a.waitMembers(ctx, time.Second)
@@ -59,7 +59,7 @@ func (a *Agent) tryBootstrap(ctx context.Context) bool {
 	// A server that joins a datacenter that already has a cluster must be
 	// added by its leader, never start a second cluster: ask the others.
 	for _, s := range servers {
-		if s.ID == a.nodeID {
+		if s.ID == a.self.nodeID {
 			continue
 		}
 		var peers []string
@@ -80,7 +80,7 @@ func (a *Agent) tryBootstrap(ctx context.Context) bool {
 		infos = append(infos, consensus.ServerInfo{ID: s.ID, Address: s.Addr.String()})
 	}
 	slices.SortFunc(infos, func(x, y consensus.ServerInfo) int { return strings.Compare(x.ID, y.ID) })
-	if err := a.raft.BootstrapWith(infos); err != nil && !errors.Is(err, consensus.ErrExistingState) {
+	if err := a.server.raft.BootstrapWith(infos); err != nil && !errors.Is(err, consensus.ErrExistingState) {
 		a.logger.Warn("bootstrap", "error", err)
 		return false
 	}
@@ -94,41 +94,41 @@ func (a *Agent) tryBootstrap(ctx context.Context) bool {
 func (a *Agent) Leave(ctx context.Context) error {
 	// Stop syncing and running checks first: a push after the leader has
 	// deregistered this node would put it back.
-	a.local.Freeze()
-	if err := a.runner.Shutdown(ctx); err != nil {
+	a.own.state.Freeze()
+	if err := a.own.runner.Shutdown(ctx); err != nil {
 		a.logger.Warn("stop checks", "error", err)
 	}
-	if a.raft != nil && a.raft.IsLeader() {
-		if ids, err := a.raft.ServerIDs(); err == nil && len(ids) > 1 {
-			if err := a.raft.RemoveServer(a.nodeID); err != nil {
+	if a.server != nil && a.server.raft != nil && a.server.raft.IsLeader() {
+		if ids, err := a.server.raft.ServerIDs(); err == nil && len(ids) > 1 {
+			if err := a.server.raft.RemoveServer(a.self.nodeID); err != nil {
 				a.logger.Warn("leave raft", "error", err)
 			}
 		}
 	}
 	var err error
-	if a.wan != nil {
-		if werr := a.wan.Leave(ctx); werr != nil {
+	if a.server != nil && a.server.wan != nil {
+		if werr := a.server.wan.Leave(ctx); werr != nil {
 			a.logger.Warn("leave the wan pool", "error", werr)
 		}
 	}
 	if a.gossip != nil {
 		err = a.gossip.Leave(ctx)
 	}
-	if a.raft != nil {
+	if a.server != nil && a.server.raft != nil {
 		// A follower waits for the leader to see it leave and remove it.
 		deadline := time.Now().Add(leaveWait)
 		for time.Now().Before(deadline) && ctx.Err() == nil {
-			ids, cerr := a.raft.ServerIDs()
-			if cerr != nil || !slices.Contains(ids, a.nodeID) || len(ids) == 1 {
+			ids, cerr := a.server.raft.ServerIDs()
+			if cerr != nil || !slices.Contains(ids, a.self.nodeID) || len(ids) == 1 {
 				break
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	a.leftOnce.Do(func() { close(a.leftCh) })
+	a.members.leftOnce.Do(func() { close(a.members.leftCh) })
 	return err
 }
 
 // LeftCh is closed once the agent has left the cluster (agent/leave):
 // whoever runs the agent should shut it down then.
-func (a *Agent) LeftCh() <-chan struct{} { return a.leftCh }
+func (a *Agent) LeftCh() <-chan struct{} { return a.members.leftCh }

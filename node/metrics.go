@@ -145,13 +145,13 @@ func (s sizes) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	members("lan", s.a.gossip.Members())
-	if s.a.wan != nil {
-		members("wan", s.a.wan.Members())
+	if s.a.server != nil && s.a.server.wan != nil {
+		members("wan", s.a.server.wan.Members())
 	}
-	if s.a.raft == nil {
+	if s.a.server == nil || s.a.server.raft == nil {
 		return
 	}
-	st, err := s.a.store.Stats()
+	st, err := s.a.server.store.Stats()
 	if err != nil {
 		ch <- prometheus.NewInvalidMetric(nodesDesc, err) // the scrape reports it
 		return

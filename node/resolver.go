@@ -47,8 +47,8 @@ func (r dnsResolver) ServiceInstancesFresh(ctx context.Context, q dns.ServiceLoo
 		}
 		return ans.Nodes(), ans.Fresh, nil
 	}
-	if r.a.srv != nil {
-		if nodes, fresh, here, err := r.a.srv.LocalHealthService(ctx, sq); here {
+	if r.a.server != nil && r.a.server.srv != nil {
+		if nodes, fresh, here, err := r.a.server.srv.LocalHealthService(ctx, sq); here {
 			return nodes, fresh, err
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshd/meshd/catalog"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
@@ -22,20 +23,20 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	if err != nil {
 		return fmt.Errorf("server port: %w", err)
 	}
-	a.serverLn = ln
+	a.server = &serverParts{ln: ln, store: catalog.NewStore(), floodCh: make(chan struct{}, 1)}
 	port := ln.Addr().(*net.TCPAddr).Port
 	rcfg := consensus.DefaultConfig()
-	rcfg.NodeID = a.nodeID
+	rcfg.NodeID = a.self.nodeID
 	rcfg.DataDir = a.cfg.DataDir
 	rcfg.Bootstrap = a.cfg.Bootstrap || a.cfg.BootstrapExpect == 1
-	rcfg.Advertise = &net.TCPAddr{IP: a.advertise.AsSlice(), Port: port}
+	rcfg.Advertise = &net.TCPAddr{IP: a.self.advertise.AsSlice(), Port: port}
 	rcfg.Logger = a.root
-	rcfg.LeaderFunc = func(ctx context.Context) { a.duties.Run(ctx) }
+	rcfg.LeaderFunc = func(ctx context.Context) { a.server.duties.Run(ctx) }
 	rcfg.ObserveApply, rcfg.ObserveFSM = a.metrics.observeRaftApply, a.metrics.observeFSM
 	rcfg.ObserveLogWrite = a.metrics.observeLogWrite
 	rcfg.ObserveDuplicate = a.metrics.observeDuplicate
 	rcfg.OnHalt = a.metrics.observeHalt
-	rcfg.ServersReadStamps = func() bool { return a.duties.ServersRead(consensus.StampedVersion) }
+	rcfg.ServersReadStamps = func() bool { return a.server.duties.ServersRead(consensus.StampedVersion) }
 	rcfg.Raft = consensus.LANRaftConfig(a.cfg.RaftMultiplier)
 	if a.cfg.DevMode {
 		rcfg.Raft = consensus.DevRaftConfig()
@@ -43,31 +44,31 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	if a.opts.consensus != nil {
 		a.opts.consensus(&rcfg)
 	}
-	if a.raft, err = consensus.New(rcfg, a.store); err != nil {
+	if a.server.raft, err = consensus.New(rcfg, a.server.store); err != nil {
 		return err
 	}
-	if a.wan, err = a.newWAN(port); err != nil {
+	if a.server.wan, err = a.newWAN(port); err != nil {
 		return err
 	}
-	a.rpc = rpc.NewServer(rpc.ServerConfig{Codes: server.Codes, Stopped: server.ErrShutdown})
-	a.servers = a.rpc
+	a.server.rpc = rpc.NewServer(rpc.ServerConfig{Codes: server.Codes, Stopped: server.ErrShutdown})
+	a.servers = a.server.rpc
 	autopilotFile := server.FileAutopilotConfig(a.cfg.Autopilot)
-	a.duties = server.NewDuties(server.DutiesConfig{NodeID: a.nodeID, NodeName: a.cfg.NodeName, Datacenter: a.cfg.Datacenter,
-		Raft: a.raft, Store: a.store, Servers: a.rpc, Pool: a.pool,
-		Members: a.gossipMembers, Events: a.memberEvents, EventsDropped: &a.eventsDropped,
+	a.server.duties = server.NewDuties(server.DutiesConfig{NodeID: a.self.nodeID, NodeName: a.cfg.NodeName, Datacenter: a.cfg.Datacenter,
+		Raft: a.server.raft, Store: a.server.store, Servers: a.server.rpc, Pool: a.pool,
+		Members: a.gossipMembers, Events: a.members.events, EventsDropped: &a.members.dropped,
 		AutopilotFile: autopilotFile, ServerFailGrace: a.opts.serverFailGrace, Logger: a.logger})
-	scfg := server.Config{Raft: a.raft, Store: a.store, Pool: a.pool, Datacenter: a.cfg.Datacenter,
-		Logger: a.root.With("component", "forward"), Node: a.cfg.NodeName, Health: a.duties.Health,
-		AutopilotFile: autopilotFile, ServersRead: a.duties.ServersRead}
-	if a.wan != nil {
-		scfg.WAN = a.wan.Router()
+	scfg := server.Config{Raft: a.server.raft, Store: a.server.store, Pool: a.pool, Datacenter: a.cfg.Datacenter,
+		Logger: a.root.With("component", "forward"), Node: a.cfg.NodeName, Health: a.server.duties.Health,
+		AutopilotFile: autopilotFile, ServersRead: a.server.duties.ServersRead}
+	if a.server != nil && a.server.wan != nil {
+		scfg.WAN = a.server.wan.Router()
 	}
-	a.srv = server.New(scfg)
-	a.srv.Bind(a.rpc)
-	a.limits = server.NewLimits(a.cfg.Limits, a.metrics.reg)
-	a.wg.Add(1)
+	a.server.srv = server.New(scfg)
+	a.server.srv.Bind(a.server.rpc)
+	a.server.limits = server.NewLimits(a.cfg.Limits, a.metrics.reg)
+	a.life.wg.Add(1)
 	go func() {
-		defer a.wg.Done()
+		defer a.life.wg.Done()
 		a.serveServerPort(ln, bg)
 	}()
 	return nil
@@ -121,7 +122,7 @@ func (a *Agent) serveServerPort(ln net.Listener, stopping context.Context) {
 			c.SetReadDeadline(time.Time{})
 			switch b[0] {
 			case consensus.RaftConnByte:
-				a.raft.HandleConn(c)
+				a.server.raft.HandleConn(c)
 			case rpc.ConnByte:
 				mu.Lock()
 				if closing {
@@ -131,7 +132,7 @@ func (a *Agent) serveServerPort(ln net.Listener, stopping context.Context) {
 				}
 				serving[c] = struct{}{}
 				mu.Unlock()
-				if err := a.rpc.ServeConn(stopping, c, a.limits.AdmitFor(c.RemoteAddr())); err != nil {
+				if err := a.server.rpc.ServeConn(stopping, c, a.server.limits.AdmitFor(c.RemoteAddr())); err != nil {
 					a.logger.Debug("rpc connection ended", "remote", c.RemoteAddr(), "error", err)
 				}
 				mu.Lock()
