@@ -171,15 +171,16 @@ func NewTicker(c Clock, d time.Duration) *Ticker {
 }
 
 func (t *Ticker) fire() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
 	select {
 	case t.ch <- t.clock.Now():
 	default:
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if !t.stopped {
-		t.timer = t.clock.AfterFunc(t.d, t.fire)
-	}
+	t.timer = t.clock.AfterFunc(t.d, t.fire)
 }
 
 // Stop ends the ticks; no tick is sent after it returns, though one

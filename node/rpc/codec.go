@@ -3,7 +3,9 @@ package rpc
 import (
 	"bufio"
 	"io"
+	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -53,10 +55,16 @@ type codec struct {
 	rwc io.ReadWriteCloser
 	dec *msgpack.Decoder
 
-	mu     sync.Mutex // guards enc, buf and closed
-	enc    *msgpack.Encoder
-	buf    *bufio.Writer
-	closed bool
+	mu  sync.Mutex // guards enc and buf
+	enc *msgpack.Encoder
+	buf *bufio.Writer
+
+	// closed is set by Close, which closes rwc without waiting for a
+	// write in progress: closing is what ends a write stuck on the
+	// network.
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
 }
 
 func newCodec(rwc io.ReadWriteCloser) *codec {
@@ -73,6 +81,9 @@ func newCodec(rwc io.ReadWriteCloser) *codec {
 func (c *codec) write(h *header, body any) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed.Load() {
+		return net.ErrClosed
+	}
 	if err := c.enc.Encode(h); err != nil {
 		return err
 	}
@@ -96,13 +107,12 @@ func (c *codec) readBody(body any) error {
 	return c.dec.Decode(body)
 }
 
-// Close closes the connection; it is safe to call more than once.
+// Close closes the connection, ending a read or write in progress; it is
+// safe to call more than once, and from any goroutine.
 func (c *codec) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil
-	}
-	c.closed = true
-	return c.rwc.Close()
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		c.closeErr = c.rwc.Close()
+	})
+	return c.closeErr
 }

@@ -85,12 +85,3 @@ func (sf *Surface[S]) Bind(srv *Server, s S) {
 		srv.handle(e.name, e.bind(s))
 	}
 }
-
-// Names lists the declared methods, in declaration order.
-func (sf *Surface[S]) Names() []string {
-	names := make([]string, len(sf.entries))
-	for i, e := range sf.entries {
-		names[i] = e.name
-	}
-	return names
-}

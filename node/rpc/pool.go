@@ -206,12 +206,18 @@ const (
 // queryOptioner is implemented by every argument that embeds QueryOptions.
 type queryOptioner interface{ Options() *QueryOptions }
 
+// IsBlocking reports whether args ask for a blocking query.
+func IsBlocking(args any) bool {
+	q, ok := args.(queryOptioner)
+	return ok && q.Options().MinIndex > 0
+}
+
 // CallTimeout is how long a call with args may take: a blocking query its
 // wait (default 5 m) plus the server's jitter (1/16) plus a margin, any
 // other call DefaultCallTimeout.
 func CallTimeout(args any) time.Duration {
-	if q, ok := args.(queryOptioner); ok && q.Options().MinIndex > 0 {
-		wait := q.Options().MaxWait
+	if IsBlocking(args) {
+		wait := args.(queryOptioner).Options().MaxWait
 		if wait <= 0 {
 			wait = defaultMaxWait
 		}
@@ -315,11 +321,12 @@ func (p *Pool) Drop(addr string) {
 func (p *Pool) Close() error {
 	p.mu.Lock()
 	p.closed = true
-	for addr, c := range p.conns {
-		c.fail(ErrPoolClosed)
-		delete(p.conns, addr)
-	}
+	conns := p.conns
+	p.conns = map[string]*clientConn{}
 	p.mu.Unlock()
+	for _, c := range conns {
+		c.fail(ErrPoolClosed)
+	}
 	p.readers.Wait()
 	return nil
 }

@@ -14,8 +14,7 @@ import (
 // Admit decides whether a server takes a call, once its arguments are
 // read: an error refuses it (the caller gets the error as the call's
 // answer, and the connection carries on). done, when not nil, is called
-// once the call has returned, before its answer is written (or when the
-// connection closes first).
+// once the call has returned, before its answer is written.
 type Admit func(method string, args any) (done func(), err error)
 
 // handler answers one method: newReq makes the value a request decodes
@@ -122,12 +121,6 @@ func (s *Server) ServeConn(ctx context.Context, rwc io.ReadWriteCloser, admitFor
 	connCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	// pending holds the sequence numbers of the calls in flight: a caller
-	// never reuses one, and one that does would mix up their answers.
-	var (
-		pendingMu sync.Mutex
-		pending   = make(map[uint64]bool)
-	)
 	for {
 		var h header
 		if err := c.readHeader(&h); err != nil {
@@ -135,12 +128,6 @@ func (s *Server) ServeConn(ctx context.Context, rwc io.ReadWriteCloser, admitFor
 				return nil
 			}
 			return err
-		}
-		pendingMu.Lock()
-		reused := pending[h.Seq]
-		pendingMu.Unlock()
-		if reused {
-			return fmt.Errorf("rpc: sequence number %d reused while in flight", h.Seq)
 		}
 		hd, ok := s.lookup(h.ServiceMethod)
 		if !ok {
@@ -173,9 +160,6 @@ func (s *Server) ServeConn(ctx context.Context, rwc io.ReadWriteCloser, admitFor
 			s.answer(c, &h, nil, s.stopped(context.Canceled))
 			continue
 		}
-		pendingMu.Lock()
-		pending[h.Seq] = true
-		pendingMu.Unlock()
 		go func(h header) {
 			defer s.calls.Exit()
 			out, err := s.serve(ctx, connCtx, hd, &h, req)
@@ -184,9 +168,6 @@ func (s *Server) ServeConn(ctx context.Context, rwc io.ReadWriteCloser, admitFor
 			if done != nil {
 				done()
 			}
-			pendingMu.Lock()
-			delete(pending, h.Seq)
-			pendingMu.Unlock()
 			if !s.answer(c, &h, out, err) {
 				c.Close() // the connection is gone: end the read loop too
 			}
@@ -198,9 +179,11 @@ func (s *Server) ServeConn(ctx context.Context, rwc io.ReadWriteCloser, admitFor
 // the connection), bounded by the budget in its header (a caller of an
 // older build sends none: then the time such a caller waits).
 func (s *Server) serve(ctx, connCtx context.Context, hd handler, h *header, req any) (any, error) {
-	budget := CallTimeout(req)
+	var budget time.Duration
 	if h.Budget > 0 {
 		budget = time.Duration(min(h.Budget, int64(maxBudget)))
+	} else {
+		budget = CallTimeout(req)
 	}
 	cctx, cancel := context.WithTimeout(connCtx, budget)
 	defer cancel()

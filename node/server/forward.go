@@ -78,7 +78,7 @@ func (s *Server) forwardDC(ctx context.Context, dc, method string, args, reply a
 			s.pool.Drop(addr)
 			err = fmt.Errorf("rpc %s to %s: no answer within %v", method, addr, perTry)
 		}
-		if Unavailable(err) && s.logger != nil {
+		if Unavailable(err) {
 			s.logger.Warn("forward to another datacenter failed", "datacenter", dc, "server", addr, "method", method,
 				"after", time.Since(started).Round(time.Millisecond), "error", err)
 		}

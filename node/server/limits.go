@@ -94,15 +94,9 @@ func (l *Limits) AdmitFor(remote net.Addr) func(rpc.Hello) rpc.Admit {
 		return func(method string, args any) (func(), error) {
 			l.metrics.rpcRequests.WithLabelValues(method).Inc()
 			l.metrics.clientRequests.WithLabelValues(client).Inc()
-			return l.admit(client, isBlocking(args))
+			return l.admit(client, rpc.IsBlocking(args))
 		}
 	}
-}
-
-// isBlocking reports whether RPC arguments ask for a blocking query.
-func isBlocking(args any) bool {
-	q, ok := args.(interface{ Options() *rpc.QueryOptions })
-	return ok && q.Options().MinIndex > 0
 }
 
 // admit takes one call from client against its rate, and when blocking

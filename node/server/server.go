@@ -109,9 +109,6 @@ var surface rpc.Surface[*Server]
 // Bind registers every method of the surface on d, answered by s.
 func (s *Server) Bind(d *rpc.Server) { surface.Bind(d, s) }
 
-// Methods lists the names of the methods a server answers.
-func Methods() []string { return surface.Names() }
-
 // remoteDC reports whether dc names a datacenter other than this one.
 func (s *Server) remoteDC(dc string) bool {
 	return dc != "" && !strings.EqualFold(dc, s.dc)
