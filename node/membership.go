@@ -10,6 +10,7 @@ import (
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/gossip"
 	"github.com/meshd/meshd/node/rpc"
+	"github.com/meshd/meshd/node/server"
 )
 
 // leaveWait bounds how long a leaving server waits for the leader to take
@@ -64,7 +65,7 @@ func (a *Agent) tryBootstrap(ctx context.Context) bool {
 		}
 		var peers []string
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := a.pool.Call(cctx, s.Addr.String(), "Status.Peers", &rpc.Empty{}, &peers)
+		err := a.pool.Call(cctx, s.Addr.String(), server.Peers.Name(), &rpc.DCRequest{}, &peers)
 		cancel()
 		if err != nil {
 			a.logger.Debug("cannot ask a server for its peers yet", "server", s.Name, "error", err)

@@ -160,15 +160,17 @@ type NodeServiceListQuery struct {
 	rpc.QueryOptions
 }
 
+// nodeServiceList filters where it reads, so a bad filter fails the
+// first round of a blocking query, and an answer forwarded from the
+// leader comes back filtered already.
 func (s *Server) nodeServiceList(ctx context.Context, q *NodeServiceListQuery) (*rpc.NodeServicesResponse, error) {
-	out, err := query(s, ctx, &q.QueryOptions, q, func(ws memdb.WatchSet, out *rpc.NodeServicesResponse) (idx uint64, err error) {
+	return query(s, ctx, &q.QueryOptions, q, func(ws memdb.WatchSet, out *rpc.NodeServicesResponse) (idx uint64, err error) {
 		idx, out.Node, out.Services, err = s.store.NodeServices(ws, q.Node)
+		if err == nil && out.Node != nil {
+			out.Services, err = catalog.Filter(q.Filter, out.Services)
+		}
 		return idx, err
 	})
-	if err == nil && out.Node != nil {
-		out.Services, err = catalog.Filter(q.Filter, out.Services)
-	}
-	return out, err
 }
 
 func (s *Server) nodeChecks(ctx context.Context, q *rpc.NodeQuery) (*rpc.ChecksResponse, error) {

@@ -73,11 +73,12 @@ func NewDuties(cfg DutiesConfig) *Duties {
 // looked once in this leadership term.
 func (l *Duties) Health() *rpc.AutopilotHealth { return l.autopilot.get() }
 
-// serfHealthName and serfHealthOutput describe the built-in node check,
-// as Consul spells them.
+// serfHealthName and the outputs describe the built-in node check, as
+// Consul spells them.
 const (
-	serfHealthName   = "Serf Health Status"
-	serfHealthOutput = "Agent alive and reachable"
+	serfHealthName         = "Serf Health Status"
+	serfHealthOutput       = "Agent alive and reachable"
+	serfHealthFailedOutput = "Agent not live or unreachable"
 )
 
 // Run carries out the leader's duties until ctx ends (when leadership

@@ -38,6 +38,16 @@ func TestReaperOnItsClock(t *testing.T) {
 	}
 	testkit.Eventually(t, 10*time.Second, "the reaper to arm its timer", func() bool { return fake.Pending() > 0 })
 	fake.Advance(time.Hour - time.Second)
+	// A change to the critical checks wakes the reaper, which looks again
+	// one second before the service's time and must leave it.
+	if _, err := Register.Call(t.Context(), d, &catalog.RegisterRequest{Node: "ext2", Address: "10.0.0.2",
+		Checks: []*catalog.Check{{CheckID: "other", Status: catalog.HealthCritical}}}); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Eventually(t, 10*time.Second, "the reaper to look again", func() bool {
+		ds := fake.Deadlines()
+		return len(ds) == 1 && ds[0] == time.Second
+	})
 	if !present() {
 		t.Fatal("reaped before its time")
 	}

@@ -272,11 +272,6 @@ type member struct {
 	Status memberStatus
 }
 
-// serfHealth outputs, as Consul's.
-const (
-	serfHealthFailedOutput = "Agent not live or unreachable"
-)
-
 // reconcileMember makes the catalog agree with one gossip member: every
 // member is a node with the serfHealth check; a failed member's check is
 // critical (its instances leave healthy answers); a member that left is
