@@ -84,9 +84,6 @@ type Answer struct {
 func (a *Answer) Nodes() []catalog.CheckServiceNode { return a.nodes }
 func (a *Answer) Meta() rpc.QueryMeta               { return a.meta }
 
-// Changed closes when a newer answer replaces a, or its entry goes.
-func (a *Answer) Changed() <-chan struct{} { return a.changed }
-
 // Age is how long the answer has gone unconfirmed by the servers: zero
 // while its watch is up.
 func (a *Answer) Age() time.Duration { return a.entry.age(a.now()) }
@@ -110,7 +107,7 @@ func (a *Answer) EncodedNodes(present func(catalog.CheckServiceNode) any) ([]jso
 	return a.encoded, a.encodeErr
 }
 
-// fresh reports whether no newer answer has replaced a, and the servers
+// Fresh reports whether no newer answer has replaced a, and the servers
 // have not been out of reach for longer than the cache serves stale
 // answers. It is how readers that keep what they built from a (DNS)
 // check it, so it also counts as a use: an entry read only through fresh
@@ -245,7 +242,7 @@ var (
 	ErrStale = errors.New("agent cache: the servers have not answered")
 )
 
-// get returns the current answer for key, starting a watch on a miss and
+// Get returns the current answer for key, starting a watch on a miss and
 // waiting (bounded by ctx and cacheMissWait) for its first answer. hit
 // reports whether the answer was there already. A watch whose queries
 // fail keeps serving its last answer; with none, the error is returned.
@@ -258,9 +255,11 @@ func (c *Cache) Get(ctx context.Context, key Key) (ans *Answer, hit bool, err er
 	e, ok := c.entries[key]
 	if !ok {
 		e = c.startLocked(key)
-		c.observe(false)
 	}
 	c.mu.Unlock()
+	if !ok {
+		c.observe(false)
+	}
 
 	now := c.now()
 	e.touch(now)
@@ -300,7 +299,7 @@ func (c *Cache) Get(ctx context.Context, key Key) (ans *Answer, hit bool, err er
 	return nil, false, errors.New("agent cache: entry evicted before its first answer")
 }
 
-// getBlocking is get for a blocking query: with minIndex, it waits (up to
+// GetBlocking is get for a blocking query: with minIndex, it waits (up to
 // wait, see blockWait) until the answer's index differs from minIndex,
 // then answers with what is current. However many local watchers block on
 // one key, they share its entry's single watch on the servers.
@@ -480,7 +479,7 @@ func (c *Cache) watch(ctx context.Context, e *entry) {
 	}
 }
 
-// close stops every watch and waits for them.
+// Close stops every watch and waits for them.
 func (c *Cache) Close() {
 	c.mu.Lock()
 	c.closed = true

@@ -22,6 +22,8 @@ type Agent interface {
 	// DeregisterService and DeregisterCheck report found false for an
 	// unknown ID.
 	DeregisterService(id string) (gen uint64, found bool, err error)
+	// RegisterCheck validates and registers a check that is not part of
+	// a service definition.
 	RegisterCheck(def *config.CheckDefinition) (gen uint64, err error)
 	DeregisterCheck(id string) (gen uint64, found bool, err error)
 	// Heartbeat records a TTL check's status and restarts its TTL; it
@@ -226,10 +228,6 @@ func (h *API) agentCheckRegister(w http.ResponseWriter, r *http.Request) (any, e
 	if err := decodeBody(r, w, def); err != nil {
 		return nil, err
 	}
-	if err := def.Validate(); err != nil {
-		return nil, err
-	}
-	def.Normalize()
 	gen, err := h.agent.RegisterCheck(def)
 	if err != nil {
 		return nil, err

@@ -2,7 +2,6 @@ package local
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/meshd/meshd/catalog"
@@ -28,7 +27,7 @@ type maintenance struct {
 }
 
 // setMaintenanceLocked enables or disables a maintenance check; the
-// caller holds stateMu. changed is false when there was nothing to do.
+// caller holds r.mu. changed is false when there was nothing to do.
 func (r *Registry) setMaintenanceLocked(checkID, serviceID string, enable bool, reason string) (uint64, bool, error) {
 	if serviceID != "" && r.state.Service(serviceID) == nil {
 		return 0, false, fmt.Errorf("%w: unknown service ID %q", catalog.ErrNotFound, serviceID)
@@ -97,7 +96,7 @@ func (r *Registry) restoreMaintenance() error {
 	}
 	for _, m := range ms {
 		if m.ServiceID != "" && r.state.Service(m.ServiceID) == nil {
-			if err := r.persist.removeMaintenance(m.CheckID); err != nil && !os.IsNotExist(err) {
+			if err := r.persist.removeMaintenance(m.CheckID); err != nil {
 				return err
 			}
 			continue

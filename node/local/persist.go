@@ -23,7 +23,6 @@ const (
 	servicesDir   = "services"
 	checksDir     = "checks"
 	checkStateDir = "check-state"
-	nodeIDFile    = "node-id"
 )
 
 // persister writes the local state under dir; a nil persister (in-memory

@@ -2,7 +2,6 @@ package local
 
 import (
 	"context"
-	"slices"
 	"time"
 
 	"github.com/meshd/meshd/internal/clock"
@@ -26,22 +25,16 @@ func (r *Registry) reapLoop(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		// Under the lock, so that a registration cannot replace a
+		// service between the look and the removal.
+		r.mu.Lock()
 		for _, id := range r.state.Reapable() {
-			r.mu.Lock()
-			// Looked at again under the lock: a registration may have
-			// replaced the service since.
-			due := slices.Contains(r.state.Reapable(), id)
-			var ok bool
-			var err error
-			if due {
-				_, ok, err = r.removeService(id)
-			}
-			r.mu.Unlock()
-			if err != nil {
+			if _, ok, err := r.removeService(id); err != nil {
 				r.logger.Warn("reap service", "service_id", id, "error", err)
 			} else if ok {
 				r.logger.Info("deregistered a service critical for longer than its deregister_critical_service_after", "service_id", id)
 			}
 		}
+		r.mu.Unlock()
 	}
 }

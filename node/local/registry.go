@@ -92,9 +92,13 @@ func (r *Registry) DeregisterService(id string) (uint64, bool, error) {
 	return r.removeService(id)
 }
 
-// RegisterCheck registers a check that is not part of a service
-// definition.
+// RegisterCheck validates and registers a check that is not part of a
+// service definition.
 func (r *Registry) RegisterCheck(def *config.CheckDefinition) (uint64, error) {
+	if err := def.Validate(); err != nil {
+		return 0, err
+	}
+	def.Normalize()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.addStandaloneCheck(def, false, false)
@@ -130,7 +134,7 @@ const maxCheckOutput = 4096
 
 // addService validates, persists and registers a service with its checks.
 // Nothing is changed when it fails. restore applies the checks' saved
-// status (on a restart). The caller holds stateMu.
+// status (on a restart). The caller holds r.mu.
 func (r *Registry) addService(def *config.ServiceDefinition, fromConfig, replaceChecks, restore bool) (uint64, error) {
 	if err := def.Validate(); err != nil {
 		return 0, err
@@ -153,7 +157,7 @@ func (r *Registry) addService(def *config.ServiceDefinition, fromConfig, replace
 		Meta: def.Meta, Weights: weights, EnableTagOverride: def.EnableTagOverride,
 		DNS: def.DNS.Catalog(),
 	}
-	if !fromConfig {
+	if !fromConfig && !restore { // a restored one is on disk as it is
 		if err := r.persist.saveService(def); err != nil {
 			return 0, err
 		}
@@ -283,7 +287,7 @@ func truncateOutput(s string) string {
 }
 
 // removeService forgets a service and its checks, on disk and locally.
-// The caller holds stateMu.
+// The caller holds r.mu.
 func (r *Registry) removeService(id string) (uint64, bool, error) {
 	if r.state.Service(id) == nil {
 		return 0, false, nil
@@ -305,7 +309,7 @@ func (r *Registry) removeService(id string) (uint64, bool, error) {
 }
 
 // addStandaloneCheck registers a check that is not part of a service
-// definition. The caller holds stateMu.
+// definition. The caller holds r.mu.
 func (r *Registry) addStandaloneCheck(def *config.CheckDefinition, fromConfig, restore bool) (uint64, error) {
 	if def.ServiceID != "" && r.state.Service(def.ServiceID) == nil {
 		return 0, &config.FieldError{Path: "ServiceID", Err: fmt.Errorf("no service %q is registered with this agent", def.ServiceID)}
@@ -314,7 +318,7 @@ func (r *Registry) addStandaloneCheck(def *config.CheckDefinition, fromConfig, r
 	if err != nil {
 		return 0, err
 	}
-	if !fromConfig {
+	if !fromConfig && !restore {
 		if err := r.persist.saveCheck(def); err != nil {
 			return 0, err
 		}
@@ -326,7 +330,7 @@ func (r *Registry) addStandaloneCheck(def *config.CheckDefinition, fromConfig, r
 }
 
 // removeCheck forgets a check locally and on disk. The caller holds
-// stateMu.
+// r.mu.
 func (r *Registry) removeCheck(id string) (uint64, bool, error) {
 	r.runner.Remove(id) // first: no result of it arrives after this
 	if err := r.persist.removeCheck(id); err != nil {
@@ -336,9 +340,6 @@ func (r *Registry) removeCheck(id string) (uint64, bool, error) {
 	gen, ok := r.state.RemoveCheck(id)
 	return gen, ok, nil
 }
-
-// Version is this build's version.
-const Version = "0.1.0"
 
 // Load registers the config-file services and checks and the
 // ones persisted by earlier runs.

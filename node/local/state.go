@@ -82,6 +82,10 @@ type State struct {
 	doneCh  chan struct{}
 }
 
+// DefaultFullSyncInterval is how often the whole state is compared with
+// the catalog when Config leaves it unset.
+const DefaultFullSyncInterval = time.Minute
+
 // Config is what a State needs.
 type Config struct {
 	// Node is how the agent's node appears in the catalog.
@@ -91,7 +95,7 @@ type Config struct {
 	// OutputInterval is check_update_interval (0: no limit).
 	OutputInterval time.Duration
 	// FullSyncInterval is how often the whole state is compared with the
-	// catalog (plus up to a quarter of it as jitter).
+	// catalog (plus up to a quarter of it as jitter; 0: the default).
 	FullSyncInterval time.Duration
 	// Clock times the checks' critical spells, output intervals and the
 	// sync's schedule (nil: the wall clock).
@@ -112,6 +116,9 @@ func New(cfg Config) *State {
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Wall{}
+	}
+	if cfg.FullSyncInterval <= 0 {
+		cfg.FullSyncInterval = DefaultFullSyncInterval
 	}
 	return &State{
 		cfg:            cfg,

@@ -196,7 +196,7 @@ func (s *State) sameNode(n *catalog.Node) bool {
 		maps.Equal(n.Meta, want.Meta) && maps.Equal(n.TaggedAddresses, want.TaggedAddresses)
 }
 
-// pushItem is one service or check to push, with the version it had.
+// pushSvc and pushChk are a service or check to push, with the version it had.
 type pushSvc struct {
 	svc     *catalog.Service
 	version uint64
@@ -438,12 +438,12 @@ func markChecks(l *State, pushed []pushChk) {
 
 // registration is the node part of a register request.
 func (s *State) registration(skipNode bool) *catalog.RegisterRequest {
-	return Registration(s.cfg.Node, skipNode)
+	return registration(s.cfg.Node, skipNode)
 }
 
-// Registration is a register request for node n alone (skipNode: the
+// registration is a register request for node n alone (skipNode: the
 // node part of one that carries a service or check).
-func Registration(n Node, skipNode bool) *catalog.RegisterRequest {
+func registration(n Node, skipNode bool) *catalog.RegisterRequest {
 	return &catalog.RegisterRequest{
 		ID:              n.ID,
 		Node:            n.Name,
