@@ -15,7 +15,6 @@ import (
 
 	sockaddr "github.com/hashicorp/go-sockaddr"
 	"github.com/meshd/meshd/catalog"
-	"github.com/meshd/meshd/catalog/balance"
 	"github.com/meshd/meshd/checks"
 	"github.com/meshd/meshd/consensus"
 	"github.com/meshd/meshd/dns"
@@ -111,9 +110,6 @@ type frontEnds struct {
 	httpLns []net.Listener
 	dnsUDP  []net.PacketConn
 	dnsTCP  []net.Listener
-	// balancer remembers round-robin and least-recent turns for
-	// /v1/lb/service.
-	balancer *balance.Balancer
 }
 
 // memberQueue carries gossip's news: member events for the leader's
@@ -148,7 +144,6 @@ func New(cfg *config.Runtime, logger *slog.Logger, opts ...Option) (*Agent, erro
 		logger:  logger.With("component", "agent"),
 		root:    logger,
 		metrics: newAgentMetrics(),
-		front:   frontEnds{balancer: balance.New(0)},
 		members: memberQueue{
 			events:    make(chan gossip.Event, memberEventBuffer),
 			changedCh: make(chan struct{}, 1),

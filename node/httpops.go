@@ -21,10 +21,7 @@ import (
 func (a *Agent) api() *httpapi.API {
 	cfg := httpapi.Config{
 		Runtime: a.cfg, Servers: a.servers, Agent: agentOps{a.own.registry, a}, Local: a.own.state, Members: membersOps{a},
-		Balancer: a.front.balancer, Metrics: a.metrics.reg, Logger: a.logger,
-	}
-	if a.cache != nil {
-		cfg.Cache = a.cache
+		Cache: a.cache, Metrics: a.metrics.reg, Logger: a.logger,
 	}
 	if a.server != nil && a.server.raft != nil {
 		cfg.Operator = operatorOps{a}

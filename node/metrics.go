@@ -19,9 +19,8 @@ type agentMetrics struct {
 	// On client agents: lookups answered from the cache, and misses.
 	cacheHits, cacheMisses prometheus.Counter
 
-	// HTTP requests by route pattern, method, status code and whether
-	// they blocked (a blocking query's time is mostly its wait); DNS
-	// queries by type and rcode. Their counts are the request rates.
+	// DNS queries by type and rcode; their count is the query rate. (The
+	// HTTP API registers its own request histogram.)
 	dnsDuration *prometheus.HistogramVec
 
 	// Checks run, by type and raw result; status changes, by type.

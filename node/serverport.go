@@ -60,7 +60,7 @@ func (a *Agent) startServer(ctx, bg context.Context) error {
 	scfg := server.Config{Raft: a.server.raft, Store: a.server.store, Pool: a.pool, Datacenter: a.cfg.Datacenter,
 		Logger: a.root.With("component", "forward"), Node: a.cfg.NodeName, Health: a.server.duties.Health,
 		AutopilotFile: autopilotFile, ServersRead: a.server.duties.ServersRead}
-	if a.server != nil && a.server.wan != nil {
+	if a.server.wan != nil {
 		scfg.WAN = a.server.wan.Router()
 	}
 	a.server.srv = server.New(scfg)

@@ -52,6 +52,15 @@ type Weights struct {
 	Warning int
 }
 
+// Catalog is the weights as the catalog stores them; the catalog's
+// defaults for nil.
+func (w *Weights) Catalog() catalog.Weights {
+	if w == nil {
+		return catalog.DefaultWeights
+	}
+	return catalog.Weights{Passing: w.Passing, Warning: w.Warning}
+}
+
 // ServiceDNS are a service's DNS options, a meshd extension.
 type ServiceDNS struct {
 	// Single makes DNS answer the service's names with one record chosen

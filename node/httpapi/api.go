@@ -22,6 +22,7 @@ import (
 	"github.com/meshd/meshd/node/rpc"
 	"github.com/meshd/meshd/node/server"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // maxBodySize bounds request bodies: a registration is a few KB.
@@ -72,15 +73,13 @@ type Config struct {
 	// Operator is a server's Raft configuration and snapshots (nil on a
 	// client agent).
 	Operator Operator
-	// Balancer remembers the turns of /v1/lb/service.
-	Balancer *balance.Balancer
 	// Blocking admits a blocking query from a client's remote address
 	// (host:port; a server's limits.max_blocking_queries_per_client holds
 	// each host to its share), returning the func that frees its slot;
 	// nil: no limit.
 	Blocking func(addr string) (done func(), err error)
 	// Metrics registers the API's request histogram, and is what
-	// /v1/agent/metrics serves.
+	// /v1/agent/metrics serves (nil: a registry of the API's own).
 	Metrics *prometheus.Registry
 	Logger  *slog.Logger
 }
@@ -95,7 +94,10 @@ type API struct {
 	local    Local
 	members  Members
 	operator Operator
+	// balancer remembers the turns of /v1/lb/service.
 	balancer *balance.Balancer
+	// scrape serves the metrics in Prometheus' text format.
+	scrape   http.Handler
 	blocking func(addr string) (func(), error)
 	metrics  *prometheus.Registry
 	logger   *slog.Logger
@@ -108,7 +110,7 @@ type API struct {
 // nothing.
 func New(cfg Config) *API {
 	h := &API{cfg: cfg.Runtime, servers: cfg.Servers, cache: cfg.Cache, agent: cfg.Agent, local: cfg.Local,
-		members: cfg.Members, operator: cfg.Operator, balancer: cfg.Balancer, blocking: cfg.Blocking,
+		members: cfg.Members, operator: cfg.Operator, balancer: balance.New(0), blocking: cfg.Blocking,
 		metrics: cfg.Metrics, logger: cfg.Logger}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
@@ -117,9 +119,11 @@ func New(cfg Config) *API {
 		Name: "meshd_http_request_duration_seconds", Help: "HTTP API requests, by route, method, status code and blocking (a query with ?index).",
 		Buckets: prometheus.ExponentialBuckets(0.00005, 4, 10), // 50 µs to 13 s, as the agent's other latencies
 	}, []string{"route", "method", "code", "blocking"})
-	if h.metrics != nil {
-		h.metrics.MustRegister(h.duration)
+	if h.metrics == nil {
+		h.metrics = prometheus.NewRegistry()
 	}
+	h.metrics.MustRegister(h.duration)
+	h.scrape = promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{})
 	return h
 }
 
@@ -137,7 +141,7 @@ func (h *API) Handler() http.Handler {
 	h.healthRoutes(handle)
 	h.operatorRoutes(handle)
 	h.queryRoutes(handle)
-	handle(read, "/v1/lb/service/{name...}", h.lbService)
+	h.lbRoutes(handle)
 	if h.cfg.EnableDebug {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)

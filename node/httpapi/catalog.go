@@ -113,10 +113,7 @@ func (h *API) toRegisterRequest(b *catalogRegisterBody, dc string) (*catalog.Reg
 		TaggedAddresses: b.TaggedAddresses, NodeMeta: b.NodeMeta, SkipNodeUpdate: b.SkipNodeUpdate,
 	}
 	if s := b.Service; s != nil {
-		weights := catalog.DefaultWeights
-		if s.Weights != nil {
-			weights = catalog.Weights{Passing: s.Weights.Passing, Warning: s.Weights.Warning}
-		}
+		weights := s.Weights.Catalog()
 		id := s.ID
 		if id == "" {
 			id = s.Service

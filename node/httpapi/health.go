@@ -12,9 +12,6 @@ import (
 	"github.com/meshd/meshd/node/server"
 )
 
-// healthService answers GET /v1/health/service/:name: the instances with
-// their checks, shuffled (client-side balancing), or sorted nearest first
-// with ?near.
 func (h *API) healthRoutes(handle handleFunc) {
 	handle(read, "/v1/health/service/{name...}", h.healthService)
 	handle(read, "/v1/health/checks/{name...}", h.healthChecks)
@@ -24,6 +21,9 @@ func (h *API) healthRoutes(handle handleFunc) {
 	handle(read, "/v1/status/peers", h.statusPeers)
 }
 
+// healthService answers GET /v1/health/service/:name: the instances with
+// their checks, shuffled (client-side balancing), or sorted nearest first
+// with ?near.
 func (h *API) healthService(w http.ResponseWriter, r *http.Request) (any, error) {
 	passing, err := queryFlag(r, "passing")
 	if err != nil {

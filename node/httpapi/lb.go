@@ -12,6 +12,10 @@ import (
 	"github.com/meshd/meshd/catalog/balance"
 )
 
+func (h *API) lbRoutes(handle handleFunc) {
+	handle(read, "/v1/lb/service/{name...}", h.lbService)
+}
+
 // lbService answers GET /v1/lb/service/:name: server-side load balancing.
 // It takes health/service's filters (?tag, ?node-meta, ?filter, ?dc,
 // ?passing, ?stale...) and returns ONE healthy instance, as a

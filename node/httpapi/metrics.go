@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 )
 
@@ -13,7 +12,7 @@ import (
 // JSON shape (Gauges, Counters, Samples) as its clients read it.
 func (h *API) agentMetrics(w http.ResponseWriter, r *http.Request) (any, error) {
 	if r.URL.Query().Get("format") == "prometheus" {
-		promhttp.HandlerFor(h.metrics, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+		h.scrape.ServeHTTP(w, r)
 		return nil, nil
 	}
 	families, err := h.metrics.Gather()

@@ -148,10 +148,7 @@ func (r *Registry) addService(def *config.ServiceDefinition, fromConfig, replace
 		}
 		lcs = append(lcs, lc)
 	}
-	weights := catalog.DefaultWeights
-	if def.Weights != nil {
-		weights = catalog.Weights{Passing: def.Weights.Passing, Warning: def.Weights.Warning}
-	}
+	weights := def.Weights.Catalog()
 	svc := &catalog.Service{
 		ID: def.ID, Service: def.Name, Tags: def.Tags, Address: def.Address, Port: def.Port,
 		Meta: def.Meta, Weights: weights, EnableTagOverride: def.EnableTagOverride,
